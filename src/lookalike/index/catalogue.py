@@ -1,0 +1,292 @@
+"""The catalogue: what was indexed, in one SQLite database.
+
+Two levels, so identical files are embedded once:
+
+* ``images``: one row per distinct *content* (keyed by a BLAKE2b hash of the bytes) with its
+  pixel size, its ImageNet labels and its descriptor (float16, the source of truth from
+  which every vector store is rebuilt);
+* ``files``: one row per *location* (an absolute path today, a URL tomorrow) pointing at an
+  image, with the size and mtime used to skip unchanged files without reading them.
+
+A moved, renamed or copied file therefore costs one hash and one row, never an embedding.
+Each batch is written in one transaction (WAL journal), so a crash or Ctrl-C keeps every
+finished batch and never leaves a half-written image. ``meta.generation`` increases with
+every change; vector stores record the generation they reflect and rebuild when it moved.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import IndexFormatError
+
+FORMAT_VERSION = 1
+VECTOR_DTYPE = np.float16
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS images (
+    id INTEGER PRIMARY KEY,
+    hash TEXT NOT NULL UNIQUE,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    vector BLOB NOT NULL,
+    added_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS labels (
+    image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    rank INTEGER NOT NULL,
+    class_id INTEGER NOT NULL,
+    prob REAL NOT NULL,
+    PRIMARY KEY (image_id, rank)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS labels_by_class ON labels(class_id, image_id);
+CREATE TABLE IF NOT EXISTS files (
+    id INTEGER PRIMARY KEY,
+    location TEXT NOT NULL UNIQUE,
+    image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    indexed_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS files_by_image ON files(image_id);
+CREATE TABLE IF NOT EXISTS failures (
+    location TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    at REAL NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """A known location and the stat fields that tell whether it changed."""
+
+    id: int
+    location: str
+    image_id: int
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class NewImage:
+    """An embedded image ready to be written."""
+
+    hash: str
+    width: int
+    height: int
+    vector: np.ndarray
+    label_ids: Sequence[int]
+    label_probs: Sequence[float]
+
+
+@dataclass(frozen=True)
+class FileStat:
+    location: str
+    size: int
+    mtime_ns: int
+
+
+class Catalogue:
+    """Typed access to the SQLite catalogue of one index folder."""
+
+    def __init__(self, path: Path, *, readonly: bool = False):
+        self.path = Path(path)
+        uri = f"file:{self.path}?mode=ro" if readonly else f"file:{self.path}"
+        try:
+            self.db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA foreign_keys = ON")
+            if not readonly:
+                self.db.execute("PRAGMA journal_mode = WAL")
+                self.db.execute("PRAGMA synchronous = NORMAL")
+                self.db.executescript(_SCHEMA)
+            self.db.execute("SELECT count(*) FROM images").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise IndexFormatError(f"{self.path} is not a lookalike catalogue ({exc})") from exc
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic write; bumps the generation so vector stores notice the change."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+            self.db.execute(
+                "INSERT INTO meta(key, value) VALUES('generation', '1') ON CONFLICT(key) "
+                "DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+            )
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
+    # --- metadata -------------------------------------------------------------------
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, values: dict[str, str]) -> None:
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT INTO meta(key, value) VALUES(?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                list(values.items()),
+            )
+
+    @property
+    def generation(self) -> int:
+        return int(self.get_meta("generation", "0"))
+
+    # --- reads ----------------------------------------------------------------------
+    def files_by_location(self) -> dict[str, FileRecord]:
+        rows = self.db.execute("SELECT id, location, image_id, size, mtime_ns FROM files")
+        return {r[1]: FileRecord(*r) for r in rows}
+
+    def image_ids_by_hash(self, hashes: Iterable[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        hashes = list(hashes)
+        for start in range(0, len(hashes), 500):
+            chunk = hashes[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for h, i in self.db.execute(
+                f"SELECT hash, id FROM images WHERE hash IN ({marks})", chunk
+            ):
+                found[h] = i
+        return found
+
+    def failures(self) -> dict[str, tuple[int, int, str]]:
+        rows = self.db.execute("SELECT location, size, mtime_ns, reason FROM failures")
+        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+    def count_images(self) -> int:
+        return self.db.execute("SELECT count(*) FROM images").fetchone()[0]
+
+    def count_files(self) -> int:
+        return self.db.execute("SELECT count(*) FROM files").fetchone()[0]
+
+    def all_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every image id and its descriptor as float32 ``(N, D)``."""
+        ids, blobs = [], []
+        for image_id, blob in self.db.execute("SELECT id, vector FROM images ORDER BY id"):
+            ids.append(image_id)
+            blobs.append(blob)
+        if not ids:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+        matrix = np.frombuffer(b"".join(blobs), dtype=VECTOR_DTYPE).reshape(len(ids), -1)
+        return np.asarray(ids, dtype=np.int64), matrix.astype(np.float32)
+
+    def vectors_for(self, image_ids: Sequence[int]) -> np.ndarray:
+        rows = dict(self._in_query("SELECT id, vector FROM images WHERE id IN ({})", image_ids))
+        return np.stack([np.frombuffer(rows[i], dtype=VECTOR_DTYPE) for i in image_ids]).astype(
+            np.float32
+        )
+
+    def labels_for(self, image_ids: Sequence[int]) -> dict[int, list[tuple[int, float]]]:
+        out: dict[int, list[tuple[int, float]]] = {i: [] for i in image_ids}
+        for image_id, class_id, prob in self._in_query(
+            "SELECT image_id, class_id, prob FROM labels WHERE image_id IN ({}) "
+            "ORDER BY image_id, rank",
+            image_ids,
+        ):
+            out[image_id].append((class_id, prob))
+        return out
+
+    def locations_for(self, image_ids: Sequence[int]) -> dict[int, list[str]]:
+        out: dict[int, list[str]] = {i: [] for i in image_ids}
+        for image_id, location in self._in_query(
+            "SELECT image_id, location FROM files WHERE image_id IN ({}) ORDER BY location",
+            image_ids,
+        ):
+            out[image_id].append(location)
+        return out
+
+    def image_ids_with_labels(self, class_ids: Sequence[int]) -> np.ndarray:
+        rows = self._in_query("SELECT DISTINCT image_id FROM labels WHERE class_id IN ({})", class_ids)
+        return np.fromiter((r[0] for r in rows), dtype=np.int64)
+
+    def image_for_location(self, location: str) -> int | None:
+        row = self.db.execute("SELECT image_id FROM files WHERE location = ?", (location,)).fetchone()
+        return row[0] if row else None
+
+    def label_histogram(self, top: int = 20) -> list[tuple[int, int]]:
+        """Most common top-1 labels: ``(class_id, images)``."""
+        return self.db.execute(
+            "SELECT class_id, count(*) AS n FROM labels WHERE rank = 0 GROUP BY class_id "
+            "ORDER BY n DESC, class_id LIMIT ?",
+            (top,),
+        ).fetchall()
+
+    def _in_query(self, sql: str, values: Sequence) -> Iterator[tuple]:
+        values = list(values)
+        for start in range(0, len(values), 500):
+            chunk = values[start : start + 500]
+            yield from self.db.execute(sql.format(",".join("?" * len(chunk))), chunk)
+
+    # --- writes (call inside transaction()) -----------------------------------------
+    @staticmethod
+    def insert_image(db: sqlite3.Connection, image: NewImage) -> int:
+        vector = np.asarray(image.vector, dtype=VECTOR_DTYPE).tobytes()
+        cur = db.execute(
+            "INSERT INTO images(hash, width, height, vector, added_at) VALUES (?, ?, ?, ?, ?)",
+            (image.hash, image.width, image.height, vector, time.time()),
+        )
+        image_id = int(cur.lastrowid)
+        db.executemany(
+            "INSERT INTO labels(image_id, rank, class_id, prob) VALUES (?, ?, ?, ?)",
+            [
+                (image_id, rank, int(c), float(p))
+                for rank, (c, p) in enumerate(zip(image.label_ids, image.label_probs))
+            ],
+        )
+        return image_id
+
+    @staticmethod
+    def upsert_file(db: sqlite3.Connection, stat: FileStat, image_id: int) -> None:
+        db.execute(
+            "INSERT INTO files(location, image_id, size, mtime_ns, indexed_at) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT(location) DO UPDATE SET image_id = excluded.image_id, "
+            "size = excluded.size, mtime_ns = excluded.mtime_ns, indexed_at = excluded.indexed_at",
+            (stat.location, image_id, stat.size, stat.mtime_ns, time.time()),
+        )
+        db.execute("DELETE FROM failures WHERE location = ?", (stat.location,))
+
+    @staticmethod
+    def record_failure(db: sqlite3.Connection, stat: FileStat, reason: str) -> None:
+        db.execute(
+            "INSERT INTO failures(location, size, mtime_ns, reason, at) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT(location) DO UPDATE SET size = excluded.size, "
+            "mtime_ns = excluded.mtime_ns, reason = excluded.reason, at = excluded.at",
+            (stat.location, stat.size, stat.mtime_ns, reason, time.time()),
+        )
+
+    @staticmethod
+    def delete_locations(db: sqlite3.Connection, locations: Sequence[str]) -> list[int]:
+        """Forget locations; returns ids of images left without any file (also deleted)."""
+        orphans: list[int] = []
+        for location in locations:
+            row = db.execute("SELECT image_id FROM files WHERE location = ?", (location,)).fetchone()
+            db.execute("DELETE FROM files WHERE location = ?", (location,))
+            db.execute("DELETE FROM failures WHERE location = ?", (location,))
+            if row is None:
+                continue
+            left = db.execute("SELECT 1 FROM files WHERE image_id = ? LIMIT 1", (row[0],)).fetchone()
+            if left is None:
+                db.execute("DELETE FROM images WHERE id = ?", (row[0],))
+                orphans.append(int(row[0]))
+        return orphans
+
+    def settings_json(self) -> dict:
+        return json.loads(self.get_meta("settings", "{}") or "{}")

@@ -1,0 +1,285 @@
+"""Incremental indexing: discover files, skip the unchanged, hash, decode, embed, commit.
+
+The work is split so that each step is done at most once per file content:
+
+1. *discover* walks the roots and stats files (no reads);
+2. files whose size and mtime match the catalogue are skipped without being opened;
+3. worker threads read and hash the rest; content already in the catalogue (a moved, renamed
+   or copied file) only gets a new ``files`` row; new content is decoded at reduced size and
+   preprocessed, in parallel with inference on the previous batch;
+4. each batch is embedded and committed in one transaction, so an interrupted run keeps all
+   finished batches and the next run resumes from there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .embed.embedder import Embedder
+from .errors import ImageError
+from .images import is_supported, load_image
+from .index.catalogue import Catalogue, FileStat, NewImage
+from .index.vectors import VectorStore
+from .settings import Settings
+
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass
+class IndexReport:
+    """What one indexing run did. ``failed`` lists ``(location, reason)`` for this run."""
+
+    discovered: int = 0
+    unchanged: int = 0
+    embedded: int = 0
+    reused: int = 0
+    removed: int = 0
+    skipped_known_bad: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    interrupted: bool = False
+    seconds: float = 0.0
+
+    @property
+    def images_per_second(self) -> float:
+        return self.embedded / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict:
+        return {
+            "discovered": self.discovered,
+            "unchanged": self.unchanged,
+            "embedded": self.embedded,
+            "reused": self.reused,
+            "removed": self.removed,
+            "skipped_known_bad": self.skipped_known_bad,
+            "failed": [{"path": p, "reason": r} for p, r in self.failed],
+            "interrupted": self.interrupted,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def hash_bytes(data: bytes) -> str:
+    """Content hash used to recognise the same image under another name (BLAKE2b-128)."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def discover(roots: Iterable[str | os.PathLike], *, exclude: Iterable[Path] = ()) -> Iterator[FileStat]:
+    """Yield supported image files under ``roots`` (files or folders), recursively.
+
+    Hidden folders and the excluded folders (the index itself) are skipped; symlinked folders
+    are not followed, so a link cycle cannot loop.
+    """
+    excluded = {os.path.abspath(p) for p in exclude}
+    for root in roots:
+        root = os.path.abspath(root)
+        if os.path.isfile(root):
+            st = os.stat(root)
+            yield FileStat(root, st.st_size, st.st_mtime_ns)
+            continue
+        for folder, dirs, files in os.walk(root):
+            dirs[:] = sorted(
+                d for d in dirs if not d.startswith(".") and os.path.join(folder, d) not in excluded
+            )
+            for name in sorted(files):
+                if not is_supported(name):
+                    continue
+                path = os.path.join(folder, name)
+                try:
+                    st = os.stat(path)
+                except OSError:
+                    continue
+                yield FileStat(path, st.st_size, st.st_mtime_ns)
+
+
+def is_under(location: str, roots: Iterable[str]) -> bool:
+    return any(location == r or location.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
+
+
+@dataclass
+class _Prepared:
+    stat: FileStat
+    hash: str = ""
+    width: int = 0
+    height: int = 0
+    tensor: np.ndarray | None = None
+    error: str | None = None
+
+
+class Indexer:
+    """Brings a catalogue and a vector store up to date with a set of files."""
+
+    def __init__(
+        self,
+        catalogue: Catalogue,
+        embedder: Embedder,
+        store: VectorStore,
+        settings: Settings,
+        progress: ProgressCallback | None = None,
+    ):
+        self.catalogue = catalogue
+        self.embedder = embedder
+        self.store = store
+        self.settings = settings
+        self.progress = progress or (lambda done, total: None)
+
+    def run(self, stats: list[FileStat], *, prune_under: Iterable[str] = ()) -> IndexReport:
+        """Index ``stats``; forget catalogued files under ``prune_under`` that are gone."""
+        started = time.perf_counter()
+        report = IndexReport(discovered=len(stats))
+        known = self.catalogue.files_by_location()
+        failures = self.catalogue.failures()
+        todo: list[FileStat] = []
+        for stat in stats:
+            record = known.get(stat.location)
+            if record and (record.size, record.mtime_ns) == (stat.size, stat.mtime_ns):
+                report.unchanged += 1
+            elif failures.get(stat.location, (None, None))[:2] == (stat.size, stat.mtime_ns):
+                report.skipped_known_bad += 1
+            else:
+                todo.append(stat)
+
+        prune_roots = [os.path.abspath(r) for r in prune_under]
+        if prune_roots:
+            present = {s.location for s in stats}
+            gone = [loc for loc in known if loc not in present and is_under(loc, prune_roots)]
+            gone += [loc for loc in failures if loc not in present and is_under(loc, prune_roots)]
+            if gone:
+                with self.catalogue.transaction() as db:
+                    orphans = Catalogue.delete_locations(db, gone)
+                self.store.remove(np.asarray(orphans, dtype=np.int64))
+                report.removed = len(set(gone) & set(known))
+
+        try:
+            self._process(todo, report)
+        except KeyboardInterrupt:
+            report.interrupted = True
+        report.seconds = time.perf_counter() - started
+        return report
+
+    # --- internals -------------------------------------------------------------------
+    def _prepare(self, stat: FileStat, known_hashes: set[str]) -> _Prepared:
+        item = _Prepared(stat)
+        try:
+            if stat.size > self.settings.max_file_bytes:
+                raise ImageError(f"file is larger than {self.settings.max_file_bytes} bytes")
+            with open(stat.location, "rb") as f:
+                data = f.read()
+            item.hash = hash_bytes(data)
+            if item.hash in known_hashes:
+                return item
+            image = load_image(
+                data,
+                max_pixels=self.settings.max_pixels,
+                max_bytes=self.settings.max_file_bytes,
+                target_size=self.embedder.input_size,
+            )
+            item.width, item.height = image.size
+            item.tensor = self.embedder.preprocess(image)
+        except (ImageError, OSError, ValueError) as exc:
+            item.error = _one_line(exc)
+        return item
+
+    def _process(self, todo: list[FileStat], report: IndexReport) -> None:
+        if not todo:
+            return
+        known_hashes = {h for (h,) in self.catalogue.db.execute("SELECT hash FROM images")}
+        self._known_hashes = known_hashes
+        workers = self.settings.decode_workers or self.settings.cpu_count()
+        batch_size = self.settings.batch_size
+        window = batch_size * 3
+        pending: deque[Future[_Prepared]] = deque()
+        batch: list[_Prepared] = []
+        reused: list[_Prepared] = []
+        done = 0
+        self.progress(0, len(todo))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
+            queue = iter(todo)
+            try:
+                for stat in queue:
+                    pending.append(pool.submit(self._prepare, stat, known_hashes))
+                    if len(pending) < window:
+                        continue
+                    done = self._drain_one(pending, batch, reused, report, done, len(todo))
+                while pending:
+                    done = self._drain_one(pending, batch, reused, report, done, len(todo))
+                self._commit(batch, reused, report)
+            except BaseException:
+                for future in pending:
+                    future.cancel()
+                raise
+
+    def _drain_one(self, pending, batch, reused, report, done, total) -> int:
+        item = pending.popleft().result()
+        if item.error is not None:
+            report.failed.append((item.stat.location, item.error))
+            with self.catalogue.transaction() as db:
+                Catalogue.record_failure(db, item.stat, item.error)
+        elif item.tensor is None:
+            reused.append(item)
+        else:
+            batch.append(item)
+        if len(batch) >= self.settings.batch_size:
+            self._commit(batch, reused, report)
+        done += 1
+        self.progress(done, total)
+        return done
+
+    def _commit(self, batch, reused, report) -> None:
+        """Embed ``batch`` and write it with the ``reused`` files in one transaction."""
+        if not batch and not reused:
+            return
+        new_ids: list[int] = []
+        new_vectors: list[np.ndarray] = []
+        embeddings = self.embedder.embed_tensors(np.stack([b.tensor for b in batch])) if batch else None
+        with self.catalogue.transaction() as db:
+            by_hash: dict[str, int] = {}
+            for i, item in enumerate(batch):
+                if item.hash in by_hash:  # identical new files within one batch
+                    Catalogue.upsert_file(db, item.stat, by_hash[item.hash])
+                    report.reused += 1
+                    continue
+                existing = db.execute("SELECT id FROM images WHERE hash = ?", (item.hash,)).fetchone()
+                if existing:
+                    image_id = existing[0]
+                    report.reused += 1
+                else:
+                    image_id = Catalogue.insert_image(
+                        db,
+                        NewImage(
+                            item.hash,
+                            item.width,
+                            item.height,
+                            embeddings.vectors[i],
+                            embeddings.label_ids[i],
+                            embeddings.label_probs[i],
+                        ),
+                    )
+                    new_ids.append(image_id)
+                    new_vectors.append(embeddings.vectors[i])
+                    report.embedded += 1
+                by_hash[item.hash] = image_id
+                self._known_hashes.add(item.hash)
+                Catalogue.upsert_file(db, item.stat, image_id)
+            for item in reused:
+                row = db.execute("SELECT id FROM images WHERE hash = ?", (item.hash,)).fetchone()
+                if row is None:  # its twin was removed meanwhile: treat as unchanged-failed
+                    continue
+                Catalogue.upsert_file(db, item.stat, row[0])
+                report.reused += 1
+        if new_ids:
+            self.store.add(np.asarray(new_ids, dtype=np.int64), np.stack(new_vectors))
+        batch.clear()
+        reused.clear()
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -1,0 +1,128 @@
+"""Answering queries: exact nearest neighbours, label filters and category routing.
+
+The searcher works on image ids and scores; :func:`expand_matches` turns them into one match
+per file location (two copies of one photo are two results with the same score).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from .embed.labels import imagenet_labels, label_ids
+from .errors import LookalikeError
+from .index.catalogue import Catalogue
+from .index.vectors import VectorStore
+
+Route = Literal["global", "categories"]
+ROUTES: tuple[str, ...] = ("global", "categories")
+
+
+@dataclass(frozen=True)
+class Match:
+    """One result. ``labels`` are the stored ImageNet labels of the match, most likely first."""
+
+    rank: int
+    path: str
+    score: float
+    labels: list[str]
+    image_id: int
+
+    def as_dict(self) -> dict:
+        return {"rank": self.rank, "path": self.path, "score": round(self.score, 6), "labels": self.labels}
+
+
+@dataclass
+class SearchResult:
+    """The matches for one query, best first.
+
+    ``route`` says how candidates were chosen: ``global`` (every image), ``categories``
+    (images sharing a predicted ImageNet category with the query) or ``categories+global``
+    (too few category matches, so the global ranking was used instead).
+    """
+
+    query: str
+    matches: list[Match] = field(default_factory=list)
+    query_labels: list[str] = field(default_factory=list)
+    route: str = "global"
+
+    def as_dict(self) -> dict:
+        """The stable JSON schema: ``{"query": str, "matches": [{rank, path, score, labels}]}``."""
+        return {"query": self.query, "matches": [m.as_dict() for m in self.matches]}
+
+
+def resolve_label(name: str) -> int:
+    """Class id of an ImageNet label name (case-insensitive), with a helpful error."""
+    key = name.strip().lower()
+    ids = label_ids()
+    if key in ids:
+        return ids[key]
+    close = sorted(n for n in ids if key in n)[:5]
+    hint = f"; did you mean: {', '.join(close)}" if close else "; `lookalike info` lists labels"
+    raise LookalikeError(f"unknown label '{name}'{hint}")
+
+
+def candidate_ids(
+    catalogue: Catalogue,
+    *,
+    labels: list[str] | None = None,
+    route: str = "global",
+    query_label_ids: np.ndarray | None = None,
+) -> tuple[np.ndarray | None, str]:
+    """Image ids a query may match (None: all), and the route that was taken."""
+    if route not in ROUTES:
+        raise LookalikeError(f"unknown route '{route}'; choose one of: {', '.join(ROUTES)}")
+    allowed: np.ndarray | None = None
+    if labels:
+        allowed = catalogue.image_ids_with_labels([resolve_label(n) for n in labels])
+    if route == "categories" and query_label_ids is not None:
+        routed = catalogue.image_ids_with_labels([int(c) for c in query_label_ids])
+        allowed = routed if allowed is None else np.intersect1d(allowed, routed)
+    return allowed, route
+
+
+def search_vectors(
+    catalogue: Catalogue,
+    store: VectorStore,
+    vectors: np.ndarray,
+    query_label_ids: np.ndarray,
+    *,
+    k: int,
+    labels: list[str] | None = None,
+    route: str = "global",
+    min_score: float | None = None,
+) -> list[tuple[list[tuple[int, float]], str]]:
+    """Rank images for each query vector: a list of ``([(image_id, score)], route)``."""
+    out = []
+    for vector, query_labels in zip(np.atleast_2d(vectors), query_label_ids):
+        allowed, taken = candidate_ids(
+            catalogue, labels=labels, route=route, query_label_ids=query_labels
+        )
+        if route == "categories" and allowed is not None and len(allowed) < k:
+            # The seed raised an error here; we fall back to the whole collection instead.
+            allowed, _ = candidate_ids(catalogue, labels=labels, route="global")
+            taken = "categories+global"
+        scores, ids = store.search(vector[None, :], k, candidates=allowed)
+        pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0])]
+        if min_score is not None:
+            pairs = [(i, s) for i, s in pairs if s >= min_score]
+        out.append((pairs, taken))
+    return out
+
+
+def expand_matches(catalogue: Catalogue, ranked: list[tuple[int, float]], k: int) -> list[Match]:
+    """One :class:`Match` per file location of each ranked image, at most ``k``."""
+    image_ids = [i for i, _ in ranked]
+    locations = catalogue.locations_for(image_ids)
+    stored = catalogue.labels_for(image_ids)
+    names = imagenet_labels()
+    matches: list[Match] = []
+    for image_id, score in ranked:
+        labels = [names[c] for c, _ in stored.get(image_id, [])]
+        for location in locations.get(image_id, []):
+            if len(matches) >= k:
+                return matches
+            matches.append(Match(len(matches) + 1, location, score, labels, image_id))
+    return matches
