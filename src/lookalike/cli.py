@@ -1,0 +1,197 @@
+"""The ``lookalike`` command line: a thin layer over :class:`lookalike.Index`.
+
+Every user mistake ends in a one-line ``error: ...`` message and a non-zero exit code, never
+a traceback. Exit codes: 0 success, 1 error, 2 usage error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import LookalikeError
+from .search import ROUTES
+
+DEFAULT_DB = "lookalike-index"
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+
+def _default_db() -> str:
+    return os.environ.get("LOOKALIKE_DB", DEFAULT_DB)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lookalike",
+        description="Reverse image search for your own image collections.",
+    )
+    parser.add_argument("--version", action="version", version=f"lookalike {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_db(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--db",
+            default=_default_db(),
+            help=f"index folder (default: $LOOKALIKE_DB or ./{DEFAULT_DB})",
+        )
+
+    p = sub.add_parser("index", help="index image folders (incremental: only new or changed files)")
+    p.add_argument("paths", nargs="+", metavar="DIR", help="folders or image files to index")
+    with_db(p)
+    p.add_argument("--model", help="model for a new index: lite0 (default), lite1, lite2")
+    p.add_argument("--batch-size", type=_positive_int, help="images per inference batch (default 32)")
+    p.add_argument("--threads", type=int, help="inference threads (default: all cores)")
+    p.add_argument("--no-prune", action="store_true", help="keep entries of files that were deleted")
+    p.add_argument("--json", action="store_true", help="print the run report as JSON")
+
+    p = sub.add_parser("search", help="find the indexed images most similar to query images")
+    p.add_argument("queries", nargs="+", metavar="QUERY", help="image files or folders of images")
+    with_db(p)
+    p.add_argument("--top", "-k", type=_positive_int, default=10, help="matches per query (default 10)")
+    p.add_argument("--label", action="append", metavar="NAME", help="only images with this ImageNet label (repeatable)")
+    p.add_argument("--route", choices=ROUTES, default="global", help="global (default) or categories (the 2019 behaviour)")
+    p.add_argument("--min-score", type=float, help="drop matches with cosine similarity below this")
+    p.add_argument("--json", action="store_true", help="print one JSON document (see docs/cli.md)")
+    p.add_argument("--plot", metavar="PNG", help="write a picture of the query and its matches")
+    p.add_argument("--add", action="store_true", help="add the query images to the index after searching")
+
+    p = sub.add_parser("remove", help="forget files or folders from the index")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    with_db(p)
+
+    p = sub.add_parser("info", help="show what an index holds")
+    with_db(p)
+    p.add_argument("--json", action="store_true", help="print as JSON")
+    return parser
+
+
+def _open(args, *, create: bool = False, model: str | None = None):
+    from .api import Index
+    from .settings import Settings
+
+    changes = {}
+    if getattr(args, "batch_size", None):
+        changes["batch_size"] = args.batch_size
+    if getattr(args, "threads", None) is not None:
+        changes["threads"] = args.threads
+    return Index.open(args.db, model=model, settings=Settings(**changes), create=create)
+
+
+def cmd_index(args) -> int:
+    from .progress import Progress
+
+    with _open(args, create=True, model=args.model) as index:
+        progress = Progress("indexing")
+        try:
+            report = index.add(args.paths, prune=not args.no_prune, progress=progress)
+        finally:
+            progress.close()
+        if args.json:
+            print(json.dumps(report.as_dict(), indent=2))
+        else:
+            print(
+                f"{report.embedded} embedded, {report.reused} reused (moved or duplicate), "
+                f"{report.unchanged} unchanged, {report.removed} removed, "
+                f"{len(report.failed)} failed in {report.seconds:.1f} s"
+                + (f" ({report.images_per_second:.1f} images/s)" if report.embedded else "")
+            )
+            print(f"index: {index.path} ({len(index)} images)")
+            for location, reason in report.failed:
+                print(f"  skipped {location}: {reason}", file=sys.stderr)
+            if report.skipped_known_bad:
+                print(f"  {report.skipped_known_bad} unchanged files that failed before were skipped", file=sys.stderr)
+        if report.interrupted:
+            print("interrupted: finished batches are saved; run the same command to resume", file=sys.stderr)
+            return EXIT_INTERRUPTED
+    return 0
+
+
+def cmd_search(args) -> int:
+    from .api import expand_query_paths
+
+    queries = expand_query_paths(args.queries)
+    with _open(args) as index:
+        results = index.search_many(
+            queries, args.top, labels=args.label, route=args.route, min_score=args.min_score
+        )
+        if args.json:
+            print(json.dumps([r.as_dict() for r in results], indent=2))
+        else:
+            for result in results:
+                fallback = "  (too few category matches: searched everything)" if result.route == "categories+global" else ""
+                print(f"query {result.query}  [{', '.join(result.query_labels[:3])}]{fallback}")
+                if not result.matches:
+                    print("  no matches")
+                for m in result.matches:
+                    print(f"  {m.rank:>3}  {m.score:.3f}  {m.path}  [{', '.join(m.labels[:3])}]")
+        if args.plot:
+            from .plot import plot_result
+
+            for i, result in enumerate(results):
+                out = Path(args.plot)
+                if len(results) > 1:
+                    out = out.with_name(f"{out.stem}-{i + 1}{out.suffix or '.png'}")
+                written = plot_result(result, out)
+                print(f"plot: {written}", file=sys.stderr)
+        if args.add:
+            report = index.add(queries)
+            print(f"added {report.embedded + report.reused} query images to the index", file=sys.stderr)
+    return 0
+
+
+def cmd_remove(args) -> int:
+    with _open(args) as index:
+        removed = index.remove(args.paths)
+        print(f"removed {removed} files; {len(index)} images left")
+    return 0
+
+
+def cmd_info(args) -> int:
+    with _open(args) as index:
+        info = index.info()
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"index        {info['path']}")
+    print(f"images       {info['images']} ({info['files']} files, {info['failed_files']} unreadable)")
+    print(f"model        {info['model']} ({info['model_id']})")
+    print(f"format       {info['format_version']}")
+    print(f"size         {info['bytes_on_disk'] / 1e6:.1f} MB on disk")
+    if info["top_labels"]:
+        print("top labels")
+        for row in info["top_labels"]:
+            print(f"  {row['images']:>6}  {row['label']}")
+    return 0
+
+
+COMMANDS = {"index": cmd_index, "search": cmd_search, "remove": cmd_remove, "info": cmd_info}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except LookalikeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
