@@ -1,0 +1,285 @@
+"""Safe image decoding shared by indexing, querying and the server.
+
+Every image the product touches goes through :func:`load_image`, so that all callers get the
+same guarantees: an 8-bit RGB picture the right way up, bounded memory use, and a one-line
+:class:`~lookalike.errors.ImageError` (never a raw Pillow traceback) for anything it cannot read.
+"""
+
+from __future__ import annotations
+
+import io
+import ipaddress
+import os
+import socket
+import struct
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any, BinaryIO, Union
+
+import numpy as np
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+
+from lookalike.errors import ImageError
+
+SUPPORTED_EXTENSIONS: frozenset[str] = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tiff", ".tif"}
+)
+DEFAULT_MAX_PIXELS = 200_000_000
+DEFAULT_MAX_BYTES = 200 * 1024 * 1024
+
+ImageSource = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, BinaryIO]
+
+_ORIENTATION = 0x0112
+_CORRUPT = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, KeyError)
+_EXPECTED = (*_CORRUPT, MemoryError, Image.DecompressionBombError, Image.DecompressionBombWarning)
+
+
+def is_supported(path: str | os.PathLike[str]) -> bool:
+    """True if the file extension (any letter case) is one we index when scanning folders."""
+    return Path(path).suffix.lower() in SUPPORTED_EXTENSIONS
+
+
+def is_url(location: str) -> bool:
+    """True for http(s) URLs, so the CLI can tell a URL query from a file path."""
+    parts = urllib.parse.urlsplit(location)
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+def _error(name: str, reason: str) -> ImageError:
+    return ImageError(f"cannot read image '{name}': {reason}")
+
+
+def _reason(exc: BaseException) -> str:
+    """Short, actionable wording for the exceptions Pillow and the OS raise on bad input."""
+    if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        return "too many pixels (decompression bomb?)"
+    for kind, text in (
+        (FileNotFoundError, "file not found"),
+        (PermissionError, "permission denied"),
+        (IsADirectoryError, "it is a directory, not an image file"),
+        (UnidentifiedImageError, "not an image, or a format Pillow cannot read"),
+    ):
+        if isinstance(exc, kind):
+            return text
+    detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return f"file is truncated or corrupt ({detail})"
+
+
+def _name(source: object) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return os.fspath(source)
+    return str(getattr(source, "name", "<in-memory image>"))
+
+
+def _open(source: ImageSource, name: str, max_bytes: int) -> Image.Image:
+    """Open (header only) after enforcing the byte cap; Pillow sniffs the format from content."""
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if path.is_dir():
+            raise _error(name, "it is a directory, not an image file")
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise _error(name, f"file is {size:,} bytes, over the {max_bytes:,}-byte limit")
+        return Image.open(path)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+    elif hasattr(source, "read"):
+        data = source.read(max_bytes + 1)
+    else:
+        raise TypeError(f"expected a path, bytes or binary file, got {type(source).__name__}")
+    if len(data) > max_bytes:
+        raise _error(name, f"data is over the {max_bytes:,}-byte limit")
+    return Image.open(io.BytesIO(data))
+
+
+def _to_8bit_gray(img: Image.Image) -> Image.Image:
+    """Rescale 16/32-bit and float grayscale to 0..255; a plain convert() would clip to 255."""
+    a = np.nan_to_num(np.asarray(img, dtype=np.float64))
+    lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+    if img.mode.startswith("I;16"):
+        a = a / 257.0
+    elif img.mode == "F" and lo >= 0 and hi <= 1.0:
+        a = a * 255.0
+    elif lo >= 0 and hi <= 255:
+        pass  # already 8-bit range
+    elif lo >= 0 and hi <= 65535:
+        a = a / 257.0  # 16-bit data stored in a 32-bit mode (e.g. PGM, TIFF)
+    else:
+        a = (a - lo) * (255.0 / ((hi - lo) or 1.0))
+    return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8))
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to RGB; transparency becomes white, as viewers show it."""
+    if img.mode in ("I", "F") or img.mode.startswith("I;16"):
+        return _to_8bit_gray(img).convert("RGB")
+    if img.mode == "CMYK" and img.info.get("icc_profile"):
+        try:  # the embedded profile knows the inks; Pillow's formula is only a fallback
+            src = ImageCms.ImageCmsProfile(io.BytesIO(img.info["icc_profile"]))
+            out = ImageCms.profileToProfile(
+                img, src, ImageCms.createProfile("sRGB"), outputMode="RGB"
+            )
+            if out is not None:
+                return out
+        except (ImageCms.PyCMSError, OSError, ValueError):
+            pass
+    if img.has_transparency_data:
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return img if img.mode == "RGB" else img.convert("RGB")
+
+
+def _exif_transpose(img: Image.Image) -> Image.Image:
+    """Apply EXIF orientation; broken EXIF must not cost us an otherwise readable picture."""
+    try:
+        return ImageOps.exif_transpose(img)
+    except (*_CORRUPT, TypeError):
+        return img.copy()  # a copy: the caller closes the original
+
+
+def _load(
+    source: ImageSource,
+    name: str,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    target_size: int | None = None,
+) -> Image.Image:
+    try:
+        with _open(source, name, max_bytes) as img:
+            w, h = img.size  # known from the header; refuse bombs before decoding any pixel
+            if w * h > max_pixels:
+                raise _error(name, f"{w}x{h} is over the {max_pixels:,}-pixel limit")
+            if target_size and img.format in ("JPEG", "MPO"):
+                # libjpeg decodes at 1/2, 1/4 or 1/8 scale; draft never goes below target_size.
+                img.draft("RGB", (target_size, target_size))
+            img.load()  # inside the try: truncated data must raise, not return grey pixels
+            return _to_rgb(_exif_transpose(img))
+    except ImageError:
+        raise
+    except _EXPECTED as exc:
+        raise _error(name, _reason(exc)) from None
+
+
+def load_image(
+    source: ImageSource,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    target_size: int | None = None,
+) -> Image.Image:
+    """Decode ``source`` (path, bytes or binary file) to an upright 8-bit RGB image.
+
+    ``target_size`` lets JPEGs decode at a reduced DCT scale (much faster for big photos) while
+    keeping the shorter side >= ``target_size``. Raises ImageError for every failure.
+    """
+    return _load(
+        source, _name(source), max_pixels=max_pixels, max_bytes=max_bytes, target_size=target_size
+    )
+
+
+def image_size(source: ImageSource, *, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[int, int]:
+    """(width, height) as displayed, read from the header only, without decoding pixels."""
+    name = _name(source)
+    try:
+        with _open(source, name, max_bytes) as img:
+            w, h = img.size
+            try:  # PNG getexif() may decode all pixels looking for a late eXIf chunk
+                exif = Image.Exif() if img.format == "PNG" else img.getexif()
+                if img.format == "PNG":
+                    exif.load(img.info.get("exif", b""))
+                orientation = exif.get(_ORIENTATION, 1)
+            except (*_CORRUPT, TypeError):
+                orientation = 1
+    except ImageError:
+        raise
+    except _EXPECTED as exc:
+        raise _error(name, _reason(exc)) from None
+    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+
+
+def _check_public_host(host: str, port: int | None, url: str) -> None:
+    """Refuse hosts resolving to loopback/private/link-local/reserved space (SSRF guard)."""
+    try:
+        infos = socket.getaddrinfo(host, port or 443, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise _error(url, f"cannot resolve host '{host}' ({exc})") from None
+    for info in infos:
+        ip = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+            ip = ip.ipv4_mapped
+        if not ip.is_global or ip.is_multicast or ip.is_reserved or ip.is_link_local:
+            raise _error(
+                url,
+                f"refusing to fetch from non-public address {ip} "
+                "(pass allow_private=True to allow it)",
+            )
+
+
+def _check_url(url: str, allow_private: bool, shown: str) -> None:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise _error(shown, "only http:// and https:// URLs are allowed")
+    if not allow_private:
+        _check_public_host(parts.hostname, parts.port, shown)
+
+
+class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
+    """Re-validate every redirect target, or a public URL could bounce us to 127.0.0.1."""
+
+    def __init__(self, allow_private: bool, shown: str) -> None:
+        self.allow_private, self.shown = allow_private, shown
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+        _check_url(newurl, self.allow_private, self.shown)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def load_image_url(
+    url: str,
+    *,
+    timeout: float = 10.0,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    allow_private: bool = False,
+    **kw: Any,
+) -> Image.Image:
+    """Fetch an http(s) image with a deadline and byte cap, then decode it like load_image.
+
+    Private addresses are refused by default so a server exposing this cannot be used to probe
+    the internal network. ``kw`` is passed on (``max_pixels``, ``target_size``).
+    """
+    _check_url(url, allow_private, url)
+    opener = urllib.request.build_opener(_CheckedRedirects(allow_private, url))
+    request = urllib.request.Request(url, headers={"User-Agent": "lookalike"})
+    deadline = time.monotonic() + timeout
+    chunks: list[bytes] = []
+    total = 0
+    try:
+        with opener.open(request, timeout=timeout) as resp:
+            length = resp.headers.get("Content-Length")
+            if length and length.isdigit() and int(length) > max_bytes:
+                raise _error(
+                    url, f"response is {int(length):,} bytes, over the {max_bytes:,}-byte limit"
+                )
+            while chunk := resp.read(64 * 1024):
+                total += len(chunk)
+                if total > max_bytes:
+                    raise _error(url, f"response is over the {max_bytes:,}-byte limit")
+                if time.monotonic() > deadline:
+                    raise _error(url, f"download took longer than {timeout:g}s")
+                chunks.append(chunk)
+    except ImageError:
+        raise
+    except urllib.error.HTTPError as exc:
+        raise _error(url, f"server answered HTTP {exc.code} {exc.reason}") from None
+    except urllib.error.URLError as exc:
+        raise _error(url, f"download failed ({exc.reason})") from None
+    except TimeoutError:
+        raise _error(url, f"download took longer than {timeout:g}s") from None
+    except (OSError, ValueError) as exc:
+        raise _error(url, f"download failed ({exc})") from None
+    return _load(b"".join(chunks), url, max_bytes=max_bytes, **kw)
