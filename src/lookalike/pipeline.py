@@ -146,25 +146,32 @@ class Indexer:
             else:
                 todo.append(stat)
 
-        prune_roots = [os.path.abspath(r) for r in prune_under]
-        if prune_roots:
-            present = {s.location for s in stats}
-            gone = [loc for loc in known if loc not in present and is_under(loc, prune_roots)]
-            gone += [loc for loc in failures if loc not in present and is_under(loc, prune_roots)]
-            if gone:
-                with self.catalogue.transaction() as db:
-                    orphans = Catalogue.delete_locations(db, gone)
-                self.store.remove(np.asarray(orphans, dtype=np.int64))
-                report.removed = len(set(gone) & set(known))
-
         try:
             self._process(todo, report)
         except KeyboardInterrupt:
             report.interrupted = True
+        # Prune last: a file moved within the roots must first be attached to its image
+        # under the new name, or removing the old name would orphan (and drop) the image.
+        if not report.interrupted:
+            self._prune(known, failures, stats, prune_under, report)
         report.seconds = time.perf_counter() - started
         return report
 
     # --- internals -------------------------------------------------------------------
+
+    def _prune(self, known, failures, stats, prune_under, report: IndexReport) -> None:
+        """Forget catalogued files under ``prune_under`` that were not discovered."""
+        prune_roots = [os.path.abspath(r) for r in prune_under]
+        if not prune_roots:
+            return
+        present = {s.location for s in stats}
+        gone = [loc for loc in known if loc not in present and is_under(loc, prune_roots)]
+        gone += [loc for loc in failures if loc not in present and is_under(loc, prune_roots)]
+        if gone:
+            with self.catalogue.transaction() as db:
+                orphans = Catalogue.delete_locations(db, gone)
+            self.store.remove(np.asarray(orphans, dtype=np.int64))
+            report.removed = len(set(gone) & set(known))
     def _prepare(self, stat: FileStat, known_hashes: set[str]) -> _Prepared:
         item = _Prepared(stat)
         try:
@@ -238,12 +245,13 @@ class Indexer:
             return
         new_ids: list[int] = []
         new_vectors: list[np.ndarray] = []
+        orphans: list[int | None] = []
         embeddings = self.embedder.embed_tensors(np.stack([b.tensor for b in batch])) if batch else None
         with self.catalogue.transaction() as db:
             by_hash: dict[str, int] = {}
             for i, item in enumerate(batch):
                 if item.hash in by_hash:  # identical new files within one batch
-                    Catalogue.upsert_file(db, item.stat, by_hash[item.hash])
+                    orphans.append(Catalogue.upsert_file(db, item.stat, by_hash[item.hash]))
                     report.reused += 1
                     continue
                 existing = db.execute("SELECT id FROM images WHERE hash = ?", (item.hash,)).fetchone()
@@ -267,13 +275,16 @@ class Indexer:
                     report.embedded += 1
                 by_hash[item.hash] = image_id
                 self._known_hashes.add(item.hash)
-                Catalogue.upsert_file(db, item.stat, image_id)
+                orphans.append(Catalogue.upsert_file(db, item.stat, image_id))
             for item in reused:
                 row = db.execute("SELECT id FROM images WHERE hash = ?", (item.hash,)).fetchone()
                 if row is None:  # its twin was removed meanwhile: treat as unchanged-failed
                     continue
-                Catalogue.upsert_file(db, item.stat, row[0])
+                orphans.append(Catalogue.upsert_file(db, item.stat, row[0]))
                 report.reused += 1
+        dropped = [i for i in orphans if i is not None]
+        if dropped:
+            self.store.remove(np.asarray(dropped, dtype=np.int64))
         if new_ids:
             self.store.add(np.asarray(new_ids, dtype=np.int64), np.stack(new_vectors))
         batch.clear()

@@ -254,7 +254,13 @@ class Catalogue:
         return image_id
 
     @staticmethod
-    def upsert_file(db: sqlite3.Connection, stat: FileStat, image_id: int) -> None:
+    def upsert_file(db: sqlite3.Connection, stat: FileStat, image_id: int) -> int | None:
+        """Point a location at an image. Returns the id of an image this orphaned, if any.
+
+        A file whose content changed leaves its old image without files; that image is
+        deleted here, in the same transaction, and the caller drops it from vector stores.
+        """
+        row = db.execute("SELECT image_id FROM files WHERE location = ?", (stat.location,)).fetchone()
         db.execute(
             "INSERT INTO files(location, image_id, size, mtime_ns, indexed_at) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT(location) DO UPDATE SET image_id = excluded.image_id, "
@@ -262,6 +268,16 @@ class Catalogue:
             (stat.location, image_id, stat.size, stat.mtime_ns, time.time()),
         )
         db.execute("DELETE FROM failures WHERE location = ?", (stat.location,))
+        if row is None or row[0] == image_id:
+            return None
+        return Catalogue._drop_if_orphan(db, row[0])
+
+    @staticmethod
+    def _drop_if_orphan(db: sqlite3.Connection, image_id: int) -> int | None:
+        if db.execute("SELECT 1 FROM files WHERE image_id = ? LIMIT 1", (image_id,)).fetchone():
+            return None
+        db.execute("DELETE FROM images WHERE id = ?", (image_id,))
+        return int(image_id)
 
     @staticmethod
     def record_failure(db: sqlite3.Connection, stat: FileStat, reason: str) -> None:
@@ -280,11 +296,7 @@ class Catalogue:
             row = db.execute("SELECT image_id FROM files WHERE location = ?", (location,)).fetchone()
             db.execute("DELETE FROM files WHERE location = ?", (location,))
             db.execute("DELETE FROM failures WHERE location = ?", (location,))
-            if row is None:
-                continue
-            left = db.execute("SELECT 1 FROM files WHERE image_id = ? LIMIT 1", (row[0],)).fetchone()
-            if left is None:
-                db.execute("DELETE FROM images WHERE id = ?", (row[0],))
+            if row is not None and Catalogue._drop_if_orphan(db, row[0]) is not None:
                 orphans.append(int(row[0]))
         return orphans
 
