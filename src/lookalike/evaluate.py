@@ -1,0 +1,151 @@
+"""Retrieval quality of an index: mAP, precision@K and recall@K against ground truth.
+
+Ground truth is either the class folders (relevant = same parent folder, as in Caltech-101)
+or a CSV of ``query,relevant_path[;relevant_path...]``. Every query is ranked against the
+whole collection through the index's own search path, with the query itself left out.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import LookalikeError
+
+RankFn = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass
+class EvalReport:
+    """Mean metrics over all queries (``recall`` maps K to recall@K)."""
+
+    queries: int
+    map: float
+    p_at_1: float
+    p_at_10: float
+    recall: dict[int, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {
+            "queries": self.queries,
+            "mAP": round(self.map, 4),
+            "P@1": round(self.p_at_1, 4),
+            "P@10": round(self.p_at_10, 4),
+            **{f"recall@{k}": round(v, 4) for k, v in sorted(self.recall.items())},
+        }
+
+
+def average_precision(hits: np.ndarray, n_relevant: int) -> float:
+    """AP of one ranking given as a boolean hit vector over the full ranking."""
+    if n_relevant == 0:
+        return 0.0
+    positions = np.flatnonzero(hits) + 1
+    precision_at_hits = np.arange(1, len(positions) + 1) / positions
+    return float(precision_at_hits.sum() / n_relevant)
+
+
+def score_hits(hits: Sequence[np.ndarray], n_relevant: np.ndarray, ks: Sequence[int] = (1, 10, 100)):
+    """Per-query (AP, P@1, P@10, {K: recall@K}) from boolean hit rows.
+
+    Each row is one query's full ranking (the query itself already removed).
+    """
+    out = []
+    for row, n in zip(hits, n_relevant):
+        n = int(n)
+        out.append(
+            (
+                average_precision(row, n),
+                float(row[:1].mean()) if len(row) else 0.0,
+                float(row[:10].mean()) if len(row) else 0.0,
+                {k: float(row[:k].sum() / n) if n else 0.0 for k in ks},
+            )
+        )
+    return out
+
+
+def summarise(per_query: list[tuple[float, float, float, dict[int, float]]]) -> EvalReport:
+    if not per_query:
+        raise LookalikeError("no query has a relevant image: check the ground truth")
+    aps, p1, p10, recalls = zip(*per_query)
+    ks = recalls[0].keys()
+    return EvalReport(
+        queries=len(per_query),
+        map=float(np.mean(aps)),
+        p_at_1=float(np.mean(p1)),
+        p_at_10=float(np.mean(p10)),
+        recall={k: float(np.mean([r[k] for r in recalls])) for k in ks},
+    )
+
+
+def folder_ground_truth(locations: dict[int, list[str]]) -> dict[int, set[int]]:
+    """Relevant images of each image: those in the same parent folder (its class)."""
+    by_folder: dict[str, set[int]] = {}
+    folder_of: dict[int, str] = {}
+    for image_id, paths in locations.items():
+        folder = os.path.dirname(paths[0])
+        folder_of[image_id] = folder
+        by_folder.setdefault(folder, set()).add(image_id)
+    return {i: by_folder[f] - {i} for i, f in folder_of.items()}
+
+
+def csv_ground_truth(path: str, id_of_location: dict[str, int]) -> dict[int, set[int]]:
+    """Read ``query,relevant[;relevant...]`` rows; paths resolve relative to the CSV's folder."""
+    base = os.path.dirname(os.path.abspath(path))
+
+    def resolve(p: str) -> int | None:
+        return id_of_location.get(os.path.normpath(os.path.join(base, p.strip())))
+
+    truth: dict[int, set[int]] = {}
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            for row in csv.reader(f):
+                if len(row) < 2 or row[0].strip().lower() == "query":
+                    continue
+                query = resolve(row[0])
+                if query is None:
+                    raise LookalikeError(f"{path}: query {row[0]!r} is not in the index")
+                rel = {r for r in map(resolve, row[1].split(";")) if r is not None}
+                truth[query] = rel - {query}
+    except OSError as exc:
+        raise LookalikeError(f"cannot read ground truth {path}: {exc.strerror}") from exc
+    return truth
+
+
+def evaluate_vectors(
+    ids: np.ndarray,
+    vectors: np.ndarray,
+    truth: dict[int, set[int]],
+    rank: RankFn,
+    *,
+    ks: Sequence[int] = (1, 10, 100),
+    chunk: int = 256,
+) -> EvalReport:
+    """Rank every query that has relevant images against the whole collection.
+
+    ``rank(query_vectors, k)`` returns ``(scores, ids)`` best first, as a vector store does.
+    """
+    ids = np.asarray(ids, dtype=np.int64)
+    order = np.argsort(ids)
+    sorted_ids = ids[order]
+    queries = np.asarray([q for q in truth if truth[q]], dtype=np.int64)
+    queries = queries[np.isin(queries, ids)]
+    per_query = []
+    for start in range(0, len(queries), chunk):
+        q = queries[start : start + chunk]
+        rows = order[np.searchsorted(sorted_ids, q)]
+        _, ranked = rank(vectors[rows], len(ids) + 1)
+        relevant = np.zeros((len(q), len(ids)), dtype=bool)
+        for r, query in enumerate(q):
+            rel = np.fromiter(truth[int(query)], dtype=np.int64)
+            rel = rel[np.isin(rel, ids)]
+            relevant[r, order[np.searchsorted(sorted_ids, rel)]] = True
+        ranked_rows = order[np.searchsorted(sorted_ids, ranked)]
+        hits = np.take_along_axis(relevant, ranked_rows, axis=1)
+        not_self = ranked != q[:, None]
+        rows_without_self = [h[m] for h, m in zip(hits, not_self)]
+        per_query += score_hits(rows_without_self, relevant.sum(axis=1), ks)
+    return summarise(per_query)

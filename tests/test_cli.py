@@ -1,0 +1,158 @@
+"""The command line as a user runs it: real processes, exit codes, output formats."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import PER_CLASS, SUBSET_CLASSES, copy_subset
+
+TOTAL = len(SUBSET_CLASSES) * PER_CLASS
+
+
+def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, "-m", "lookalike", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def assert_clean_error(proc: subprocess.CompletedProcess, fragment: str) -> None:
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], proc.stderr
+
+
+@pytest.fixture(scope="module")
+def cli_index(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    photos = copy_subset(root / "photos")
+    proc = run("index", photos, "--db", root / "db", "--json")
+    report = json.loads(proc.stdout)
+    assert report["embedded"] == TOTAL and report["failed"] == []
+    return root / "db", photos
+
+
+def test_search_json_schema(cli_index):
+    db, photos = cli_index
+    query = photos / "Leopards" / "image_0002.jpg"
+    out = json.loads(run("search", query, photos / "airplanes", "--db", db, "--top", "3", "--json").stdout)
+    assert isinstance(out, list) and len(out) == 1 + PER_CLASS  # a folder expands to its images
+    first = out[0]
+    assert set(first) == {"query", "matches"} and first["query"] == str(query)
+    assert [m["rank"] for m in first["matches"]] == [1, 2, 3]
+    for m in first["matches"]:
+        assert set(m) == {"rank", "path", "score", "labels"}
+        assert os.path.isabs(m["path"]) and isinstance(m["score"], float)
+        assert isinstance(m["labels"], list) and all(isinstance(x, str) for x in m["labels"])
+    assert first["matches"][0]["path"] == str(query)
+
+
+def test_search_text_and_plot(cli_index, tmp_path):
+    db, photos = cli_index
+    plot = tmp_path / "result.png"
+    proc = run("search", photos / "watch" / "image_0001.jpg", "--db", db, "-k", "4", "--plot", plot)
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("query ")
+    assert len(lines) == 5 and lines[1].split()[0] == "1"
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from PIL import Image
+
+    assert Image.open(plot).size[0] > 500
+
+
+def test_info(cli_index):
+    db, _ = cli_index
+    info = json.loads(run("info", "--db", db, "--json").stdout)
+    assert info["images"] == TOTAL and info["model"] == "lite0" and info["format_version"] == 1
+    assert info["top_labels"] and info["bytes_on_disk"] > 0
+    assert "images" in run("info", "--db", db).stdout
+
+
+def test_search_add_puts_the_query_into_the_index(cli_index, tmp_path):
+    db, photos = cli_index
+    from conftest import caltech_image
+
+    query = tmp_path / "new-leopard.jpg"
+    query.write_bytes(caltech_image("Leopards", 30).read_bytes())
+    run("search", query, "--db", db, "--add")
+    out = json.loads(run("search", query, "--db", db, "-k", "1", "--json").stdout)
+    assert out[0]["matches"][0]["path"] == str(query)
+    run("remove", query, "--db", db)
+    assert json.loads(run("info", "--db", db, "--json").stdout)["images"] == TOTAL
+
+
+def test_user_errors_are_one_line(cli_index, tmp_path):
+    db, photos = cli_index
+    assert_clean_error(run("search", tmp_path / "missing.jpg", "--db", db, check=False), "no such query image")
+    assert_clean_error(run("search", photos / "watch" / "image_0001.jpg", "--db", tmp_path / "nodb", check=False), "no index")
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a png")
+    assert_clean_error(run("search", bad, "--db", db, check=False), "bad.png")
+    assert_clean_error(run("search", bad, "--db", db, "--label", "unicorn", check=False), "")
+    assert_clean_error(run("index", tmp_path / "nowhere", "--db", db, check=False), "no such file or folder")
+    assert_clean_error(run("index", photos, "--db", db, "--model", "lite2", check=False), "built with model")
+    assert run("search", "--db", db, check=False).returncode == 2  # argparse usage error
+
+
+def _catalogue_count(db: Path) -> int:
+    try:
+        con = sqlite3.connect(f"file:{db / 'catalogue.sqlite'}?mode=ro", uri=True, timeout=5)
+        try:
+            return con.execute("SELECT count(*) FROM images").fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return 0
+
+
+def _start_index(photos: Path, db: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "lookalike", "index", str(photos), "--db", str(db), "--batch-size", "2", "--threads", "1", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for_progress(proc: subprocess.Popen, db: Path, at_least: int) -> None:
+    deadline = time.time() + 120
+    while _catalogue_count(db) < at_least:
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() < deadline, "indexing made no progress"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill-9"])
+def test_interrupted_index_resumes(tmp_path, sig):
+    photos = copy_subset(tmp_path / "photos")
+    db = tmp_path / "db"
+    proc = _start_index(photos, db)
+    _wait_for_progress(proc, db, at_least=4)
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=60)
+    kept = _catalogue_count(db)
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130, stderr
+        assert "Traceback" not in stderr and "resume" in stderr
+    else:
+        assert proc.returncode == -signal.SIGKILL
+    assert 4 <= kept < TOTAL
+    report = json.loads(run("index", photos, "--db", db, "--json").stdout)
+    assert report["embedded"] == TOTAL - kept and report["unchanged"] == kept
+    out = json.loads(run("search", photos / "sunflower" / "image_0008.jpg", "--db", db, "-k", "1", "--json").stdout)
+    assert out[0]["matches"][0]["score"] > 0.99
