@@ -191,10 +191,14 @@ def test_not_an_image_missing_and_directory(tmp_path):
         load_image(b"")
 
 
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root ignores file modes")
-def test_permission_denied(tmp_path):
+def test_permission_denied(tmp_path, monkeypatch):
+    # CI runs as root, which ignores file modes, so the OS refusal is simulated at open().
     path = save(Image.new("RGB", (4, 4)), tmp_path / "locked.png")
-    path.chmod(0)
+
+    def refuse(fp, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(fp))
+
+    monkeypatch.setattr(Image, "open", refuse)
     with pytest.raises(ImageError, match="permission denied"):
         load_image(path)
 
