@@ -236,32 +236,68 @@ class Index:
         names: Sequence[str] | None = None,
     ) -> list[SearchResult]:
         """Like :meth:`search` for several queries, embedded in one batch."""
+        embeddings = self.embed(images)
+        names = list(names) if names is not None else [_describe(i) for i in images]
+        return self._rank(
+            names, embeddings.vectors, embeddings.label_ids,
+            k=k, labels=labels, route=route, min_score=min_score,
+        )
+
+    def search_by_id(
+        self,
+        image_id: int,
+        k: int = 10,
+        *,
+        labels: list[str] | None = None,
+        route: str = "global",
+        min_score: float | None = None,
+    ) -> SearchResult:
+        """"More like this" for an indexed image, from its stored descriptor and labels,
+        so no file is read or embedded again."""
+        if not self.catalogue.locations_for([image_id])[image_id]:
+            raise LookalikeError(f"no indexed image with id {image_id}")
+        stored = self.catalogue.labels_for([image_id])[image_id]
+        query_labels = np.asarray([[c for c, _ in stored]], dtype=np.int64)
+        vectors = self.catalogue.vectors_for([image_id])
+        return self._rank(
+            [f"image:{image_id}"], vectors, query_labels,
+            k=k, labels=labels, route=route, min_score=min_score,
+        )[0]
+
+    def _rank(
+        self,
+        names: Sequence[str],
+        vectors: np.ndarray,
+        query_label_ids: np.ndarray,
+        *,
+        k: int,
+        labels: list[str] | None,
+        route: str,
+        min_score: float | None,
+    ) -> list[SearchResult]:
+        """Search the store for query vectors and turn the ranking into results."""
         if k < 1:
             raise LookalikeError("k must be at least 1")
-        embeddings = self.embed(images)
         ranked = search_vectors(
             self.catalogue,
             self.store,
-            embeddings.vectors,
-            embeddings.label_ids,
+            vectors,
+            query_label_ids,
             k=k,
             labels=labels,
             route=route,
             min_score=min_score,
         )
-        names = list(names) if names is not None else [_describe(i) for i in images]
         label_names = imagenet_labels()
-        results = []
-        for name, (pairs, taken), query_labels in zip(names, ranked, embeddings.label_ids):
-            results.append(
-                SearchResult(
-                    query=name,
-                    matches=expand_matches(self.catalogue, pairs, k),
-                    query_labels=[label_names[c] for c in query_labels],
-                    route=taken,
-                )
+        return [
+            SearchResult(
+                query=name,
+                matches=expand_matches(self.catalogue, pairs, k),
+                query_labels=[label_names[c] for c in query_labels],
+                route=taken,
             )
-        return results
+            for name, (pairs, taken), query_labels in zip(names, ranked, query_label_ids)
+        ]
 
     def info(self) -> dict:
         """Counts, model, format version, size on disk and the most common labels."""

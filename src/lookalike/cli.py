@@ -74,6 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="show what an index holds")
     with_db(p)
     p.add_argument("--json", action="store_true", help="print as JSON")
+
+    p = sub.add_parser("serve", help="web page and REST API for an index (see docs/server.md)")
+    with_db(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--token", default=os.environ.get("LOOKALIKE_TOKEN"), help="enable write endpoints for 'Authorization: Bearer TOKEN' (default: $LOOKALIKE_TOKEN; none: read-only)")
+    p.add_argument("--allow-private-urls", action="store_true", help="let URL searches fetch from loopback and private networks")
+    p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest accepted upload or download in MB (default 20)")
+    p.add_argument("--max-pixels", type=_positive_int, default=50_000_000, help="largest query image in pixels (default 50 million)")
     return parser
 
 
@@ -176,7 +185,33 @@ def cmd_info(args) -> int:
     return 0
 
 
-COMMANDS = {"index": cmd_index, "search": cmd_search, "remove": cmd_remove, "info": cmd_info}
+def cmd_serve(args) -> int:
+    from .server import missing_dependencies
+
+    missing = missing_dependencies()
+    if missing:
+        print(f"error: the server needs {', '.join(missing)}: pip install 'lookalike[server]'", file=sys.stderr)
+        return EXIT_ERROR
+    from .server import serve
+    from .server.app import ServerConfig
+
+    config = ServerConfig(
+        token=args.token or None,
+        allow_private_urls=args.allow_private_urls,
+        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+        max_pixels=args.max_pixels,
+    )
+    serve(args.db, host=args.host, port=args.port, config=config)
+    return 0
+
+
+COMMANDS = {
+    "index": cmd_index,
+    "search": cmd_search,
+    "remove": cmd_remove,
+    "info": cmd_info,
+    "serve": cmd_serve,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
