@@ -28,6 +28,7 @@ from .embed.labels import imagenet_labels
 from .errors import ImageError, IndexFormatError, LookalikeError
 from .images import is_supported, load_image
 from .index.catalogue import FORMAT_VERSION, Catalogue
+from .index.transform import Centre, CentredStore
 from .index.vectors import FlatStore, VectorStore
 from .pipeline import IndexReport, Indexer, ProgressCallback, discover, is_under
 from .search import SearchResult, expand_matches, search_vectors
@@ -47,7 +48,7 @@ class Index:
         self.catalogue = catalogue
         self.settings = settings
         self.embedder = Embedder(settings)
-        self._store: VectorStore | None = None
+        self._store: CentredStore | None = None
 
     # --- opening ---------------------------------------------------------------------
     @classmethod
@@ -131,16 +132,38 @@ class Index:
     # --- the vector store ------------------------------------------------------------
     @property
     def store(self) -> VectorStore:
-        """The vector store, loaded from disk or rebuilt from the catalogue when stale."""
+        """The vector store, loaded from disk or rebuilt from the catalogue when stale.
+
+        Stored descriptors are centred on the collection mean (:mod:`lookalike.index.transform`);
+        the mean is re-learned, and the store rebuilt, when the collection size has moved by
+        half since it was learned.
+        """
         if self._store is None:
-            generation = self.catalogue.generation
-            store = FlatStore.load(self.path, generation)
-            if store is None:
+            centre = Centre.from_json(self.catalogue.get_meta("centre"))
+            count = self.catalogue.count_images()
+            inner = None
+            if centre.stale_for(count):
+                centre = self._refit_centre()
+            else:
+                inner = FlatStore.load(self.path, self.catalogue.generation)
+            if inner is None:
                 ids, vectors = self.catalogue.all_vectors()
-                store = FlatStore(ids, vectors)
-                self._save_store(store, generation)
-            self._store = store
+                inner = FlatStore(ids, centre.apply(vectors))
+                self._save_store(inner, self.catalogue.generation)
+            self._store = CentredStore(inner, centre)
         return self._store
+
+    def _refit_centre(self) -> Centre:
+        _, vectors = self.catalogue.all_vectors()
+        centre = Centre.fit(vectors)
+        self.catalogue.set_meta({"centre": centre.to_json()})
+        return centre
+
+    def _refresh_store_if_drifted(self) -> None:
+        """After writes: drop the store if the centre must be re-learned (rebuilt lazily)."""
+        if self._store is not None and self._store.centre.stale_for(self.catalogue.count_images()):
+            self._store = None
+            self.store  # noqa: B018 - rebuild now, so the next search starts fast
 
     def _save_store(self, store: VectorStore, generation: int) -> None:
         try:
@@ -175,6 +198,7 @@ class Index:
             report = indexer.run(stats, prune_under=folders)
         finally:
             self._save_store(self.store, self.catalogue.generation)
+        self._refresh_store_if_drifted()
         return report
 
     def remove(self, paths: Iterable[str | os.PathLike]) -> int:
@@ -186,6 +210,7 @@ class Index:
                 orphans = Catalogue.delete_locations(db, gone)
             self.store.remove(np.asarray(orphans, dtype=np.int64))
             self._save_store(self.store, self.catalogue.generation)
+            self._refresh_store_if_drifted()
         return len(gone)
 
     # --- reading ---------------------------------------------------------------------
