@@ -156,3 +156,18 @@ def test_interrupted_index_resumes(tmp_path, sig):
     assert report["embedded"] == TOTAL - kept and report["unchanged"] == kept
     out = json.loads(run("search", photos / "sunflower" / "image_0008.jpg", "--db", db, "-k", "1", "--json").stdout)
     assert out[0]["matches"][0]["score"] > 0.99
+
+
+def test_eval_with_folders_and_csv(cli_index, tmp_path):
+    db, photos = cli_index
+    metrics = json.loads(run("eval", "--db", db, "--json").stdout)
+    assert metrics["queries"] == TOTAL
+    # Five visually distinct classes: same-class neighbours come first almost always.
+    assert metrics["P@1"] >= 0.9 and metrics["mAP"] >= 0.7
+    assert 0 <= metrics["recall@10"] <= 1
+    truth = tmp_path / "truth.csv"
+    leopards = [f"{photos}/Leopards/image_{n:04d}.jpg" for n in range(1, PER_CLASS + 1)]
+    truth.write_text("query,relevant\n" + f"{leopards[0]},{';'.join(leopards[1:])}\n")
+    single = json.loads(run("eval", "--db", db, "--truth", truth, "--json").stdout)
+    assert single["queries"] == 1 and single["P@1"] == 1.0
+    assert_clean_error(run("eval", "--db", db, "--truth", tmp_path / "none.csv", check=False), "cannot read ground truth")

@@ -75,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     with_db(p)
     p.add_argument("--json", action="store_true", help="print as JSON")
 
+    p = sub.add_parser("eval", help="measure retrieval quality (mAP, P@1, P@10, recall@K) of an index")
+    with_db(p)
+    p.add_argument("--truth", metavar="CSV", help="ground truth CSV: query,relevant[;relevant...] (default: same folder = relevant)")
+    p.add_argument("--json", action="store_true", help="print as JSON")
+
     p = sub.add_parser("serve", help="web page and REST API for an index (see docs/server.md)")
     with_db(p)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
@@ -185,6 +190,20 @@ def cmd_info(args) -> int:
     return 0
 
 
+def cmd_eval(args) -> int:
+    from .evaluate import evaluate_index
+
+    with _open(args) as index:
+        report = evaluate_index(index, args.truth)
+    metrics = report.as_dict()
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+    else:
+        for name, value in metrics.items():
+            print(f"{name:<12} {value}")
+    return 0
+
+
 def cmd_serve(args) -> int:
     from .server import missing_dependencies
 
@@ -210,6 +229,7 @@ COMMANDS = {
     "search": cmd_search,
     "remove": cmd_remove,
     "info": cmd_info,
+    "eval": cmd_eval,
     "serve": cmd_serve,
 }
 

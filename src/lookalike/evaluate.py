@@ -149,3 +149,21 @@ def evaluate_vectors(
         rows_without_self = [h[m] for h, m in zip(hits, not_self)]
         per_query += score_hits(rows_without_self, relevant.sum(axis=1), ks)
     return summarise(per_query)
+
+
+def evaluate_index(index, truth_csv: str | None = None, *, ks: Sequence[int] = (1, 10, 100)) -> EvalReport:
+    """Evaluate an open :class:`lookalike.Index` through its own vector store.
+
+    Ground truth: the CSV if given, else class folders (relevant = same parent folder).
+    Each query is an indexed image, ranked against all the others.
+    """
+    ids, vectors = index.catalogue.all_vectors()
+    if len(ids) < 2:
+        raise LookalikeError("the index needs at least two images to evaluate")
+    locations = index.catalogue.locations_for(ids.tolist())
+    if truth_csv:
+        id_of = {loc: i for i, locs in locations.items() for loc in locs}
+        truth = csv_ground_truth(truth_csv, id_of)
+    else:
+        truth = folder_ground_truth(locations)
+    return evaluate_vectors(ids, vectors, truth, index.store.search, ks=ks)
