@@ -56,7 +56,7 @@ def category_routed_rank(index, ids, vectors):
     def rank(queries: np.ndarray, k: int):
         scores = queries @ vectors.T
         out = np.empty((len(queries), len(ids)), dtype=np.int64)
-        for r, q in enumerate(queries):
+        for r, _q in enumerate(queries):
             qid = ids[int(np.argmax(scores[r]))]  # the query is in the index: its own row
             inside = np.fromiter((bool(label_sets[i] & label_sets[qid]) for i in ids), bool, len(ids))
             # Category members first (by score), everything else after: as if the seed's

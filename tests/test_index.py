@@ -11,9 +11,8 @@ import pytest
 from PIL import Image
 
 import lookalike
-from lookalike.errors import IndexFormatError, LookalikeError
-
 from conftest import PER_CLASS, SUBSET_CLASSES, caltech_image
+from lookalike.errors import IndexFormatError, LookalikeError
 
 
 def _label_of(path: str) -> str:

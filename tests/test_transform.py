@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 
 import lookalike
-from lookalike.index.transform import MIN_IMAGES, Centre
-
 from conftest import copy_subset
+from lookalike.index.transform import MIN_IMAGES, Centre
 
 CLASSES = ("airplanes", "Leopards", "Motorbikes", "watch", "sunflower", "chair", "pizza",
            "dolphin", "butterfly", "grand_piano", "ketch", "laptop", "revolver")

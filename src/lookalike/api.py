@@ -17,7 +17,6 @@ import os
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 from PIL import Image
@@ -30,11 +29,11 @@ from .images import is_supported, load_image
 from .index.catalogue import FORMAT_VERSION, Catalogue
 from .index.transform import Centre, CentredStore
 from .index.vectors import FlatStore, VectorStore
-from .pipeline import IndexReport, Indexer, ProgressCallback, discover, is_under
+from .pipeline import Indexer, IndexReport, ProgressCallback, discover, is_under
 from .search import SearchResult, expand_matches, search_vectors
 from .settings import Settings
 
-ImageLike = Union[str, os.PathLike, bytes, Image.Image]
+ImageLike = str | os.PathLike | bytes | Image.Image
 CATALOGUE_FILE = "catalogue.sqlite"
 # Settings that change what a stored vector means; fixed when the index is created.
 _FIXED_SETTINGS = ("model", "gem_p")
@@ -59,7 +58,7 @@ class Index:
         model: str | None = None,
         settings: Settings | None = None,
         create: bool = True,
-    ) -> "Index":
+    ) -> Index:
         """Open the index folder at ``path``, creating it if needed (``create=True``).
 
         ``model`` picks the model for a *new* index; for an existing one it must match the
@@ -119,7 +118,7 @@ class Index:
     def close(self) -> None:
         self.catalogue.close()
 
-    def __enter__(self) -> "Index":
+    def __enter__(self) -> Index:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -321,7 +320,7 @@ class Index:
                 query_labels=[label_names[c] for c in query_labels],
                 route=taken,
             )
-            for name, (pairs, taken), query_labels in zip(names, ranked, query_label_ids)
+            for name, (pairs, taken), query_labels in zip(names, ranked, query_label_ids, strict=False)
         ]
 
     def info(self) -> dict:

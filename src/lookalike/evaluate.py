@@ -54,7 +54,7 @@ def score_hits(hits: Sequence[np.ndarray], n_relevant: np.ndarray, ks: Sequence[
     Each row is one query's full ranking (the query itself already removed).
     """
     out = []
-    for row, n in zip(hits, n_relevant):
+    for row, n in zip(hits, n_relevant, strict=False):
         n = int(n)
         out.append(
             (
@@ -70,7 +70,7 @@ def score_hits(hits: Sequence[np.ndarray], n_relevant: np.ndarray, ks: Sequence[
 def summarise(per_query: list[tuple[float, float, float, dict[int, float]]]) -> EvalReport:
     if not per_query:
         raise LookalikeError("no query has a relevant image: check the ground truth")
-    aps, p1, p10, recalls = zip(*per_query)
+    aps, p1, p10, recalls = zip(*per_query, strict=False)
     ks = recalls[0].keys()
     return EvalReport(
         queries=len(per_query),
@@ -146,7 +146,7 @@ def evaluate_vectors(
         ranked_rows = order[np.searchsorted(sorted_ids, ranked)]
         hits = np.take_along_axis(relevant, ranked_rows, axis=1)
         not_self = ranked != q[:, None]
-        rows_without_self = [h[m] for h, m in zip(hits, not_self)]
+        rows_without_self = [h[m] for h, m in zip(hits, not_self, strict=False)]
         per_query += score_hits(rows_without_self, relevant.sum(axis=1), ks)
     return summarise(per_query)
 

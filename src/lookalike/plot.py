@@ -41,7 +41,7 @@ def plot_result(result: SearchResult, out: str | Path, *, columns: int = 6) -> P
     fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 3.0 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for ax, (location, heading, labels) in zip(axes.flat, panels):
+    for ax, (location, heading, labels) in zip(axes.flat, panels, strict=False):
         image = _thumbnail(location)
         if image is not None:
             ax.imshow(image)

@@ -96,7 +96,7 @@ def search_vectors(
 ) -> list[tuple[list[tuple[int, float]], str]]:
     """Rank images for each query vector: a list of ``([(image_id, score)], route)``."""
     out = []
-    for vector, query_labels in zip(np.atleast_2d(vectors), query_label_ids):
+    for vector, query_labels in zip(np.atleast_2d(vectors), query_label_ids, strict=False):
         allowed, taken = candidate_ids(
             catalogue, labels=labels, route=route, query_label_ids=query_labels
         )
@@ -105,7 +105,7 @@ def search_vectors(
             allowed, _ = candidate_ids(catalogue, labels=labels, route="global")
             taken = "categories+global"
         scores, ids = store.search(vector[None, :], k, candidates=allowed)
-        pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0])]
+        pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=False)]
         if min_score is not None:
             pairs = [(i, s) for i, s in pairs if s >= min_score]
         out.append((pairs, taken))

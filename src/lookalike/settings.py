@@ -49,7 +49,7 @@ class Settings:
     top_labels: int = 5
     cache_dir: Path = field(default_factory=default_cache_dir)
 
-    def with_(self, **changes) -> "Settings":
+    def with_(self, **changes) -> Settings:
         """Return a copy with some fields changed."""
         return replace(self, **changes)
 

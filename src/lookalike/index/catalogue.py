@@ -248,7 +248,7 @@ class Catalogue:
             "INSERT INTO labels(image_id, rank, class_id, prob) VALUES (?, ?, ?, ?)",
             [
                 (image_id, rank, int(c), float(p))
-                for rank, (c, p) in enumerate(zip(image.label_ids, image.label_probs))
+                for rank, (c, p) in enumerate(zip(image.label_ids, image.label_probs, strict=False))
             ],
         )
         return image_id

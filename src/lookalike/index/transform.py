@@ -35,7 +35,7 @@ class Centre:
         self.count = count
 
     @classmethod
-    def fit(cls, vectors: np.ndarray) -> "Centre":
+    def fit(cls, vectors: np.ndarray) -> Centre:
         if len(vectors) < MIN_IMAGES:
             return cls(None, len(vectors))
         return cls(vectors.mean(axis=0), len(vectors))
@@ -57,7 +57,7 @@ class Centre:
         return json.dumps({"count": self.count, "mean": mean})
 
     @classmethod
-    def from_json(cls, text: str | None) -> "Centre":
+    def from_json(cls, text: str | None) -> Centre:
         if not text:
             return cls(None, 0)
         data = json.loads(text)

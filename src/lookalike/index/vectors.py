@@ -137,7 +137,7 @@ class FlatStore:
         _atomic_write(folder / "flat.json", json.dumps(meta).encode())
 
     @classmethod
-    def load(cls, folder: Path, generation: int) -> "FlatStore | None":
+    def load(cls, folder: Path, generation: int) -> FlatStore | None:
         """The saved store if it reflects ``generation``, else None (caller rebuilds)."""
         folder = Path(folder)
         try:
