@@ -198,6 +198,14 @@ def test_page_and_openapi(client):
     assert {"/api/search", "/api/search/url", "/api/images/{image_id}/similar"} <= set(paths)
 
 
+def test_docs_page_works_offline(client):
+    docs = client.get("/docs")
+    assert docs.status_code == 200
+    assert "/docs-assets/swagger-ui-bundle.js" in docs.text and "cdn" not in docs.text.lower()
+    script = client.get("/docs-assets/swagger-ui-bundle.js")
+    assert script.status_code == 200 and len(script.content) > 100_000
+
+
 def test_unknown_route_is_json_404(client):
     assert_error(client.get("/api/nothing"), 404)
 

@@ -29,7 +29,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
@@ -646,6 +646,29 @@ def page() -> FileResponse:
     return FileResponse(STATIC_DIR / "index.html", headers={"Content-Security-Policy": PAGE_CSP})
 
 
+def docs_page() -> HTMLResponse:
+    """Swagger UI from the ``swagger-ui-bundle`` package, so /docs works offline (FastAPI's
+    default page loads its scripts from a CDN)."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    return get_swagger_ui_html(
+        openapi_url="/openapi.json",
+        title="lookalike API",
+        swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+        swagger_css_url="/docs-assets/swagger-ui.css",
+        swagger_favicon_url="data:,",
+    )
+
+
+def _mount_docs(app: FastAPI) -> None:
+    try:
+        from swagger_ui_bundle import swagger_ui_path
+    except ImportError:  # the page still lists endpoints at /openapi.json
+        return
+    app.mount("/docs-assets", StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+    app.add_api_route("/docs", docs_page, include_in_schema=False)
+
+
 def create_app(index: Index, config: ServerConfig | None = None) -> FastAPI:
     """The ASGI app serving ``index``.
 
@@ -657,7 +680,10 @@ def create_app(index: Index, config: ServerConfig | None = None) -> FastAPI:
         title="lookalike",
         version=__version__,
         description="Reverse image search over a local image collection.",
+        docs_url=None,
+        redoc_url=None,
     )
+    _mount_docs(app)
     app.state.lookalike = ServerState(index, config)
     install_error_handlers(app)
     for router in (search_routes, image_routes, admin_routes):
