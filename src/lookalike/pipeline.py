@@ -5,10 +5,12 @@ The work is split so that each step is done at most once per file content:
 1. *discover* walks the roots and stats files (no reads);
 2. files whose size and mtime match the catalogue are skipped without being opened;
 3. worker threads read and hash the rest; content already in the catalogue (a moved, renamed
-   or copied file) only gets a new ``files`` row; new content is decoded at reduced size and
-   preprocessed, in parallel with inference on the previous batch;
-4. each batch is embedded and committed in one transaction, so an interrupted run keeps all
-   finished batches and the next run resumes from there.
+   or copied file) only gets a new ``files`` row; new content is decoded at reduced size
+   (JPEG DCT scaling) and resized to the input square as uint8, in parallel with inference on
+   the previous batch; a bounded window (three batches) keeps memory flat;
+4. each batch is normalised straight into one reused float buffer, embedded, and committed in
+   one transaction, so an interrupted run keeps all finished batches and the next run
+   resumes from there.
 """
 
 from __future__ import annotations
@@ -71,7 +73,9 @@ def hash_bytes(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-def discover(roots: Iterable[str | os.PathLike], *, exclude: Iterable[Path] = ()) -> Iterator[FileStat]:
+def discover(
+    roots: Iterable[str | os.PathLike], *, exclude: Iterable[Path] = ()
+) -> Iterator[FileStat]:
     """Yield supported image files under ``roots`` (files or folders), recursively.
 
     Hidden folders and the excluded folders (the index itself) are skipped; symlinked folders
@@ -109,7 +113,7 @@ class _Prepared:
     hash: str = ""
     width: int = 0
     height: int = 0
-    tensor: np.ndarray | None = None
+    pixels: np.ndarray | None = None  # uint8 (S, S, 3), the resized picture
     error: str | None = None
 
 
@@ -172,6 +176,7 @@ class Indexer:
                 orphans = Catalogue.delete_locations(db, gone)
             self.store.remove(np.asarray(orphans, dtype=np.int64))
             report.removed = len(set(gone) & set(known))
+
     def _prepare(self, stat: FileStat, known_hashes: set[str]) -> _Prepared:
         item = _Prepared(stat)
         try:
@@ -189,7 +194,7 @@ class Indexer:
                 target_size=self.embedder.input_size,
             )
             item.width, item.height = image.size
-            item.tensor = self.embedder.preprocess(image)
+            item.pixels = self.embedder.pixels(image)
         except (ImageError, OSError, ValueError) as exc:
             item.error = _one_line(exc)
         return item
@@ -202,6 +207,8 @@ class Indexer:
         workers = self.settings.decode_workers or self.settings.cpu_count()
         batch_size = self.settings.batch_size
         window = batch_size * 3
+        side = self.embedder.input_size
+        self._buffer = np.empty((batch_size, 3, side, side), dtype=np.float32)
         pending: deque[Future[_Prepared]] = deque()
         batch: list[_Prepared] = []
         reused: list[_Prepared] = []
@@ -229,7 +236,7 @@ class Indexer:
             report.failed.append((item.stat.location, item.error))
             with self.catalogue.transaction() as db:
                 Catalogue.record_failure(db, item.stat, item.error)
-        elif item.tensor is None:
+        elif item.pixels is None:
             reused.append(item)
         else:
             batch.append(item)
@@ -246,7 +253,7 @@ class Indexer:
         new_ids: list[int] = []
         new_vectors: list[np.ndarray] = []
         orphans: list[int | None] = []
-        embeddings = self.embedder.embed_tensors(np.stack([b.tensor for b in batch])) if batch else None
+        embeddings = self._embed(batch) if batch else None
         with self.catalogue.transaction() as db:
             by_hash: dict[str, int] = {}
             for i, item in enumerate(batch):
@@ -254,7 +261,9 @@ class Indexer:
                     orphans.append(Catalogue.upsert_file(db, item.stat, by_hash[item.hash]))
                     report.reused += 1
                     continue
-                existing = db.execute("SELECT id FROM images WHERE hash = ?", (item.hash,)).fetchone()
+                existing = db.execute(
+                    "SELECT id FROM images WHERE hash = ?", (item.hash,)
+                ).fetchone()
                 if existing:
                     image_id = existing[0]
                     report.reused += 1
@@ -289,6 +298,14 @@ class Indexer:
             self.store.add(np.asarray(new_ids, dtype=np.int64), np.stack(new_vectors))
         batch.clear()
         reused.clear()
+
+    def _embed(self, batch: list[_Prepared]):
+        """Normalise each picture into its slot of the reused batch buffer, then run the model."""
+        tensors = self._buffer[: len(batch)]
+        for slot, item in enumerate(batch):
+            self.embedder.tensors(item.pixels[None], out=tensors[slot : slot + 1])
+            item.pixels = None  # free it while the batch is written
+        return self.embedder.embed_tensors(tensors)
 
 
 def _one_line(exc: BaseException) -> str:

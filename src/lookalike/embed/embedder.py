@@ -19,8 +19,9 @@ from PIL import Image
 
 from ..errors import ModelError
 from ..settings import Settings
+from . import quantize  # noqa: F401 - registers the int8 models (lite0-int8)
 from .pooling import gem, l2_normalise, softmax
-from .preprocess import stack, to_tensor
+from .preprocess import normalise, resize_square, to_tensor
 from .registry import ModelSpec, get_model
 
 # Bump when the graph builder changes what it emits: cached ONNX files are keyed by it.
@@ -96,20 +97,47 @@ class Embedder:
             return self._session
 
     def _create_session(self):
+        """An ONNX Runtime session tuned for sharing a small CPU with the decoding threads.
+
+        * intra-op threads = cores (``Settings.threads``), inter-op 1: the graph is a chain;
+        * no spinning: by default idle ORT threads busy-wait for the next op, stealing the
+          cores that decode the next batch (measured in docs/benchmarks.md);
+        * full graph optimisation at start-up (about 0.1 s for Lite0; caching the optimised
+          graph saved under 0.05 s and would tie the cache to one CPU's instruction set);
+        * CUDA first when ``Settings.device`` allows and onnxruntime-gpu provides it.
+        """
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.settings.threads or self.settings.cpu_count()
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         path = self.onnx_path()
         try:
-            return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            return ort.InferenceSession(str(path), options, providers=self.providers())
         except Exception as exc:  # noqa: BLE001 - report any runtime failure in one line
             raise ModelError(f"cannot load model '{self.spec.name}': {exc}") from exc
 
+    def providers(self) -> list[str]:
+        """ONNX Runtime execution providers, best first: CUDA only if installed and allowed."""
+        import onnxruntime as ort
+
+        cuda = "CUDAExecutionProvider"
+        if self.settings.device != "cpu" and cuda in ort.get_available_providers():
+            return [cuda, "CPUExecutionProvider"]
+        return ["CPUExecutionProvider"]
+
     def preprocess(self, image: Image.Image) -> np.ndarray:
         return to_tensor(image, self.spec.preprocess)
+
+    def pixels(self, image: Image.Image) -> np.ndarray:
+        """The image resized to the input square, uint8 ``(S, S, 3)`` (see :meth:`tensors`)."""
+        return resize_square(image, self.spec.preprocess)
+
+    def tensors(self, pixels: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """uint8 ``(N, S, S, 3)`` to the model's normalised float32 batch (into ``out``)."""
+        return normalise(pixels, self.spec.preprocess, out)
 
     def embed_tensors(self, batch: np.ndarray) -> Embeddings:
         """Embed a preprocessed ``(N, 3, S, S)`` batch."""
@@ -124,4 +152,4 @@ class Embedder:
         """Embed decoded RGB images (any size)."""
         if not images:
             raise ValueError("no images to embed")
-        return self.embed_tensors(stack([self.preprocess(im) for im in images]))
+        return self.embed_tensors(self.tensors(np.stack([self.pixels(im) for im in images])))

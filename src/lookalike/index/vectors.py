@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ..settings import Settings
+    from .catalogue import Catalogue
 
 
 @runtime_checkable
@@ -64,7 +69,7 @@ class FlatStore:
     """
 
     kind = "flat"
-    _FILES = ("flat-ids.npy", "flat-vectors.npy", "flat.json")
+    FILES = ("flat-ids.npy", "flat-vectors.npy", "flat.json")
 
     def __init__(self, ids: np.ndarray | None = None, vectors: np.ndarray | None = None):
         self.ids = np.zeros(0, dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
@@ -151,6 +156,64 @@ class FlatStore:
         if len(ids) != meta.get("count") or len(vectors) != len(ids):
             return None
         return cls(ids, vectors)
+
+
+def open_store(
+    folder: Path,
+    catalogue: Catalogue,
+    settings: Settings,
+    *,
+    transform: Callable[[np.ndarray], np.ndarray] | None = None,
+    fingerprint: str = "",
+    rebuild: bool = False,
+    expected: int = 0,
+) -> VectorStore:
+    """The store that suits the collection: loaded if current, else built from the catalogue.
+
+    Exact :class:`FlatStore` below ``settings.ann_threshold`` images (counting ``expected``
+    images about to be added, so a large first run never grows a float matrix), the
+    approximate :class:`~lookalike.index.ann.AnnStore` from there on. An index that has an
+    approximate store keeps it down to half the threshold, so a collection hovering around
+    the threshold does not switch back and forth. ``transform`` maps raw descriptors into the
+    store's space; ``fingerprint`` names it, and ``rebuild`` forces a rebuild (new transform).
+    """
+    folder = Path(folder)
+    count = max(catalogue.count_images(), expected)
+    has_ann = (folder / "ann.json").exists()
+    if count >= settings.ann_threshold or (has_ann and count >= settings.ann_threshold // 2):
+        from .ann import AnnParams, AnnStore, CatalogueVectors
+
+        _unlink(folder, FlatStore.FILES)
+        params = AnnParams(
+            dims=settings.ann_dims,
+            expansion_search=settings.ann_expansion_search,
+            rerank=settings.ann_rerank,
+        )
+        source = CatalogueVectors(catalogue, transform)
+        return AnnStore.open(
+            folder, source, params=params, fingerprint=fingerprint, rebuild=rebuild
+        )
+    if has_ann:
+        from .ann import AnnStore
+
+        _unlink(folder, AnnStore.FILES)
+    store = None if rebuild else FlatStore.load(folder, catalogue.generation)
+    if store is None:
+        ids, vectors = catalogue.all_vectors()
+        store = FlatStore(ids, transform(vectors) if transform and len(ids) else vectors)
+        try:
+            store.save(folder, catalogue.generation)
+        except OSError:
+            pass  # a read-only index folder still searches; the store is rebuilt next time
+    return store
+
+
+def _unlink(folder: Path, names: tuple[str, ...]) -> None:
+    for name in names:
+        try:
+            (folder / name).unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -1,0 +1,128 @@
+"""Caltech-101 helpers shared by the benchmarks: the manifest, cached embeddings and mAP.
+
+Embeddings are made by the product itself (``Index.add`` into a scratch index under
+``/tmp/lookalike-bench``), then read back per file, so the benchmarks measure the vectors a
+user would get. Nothing here writes into the repository.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import numpy as np
+
+DATA = Path(
+    os.environ.get(
+        "LOOKALIKE_CALTECH", Path(__file__).resolve().parents[2] / "shared/datasets/caltech101"
+    )
+)
+SCRATCH = Path(os.environ.get("LOOKALIKE_BENCH_TMP", "/tmp/lookalike-bench"))
+
+
+def manifest() -> tuple[list[Path], list[str]]:
+    """Absolute paths and class labels of all 9,143 images, in manifest order."""
+    if not (DATA / "manifest.csv").exists():
+        raise SystemExit(f"Caltech-101 not found at {DATA}; set LOOKALIKE_CALTECH")
+    with open(DATA / "manifest.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [DATA / r["path"] for r in rows], [r["label"] for r in rows]
+
+
+def embeddings(model: str = "lite0") -> tuple[np.ndarray, list[str], list[Path]]:
+    """``(vectors float32 (N, D), labels, paths)`` for every Caltech image, cached as .npz."""
+    cache = SCRATCH / f"caltech-{model}.npz"
+    paths, labels = manifest()
+    if not cache.exists():
+        from lookalike import Index
+
+        db = SCRATCH / f"caltech-{model}-index"
+        with Index.open(db, model=model) as index:
+            index.add([DATA / "images"])
+            ids = [index.catalogue.image_for_location(str(p)) for p in paths]
+            vectors = index.catalogue.vectors_for(ids)
+        SCRATCH.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, vectors=vectors.astype(np.float16))
+    vectors = np.load(cache)["vectors"].astype(np.float32)
+    return vectors, labels, paths
+
+
+def mean_average_precision(vectors: np.ndarray, labels: list[str]) -> float:
+    """Full-ranking mAP over the labelled images (BACKGROUND_Google left out): each image
+    queries all others, relevant = same class."""
+    keep = np.array([label != "BACKGROUND_Google" for label in labels])
+    x = vectors[keep]
+    y = np.array(labels)[keep]
+    aps = []
+    for start in range(0, len(x), 512):
+        scores = x[start : start + 512] @ x.T
+        for row, i in enumerate(range(start, min(start + 512, len(x)))):
+            s = scores[row].copy()
+            s[i] = -np.inf  # the query itself is not a result
+            order = np.argsort(-s, kind="stable")[:-1]
+            relevant = y[order] == y[i]
+            hits = np.cumsum(relevant)
+            n = relevant.sum()
+            aps.append((hits[relevant] / (np.flatnonzero(relevant) + 1)).sum() / n if n else 0.0)
+    return float(np.mean(aps))
+
+
+def machine() -> dict:
+    """What the numbers were measured on (CPU model, cores, load, versions, date)."""
+    import platform
+    import subprocess
+    import time
+
+    import onnxruntime
+
+    cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in cpu.splitlines()
+            if line.startswith("Model name")
+        ),
+        "?",
+    )
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        "python": platform.python_version(),
+        "onnxruntime": onnxruntime.__version__,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+
+
+def timed_queries(index, paths: list[Path], k: int = 10) -> dict:
+    """Latency of query photos through the index, in milliseconds (p50/p95).
+
+    ``core``: decode + embed + vector search + the catalogue lookups that name the matches,
+    i.e. the steps every query needs. ``search``: ``Index.search`` with its defaults, which
+    may add optional re-ranking steps on top (reported, not targeted).
+    """
+    import time
+
+    index.search(paths[0], k=k)  # warm: model session, store
+    core, full = [], []
+    for path in paths[1:]:
+        t = time.perf_counter()
+        vectors = index.embed([path]).vectors
+        _, ids = index.store.search(vectors, k)
+        index.catalogue.locations_for(ids[0].tolist())
+        core.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        index.search(path, k=k)
+        full.append(time.perf_counter() - t)
+
+    def ms(values: list[float], q: float) -> float:
+        return round(float(np.percentile(values, q)) * 1000, 1)
+
+    return {
+        "core_p50_ms": ms(core, 50),
+        "core_p95_ms": ms(core, 95),
+        "index_search_p50_ms": ms(full, 50),
+        "index_search_p95_ms": ms(full, 95),
+        "queries": len(core),
+    }

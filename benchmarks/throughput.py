@@ -1,0 +1,218 @@
+"""Indexing throughput and query latency on this machine, through the product's own paths.
+
+    python benchmarks/throughput.py [--models lite0 lite0-int8] [--big 120]
+                                    [--out benchmarks/results/throughput.json]
+
+For each model, in one run (so ratios compare like with like on a noisy, shared machine):
+
+* **ceiling**: the model alone on preprocessed batches of 32 real photos (median of 8);
+* **Caltech-101 end to end**: all 9,143 files into a fresh index (discover, hash, decode,
+  preprocess, embed, commit), as ``lookalike index`` does; wall images/s, CPU ms per image
+  and the cores we actually got (other jobs share the machine), and the fraction of the
+  ceiling reached;
+* **12-megapixel JPEGs**: ``--big`` Caltech photos upscaled to 4000x3000 and saved at JPEG
+  quality 90 into /tmp (made once, fixed seed), indexed the same way;
+* **mAP**: Caltech-101 full-ranking mAP of the stored descriptors (8,677 labelled photos,
+  raw GeM and centred as the index searches), to weigh the int8 model's speed against quality.
+
+Then on the Caltech index of the first model: query latency p50/p95 on photo files (decode +
+embed + search; and ``Index.search`` with whatever optional re-ranking it does by default), and the wall time of a cold ``lookalike search``
+process on a 10k-image index: Caltech's 9,143 plus 900 augmented copies (the first 900
+manifest photos mirrored, cropped by 10% and re-saved at quality 80; fixed seed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import caltech  # noqa: E402
+
+import lookalike  # noqa: E402
+from lookalike.images import load_image  # noqa: E402
+
+SEED = 20261126
+BATCH = 32
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def ceiling(model: str, paths: list[Path]) -> dict:
+    """Images/s of the model alone on a preprocessed batch (no decoding, no writing)."""
+    index_settings = lookalike.Settings(model=model)
+    from lookalike.embed.embedder import Embedder
+
+    embedder = Embedder(index_settings)
+    pixels = np.stack(
+        [embedder.pixels(load_image(p, target_size=embedder.input_size)) for p in paths[:BATCH]]
+    )
+    batch = embedder.tensors(pixels)
+    embedder.embed_tensors(batch)  # warm up
+    times, cpu = [], []
+    for _ in range(8):
+        t, c = time.perf_counter(), cpu_seconds()
+        embedder.embed_tensors(batch)
+        times.append(time.perf_counter() - t)
+        cpu.append(cpu_seconds() - c)
+    return {
+        "images_per_s": round(BATCH / float(np.median(times)), 1),
+        "best_images_per_s": round(BATCH / min(times), 1),
+        "cpu_ms_per_image": round(float(np.median(cpu)) / BATCH * 1000, 2),
+    }
+
+
+def index_folder(model: str, folder: Path, db: Path) -> tuple[dict, lookalike.Index]:
+    shutil.rmtree(db, ignore_errors=True)
+    index = lookalike.Index.open(db, model=model)
+    index.embedder.session  # noqa: B018 - build/load the model outside the timing
+    t, c = time.perf_counter(), cpu_seconds()
+    report = index.add([folder])
+    wall, cpu = time.perf_counter() - t, cpu_seconds() - c
+    return {
+        "images": report.embedded,
+        "failed": len(report.failed),
+        "seconds": round(wall, 1),
+        "images_per_s": round(report.embedded / wall, 1),
+        "cpu_ms_per_image": round(cpu / max(report.embedded, 1) * 1000, 2),
+        "cores_used": round(cpu / wall, 2),
+    }, index
+
+
+def big_jpegs(paths: list[Path], count: int) -> Path:
+    """``count`` 4000x3000 quality-90 JPEGs made from Caltech photos (cached in /tmp)."""
+    folder = caltech.SCRATCH / f"jpeg-12mp-{count}"
+    if len(list(folder.glob("*.jpg"))) == count:
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(SEED)
+    for n, i in enumerate(rng.choice(len(paths), count, replace=False)):
+        with Image.open(paths[i]) as im:
+            big = im.convert("RGB").resize((4000, 3000), Image.Resampling.BICUBIC)
+        big.save(folder / f"big_{n:04d}.jpg", quality=90)
+    return folder
+
+
+def augmented_copies(paths: list[Path], count: int) -> Path:
+    """Mirrored, 10%-cropped, quality-80 copies of the first ``count`` photos."""
+    folder = caltech.SCRATCH / f"augmented-{count}"
+    if len(list(folder.glob("*.jpg"))) == count:
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    for n, path in enumerate(paths[:count]):
+        with Image.open(path) as im:
+            im = ImageOps.mirror(im.convert("RGB"))
+            w, h = im.size
+            im.crop((w // 20, h // 20, w - w // 20, h - h // 20)).save(
+                folder / f"aug_{n:04d}.jpg", quality=80
+            )
+    return folder
+
+
+def descriptor_map(index: lookalike.Index, paths: list[Path], labels: list[str]) -> dict:
+    ids = [index.catalogue.image_for_location(str(p)) for p in paths]
+    vectors = index.catalogue.vectors_for(ids)
+    centred = index.store.centre.apply(vectors)
+    return {
+        "map_raw": round(caltech.mean_average_precision(vectors, labels), 4),
+        "map_centred": round(caltech.mean_average_precision(centred, labels), 4),
+    }
+
+
+def query_latency(index: lookalike.Index, paths: list[Path], count: int = 100) -> dict:
+    rng = np.random.default_rng(SEED)
+    chosen = [paths[i] for i in rng.choice(len(paths), count + 1, replace=False)]
+    result = caltech.timed_queries(index, chosen)
+    search_only = []
+    for vector in index.embed(chosen[1:21]).vectors:
+        t = time.perf_counter()
+        index.store.search(vector[None], 10)
+        search_only.append(time.perf_counter() - t)
+    result["search_only_p50_ms"] = round(float(np.median(search_only)) * 1000, 2)
+    result["store"] = type(index.store.inner).__name__
+    return result
+
+
+def cold_cli(db: Path, query: Path, repeats: int = 3) -> dict:
+    """Wall time of whole ``lookalike search`` processes (interpreter start to exit)."""
+    exe = Path(sys.executable).with_name("lookalike")
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        subprocess.run(
+            [str(exe), "search", str(query), "--db", str(db), "--top", "10"],
+            check=True,
+            capture_output=True,
+        )
+        times.append(time.perf_counter() - t)
+    return {
+        "cli_search_median_s": round(float(np.median(times)), 3),
+        "cli_search_all_s": [round(x, 3) for x in times],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["lite0", "lite0-int8"])
+    parser.add_argument("--big", type=int, default=120, help="12-MP JPEGs to index")
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).parent / "results" / "throughput.json"
+    )
+    args = parser.parse_args()
+
+    paths, labels = caltech.manifest()
+    started = time.time()
+    report: dict = {"machine": caltech.machine(), "models": {}}
+    big = big_jpegs(paths, args.big)
+    first_index = None
+    for model in args.models:
+        result: dict = {"ceiling": ceiling(model, paths)}
+        stats, index = index_folder(model, caltech.DATA / "images", caltech.SCRATCH / f"tp-{model}")
+        # By wall clock (hurt when other jobs take cores mid-run) and by CPU time (stable):
+        # the share of each image's CPU time that is the model itself.
+        stats["fraction_of_ceiling"] = round(
+            stats["images_per_s"] / result["ceiling"]["images_per_s"], 2
+        )
+        stats["cpu_fraction_of_ceiling"] = round(
+            result["ceiling"]["cpu_ms_per_image"] / stats["cpu_ms_per_image"], 2
+        )
+        result["caltech"] = stats
+        result["quality"] = descriptor_map(index, paths, labels)
+        big_stats, big_index = index_folder(model, big, caltech.SCRATCH / f"tp-big-{model}")
+        big_index.close()
+        result["jpeg_12mp"] = big_stats
+        print(model, json.dumps(result), flush=True)
+        report["models"][model] = result
+        if first_index is None:
+            first_index = index
+        else:
+            index.close()
+    first_model = args.models[0]
+    report["query"] = query_latency(first_index, paths) | {"model": first_model}
+    first_index.add([augmented_copies(paths, 900)])
+    report["cli"] = cold_cli(first_index.path, paths[0]) | {
+        "images": len(first_index),
+        "model": first_model,
+    }
+    first_index.close()
+    print(json.dumps({"query": report["query"], "cli": report["cli"]}), flush=True)
+    report["wall_s"] = round(time.time() - started, 1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,439 @@
+"""Approximate search for large collections: an HNSW graph (usearch) over int8 codes.
+
+Why this shape (figures in docs/benchmarks.md):
+
+* **Memory.** A float32 descriptor is 5 KB, so an exact matrix of a million images needs 5 GB.
+  The graph keeps a 256-byte int8 code per image plus its links (about 400 bytes in all), in
+  one file that is memory-mapped when searching (``restore(view=True)``): opening is instant
+  and only the pages a query visits are read.
+* **Codes.** usearch maps floats in [-1, 1] to int8 by multiplying by 127; components of a unit
+  1,280-d vector are about 0.03, which leaves a handful of levels (recall 0.85 measured).
+  :class:`Int8Codec` centres the descriptors, keeps their 256 principal axes and scales them
+  to the int8 range: 256-byte codes, and a graph about 5x cheaper to build and search.
+* **Exact scores.** The graph only proposes candidates; the best few are re-scored with their
+  exact descriptors from the catalogue (the source of truth), so scores equal FlatStore's and
+  recall depends on the graph alone, not on the codes.
+* **Filters.** Label filters and category routing pass candidate ids: a few hundred are scored
+  exactly; up to ``scan_max`` are ranked by their codes (read from the graph), then the best
+  re-scored; larger sets search the graph with oversampling and keep the allowed ids.
+* **Derived data.** The file records the catalogue generation. A stale file is *repaired* by
+  comparing its ids with the catalogue's (add the missing, drop the gone), so an interrupted
+  indexing run never costs a full rebuild; only a missing or damaged file is rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .catalogue import VECTOR_DTYPE, Catalogue
+from .vectors import _atomic_save, _atomic_write, top_k
+
+# ids -> (ids found, their float32 descriptors): where exact vectors are read from.
+VectorSource = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+CODEC_VERSION = 1
+_MARGIN = 1.25  # headroom over the sample's range: later vectors may stray a little further
+
+
+@dataclass(frozen=True)
+class Int8Codec:
+    """Short int8 codes that keep the neighbourhoods of the float descriptors.
+
+    ``code = round(127 * ((x - mean) @ basis) / scale)``: the descriptor is centred and
+    projected on its ``dims`` principal axes (fitted on a sample), then one scale maps the
+    widest axis onto the int8 range. One scale for all axes keeps the geometry (squared L2 on
+    unit vectors ranks like the inner product); scaling each axis to its own range would
+    whiten the codes and let noisy minor axes vote (candidate recall fell from 1.00 to 0.99).
+    Codes only *propose* neighbours; exact scores come from the float descriptors.
+    """
+
+    mean: np.ndarray  # (D,)
+    basis: np.ndarray  # (D, dims)
+    scale: float
+
+    @classmethod
+    def fit(cls, sample: np.ndarray, dims: int) -> Int8Codec:
+        sample = np.asarray(sample, dtype=np.float64)
+        mean = sample.mean(axis=0)
+        centred = sample - mean
+        # Eigenvectors of the covariance: a D x D problem, far cheaper than an SVD of the sample.
+        values, vectors = np.linalg.eigh(centred.T @ centred)
+        basis = vectors[:, np.argsort(values)[::-1][:dims]]
+        spread = float(np.abs(centred @ basis).max()) * _MARGIN
+        return cls(mean.astype(np.float32), basis.astype(np.float32), max(spread, 1e-6))
+
+    @property
+    def dims(self) -> int:
+        return self.basis.shape[1]
+
+    def encode(self, vectors: np.ndarray) -> np.ndarray:
+        projected = (np.asarray(vectors, dtype=np.float32) - self.mean) @ self.basis
+        return np.clip(np.rint(projected * (127.0 / self.scale)), -127, 127).astype(np.int8)
+
+    def save(self, path: Path) -> None:
+        head = np.zeros_like(self.mean)
+        head[0] = self.scale
+        _atomic_save(path, np.vstack([head[None, :], self.mean[None, :], self.basis.T]))
+
+    @classmethod
+    def load(cls, path: Path) -> Int8Codec:
+        array = np.load(path)
+        if array.ndim != 2 or len(array) < 3:
+            raise ValueError(f"{path} is not an int8 codec")
+        return cls(
+            np.ascontiguousarray(array[1]), np.ascontiguousarray(array[2:].T), float(array[0, 0])
+        )
+
+
+@dataclass(frozen=True)
+class AnnParams:
+    """Graph and search knobs (see :class:`lookalike.settings.Settings` for the defaults)."""
+
+    dims: int = 256  # principal axes kept in the codes
+    connectivity: int = 16
+    expansion_add: int = 128
+    expansion_search: int = 256
+    rerank: int = 200  # graph candidates re-scored exactly per query (at least k)
+    scan_max: int = 20_000  # larger candidate sets search the graph, smaller scan codes
+    calibrate_at: int = 4096  # vectors that fit the codec; until then all are scored exactly
+
+
+class CatalogueVectors:
+    """Exact descriptors read by id from the catalogue; also streams them for (re)builds.
+
+    ``transform`` maps raw descriptors into the store's space (e.g. centring), so re-scored
+    candidates are compared exactly as the store compares them.
+    """
+
+    def __init__(
+        self, catalogue: Catalogue, transform: Callable[[np.ndarray], np.ndarray] | None = None
+    ):
+        self.catalogue = catalogue
+        self.transform = transform
+
+    def __call__(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        found: list[int] = []
+        blobs: list[bytes] = []
+        ids = [int(i) for i in np.asarray(ids).ravel()]
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for image_id, blob in self.catalogue.db.execute(
+                f"SELECT id, vector FROM images WHERE id IN ({marks})", chunk
+            ):
+                found.append(image_id)
+                blobs.append(blob)
+        return self._decode(found, blobs)
+
+    def ids(self) -> np.ndarray:
+        rows = self.catalogue.db.execute("SELECT id FROM images ORDER BY id")
+        return np.fromiter((r[0] for r in rows), dtype=np.int64)
+
+    def chunks(self, size: int = 20_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """All ``(ids, vectors)`` in id order, ``size`` at a time (bounded memory)."""
+        last = -1
+        while True:
+            rows = self.catalogue.db.execute(
+                "SELECT id, vector FROM images WHERE id > ? ORDER BY id LIMIT ?", (last, size)
+            ).fetchall()
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield self._decode([r[0] for r in rows], [r[1] for r in rows])
+
+    def _decode(self, ids: list[int], blobs: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+        if not ids:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+        matrix = np.frombuffer(b"".join(blobs), dtype=VECTOR_DTYPE).reshape(len(ids), -1)
+        vectors = matrix.astype(np.float32)
+        return np.asarray(ids, dtype=np.int64), (
+            self.transform(vectors) if self.transform else vectors
+        )
+
+
+class AnnStore:
+    """A :class:`~lookalike.index.vectors.VectorStore` backed by a usearch HNSW graph.
+
+    Until ``params.calibrate_at`` vectors have been added (the codec needs a sample), they
+    are kept in a small exact buffer; then the codec is fitted and the graph built.
+    """
+
+    kind = "ann"
+    FILES = ("ann.usearch", "ann-codec.npy", "ann.json")
+
+    def __init__(self, exact: VectorSource, params: AnnParams | None = None, fingerprint: str = ""):
+        self.exact = exact
+        self.params = params or AnnParams()
+        # Names ``exact``'s transform (e.g. the centre); a graph made for another is rebuilt.
+        self.fingerprint = hashlib.sha256(fingerprint.encode()).hexdigest()[:16]
+        self.codec: Int8Codec | None = None
+        self._index = None
+        self._viewed: Path | None = None  # the file a read-only memory map points at
+        self._buffer_ids = np.zeros(0, dtype=np.int64)
+        self._buffer = np.zeros((0, 0), dtype=np.float32)
+        self.removed = 0  # deletions since the graph was built (tombstones)
+        self._same_as: Path | None = None  # the saved file equal to this graph, if any
+
+    # --- the protocol ----------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._buffer_ids) + (len(self._index) if self._index is not None else 0)
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        ids = np.asarray(ids, dtype=np.int64)
+        if not len(ids):
+            return
+        vectors = np.asarray(vectors, dtype=np.float32)
+        self.remove(ids)
+        if self._index is None:
+            self._buffer_ids = np.concatenate([self._buffer_ids, ids])
+            self._buffer = (
+                vectors if not self._buffer.size else np.concatenate([self._buffer, vectors])
+            )
+            if len(self._buffer_ids) >= self.params.calibrate_at:
+                self._start_graph()
+            return
+        self._writable().add(ids.astype(np.uint64), self.codec.encode(vectors))
+
+    def remove(self, ids: np.ndarray) -> None:
+        ids = np.asarray(ids, dtype=np.int64)
+        if not len(ids):
+            return
+        if len(self._buffer_ids):
+            keep = ~np.isin(self._buffer_ids, ids)
+            self._buffer_ids, self._buffer = self._buffer_ids[keep], self._buffer[keep]
+        if self._index is not None:
+            present = ids[self._index.contains(ids.astype(np.uint64))]
+            if len(present):
+                self._writable().remove(present.astype(np.uint64))
+                self.removed += len(present)
+
+    def search(
+        self, queries: np.ndarray, k: int, candidates: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
+        if candidates is not None:
+            candidates = np.unique(np.asarray(candidates, dtype=np.int64))
+        if self._index is None or (
+            candidates is not None and len(candidates) <= max(k, self.params.rerank)
+        ):
+            ids = self.ids() if candidates is None else candidates
+            return self._rescore(queries, [ids] * len(queries), k)
+        if candidates is not None and len(candidates) <= self.params.scan_max:
+            return self._rescore(queries, self._scan(queries, k, candidates), k)
+        return self._rescore(queries, self._propose(queries, k, candidates), k)
+
+    def save(self, folder: Path, generation: int) -> None:
+        folder = Path(folder)
+        if self._index is None:  # too few vectors for a graph yet: the catalogue has them all
+            for name in self.FILES:
+                (folder / name).unlink(missing_ok=True)
+            return
+        path = folder / "ann.usearch"
+        if self._same_as != path:  # else only the generation moved: no gigabyte rewrite
+            tmp = folder / "ann.usearch.tmp"  # then a rename: a reader's memory map stays valid
+            self._index.save(str(tmp))
+            os.replace(tmp, path)
+            self.codec.save(folder / "ann-codec.npy")
+            self._same_as = path
+        meta = {
+            "generation": generation,
+            "count": len(self._index),
+            "ndim": int(len(self.codec.mean)),
+            "codec_version": CODEC_VERSION,
+            "removed": self.removed,
+            "fingerprint": self.fingerprint,
+            "connectivity": self.params.connectivity,
+        }
+        _atomic_write(folder / "ann.json", json.dumps(meta).encode())
+
+    # --- opening and building --------------------------------------------------------
+    @classmethod
+    def open(
+        cls,
+        folder: Path,
+        source: CatalogueVectors,
+        *,
+        params: AnnParams | None = None,
+        fingerprint: str = "",
+        rebuild: bool = False,
+    ) -> AnnStore:
+        """The saved graph, memory-mapped if current, repaired if stale, rebuilt if unusable.
+
+        A graph with many deletions (tombstones: over half its size) or made for another
+        ``fingerprint`` is rebuilt, as is every graph when ``rebuild`` is set.
+        """
+        folder = Path(folder)
+        generation = source.catalogue.generation
+        store = cls(source, params, fingerprint)
+        meta = None if rebuild else store._load(folder)
+        if meta is not None and meta.get("fingerprint") != store.fingerprint:
+            meta = None
+        if meta is not None and meta["generation"] == generation:
+            return store
+        if meta is not None and store.removed <= len(store._index) // 2:
+            store._repair(source)
+        else:
+            store = cls.build(source, params, fingerprint)
+        store._save_quietly(folder, generation)
+        return store
+
+    @classmethod
+    def build(
+        cls, source: CatalogueVectors, params: AnnParams | None = None, fingerprint: str = ""
+    ) -> AnnStore:
+        """A fresh graph over every vector in the catalogue, read in bounded chunks."""
+        store = cls(source, params, fingerprint)
+        for ids, vectors in source.chunks():
+            store.add(ids, vectors)
+        return store
+
+    def ids(self) -> np.ndarray:
+        """Every stored id (buffered and in the graph)."""
+        graph = (
+            np.asarray(self._index.keys, dtype=np.int64)
+            if self._index is not None
+            else np.zeros(0, dtype=np.int64)
+        )
+        return np.concatenate([self._buffer_ids, graph])
+
+    # --- internals -------------------------------------------------------------------
+    def _new_index(self, ndim: int):
+        from usearch.index import Index
+
+        return Index(
+            ndim=ndim,
+            metric="l2sq",
+            dtype="i8",
+            connectivity=self.params.connectivity,
+            expansion_add=self.params.expansion_add,
+            expansion_search=self.params.expansion_search,
+        )
+
+    def _start_graph(self) -> None:
+        self.codec = Int8Codec.fit(self._buffer, self.params.dims)
+        self._index = self._new_index(self.codec.dims)
+        ids, vectors = self._buffer_ids, self._buffer
+        self._buffer_ids = np.zeros(0, dtype=np.int64)
+        self._buffer = np.zeros((0, 0), dtype=np.float32)
+        self._index.add(ids.astype(np.uint64), self.codec.encode(vectors))
+
+    def _writable(self):
+        """The graph in memory, about to change; a read-only map is loaded on first write."""
+        self._same_as = None
+        if self._viewed is not None:
+            from usearch.index import Index
+
+            self._index = Index.restore(str(self._viewed), view=False)
+            self._index.expansion_search = self.params.expansion_search
+            self._viewed = None
+        return self._index
+
+    def _load(self, folder: Path) -> dict | None:
+        """Map the saved graph read-only; None when missing, damaged or of another shape."""
+        from usearch.index import Index
+
+        try:
+            meta = json.loads((folder / "ann.json").read_text())
+            if meta.get("codec_version") != CODEC_VERSION:
+                return None
+            codec = Int8Codec.load(folder / "ann-codec.npy")
+            index = Index.restore(str(folder / "ann.usearch"), view=True)
+        except (OSError, ValueError, RuntimeError, KeyError):
+            return None
+        if index is None or len(index) != meta.get("count") or index.ndim != codec.dims:
+            return None
+        index.expansion_search = self.params.expansion_search
+        self.codec, self._index, self._viewed = codec, index, folder / "ann.usearch"
+        self.removed = int(meta.get("removed", 0))
+        self._same_as = self._viewed
+        return meta
+
+    def _repair(self, source: CatalogueVectors) -> None:
+        """Bring a stale graph level with the catalogue: ids are content, so a diff suffices."""
+        truth = source.ids()
+        stored = self.ids()
+        gone = np.setdiff1d(stored, truth, assume_unique=True)
+        missing = np.setdiff1d(truth, stored, assume_unique=True)
+        self.remove(gone)
+        for start in range(0, len(missing), 20_000):
+            self.add(*source(missing[start : start + 20_000]))
+
+    def _save_quietly(self, folder: Path, generation: int) -> None:
+        try:
+            self.save(folder, generation)
+        except OSError:
+            pass  # a read-only index folder still searches; the repair is redone next time
+
+    def _propose(
+        self, queries: np.ndarray, k: int, candidates: np.ndarray | None
+    ) -> list[np.ndarray]:
+        """Graph candidates per query (allowed ids only), at least ``rerank`` when possible;
+        a filter keeps ``1/fraction`` times more, as the graph cannot skip disallowed ids."""
+        want = max(k, self.params.rerank)
+        total = len(self)
+        if candidates is not None:  # oversample by how rare the allowed ids are
+            want = min(total, math.ceil(want * total / max(len(candidates), 1)))
+        codes = self.codec.encode(queries)
+        out = []
+        for code in codes:
+            found = self._graph_search(code, want)
+            if candidates is not None:
+                found = found[np.isin(found, candidates)]
+                if len(found) < min(k, len(candidates)):  # too rare after all: be exact
+                    found = candidates
+            out.append(np.concatenate([found, self._buffer_ids]))
+        return out
+
+    def _scan(self, queries: np.ndarray, k: int, candidates: np.ndarray) -> list[np.ndarray]:
+        """The allowed ids whose codes are closest to each query (a filter of up to
+        ``scan_max`` ids: reading codes from the graph costs microseconds per id, reading
+        descriptors from the catalogue tens)."""
+        keys = candidates.astype(np.uint64)
+        in_graph = candidates[self._index.contains(keys)]
+        codes = np.stack(self._index.get(in_graph.astype(np.uint64))).astype(np.int32)
+        buffered = self._buffer_ids[np.isin(self._buffer_ids, candidates)]
+        want = min(max(k, self.params.rerank), len(in_graph))
+        out = []
+        for code in self.codec.encode(queries).astype(np.int32):
+            distances = ((codes - code) ** 2).sum(axis=1)
+            nearest = np.argpartition(distances, want - 1)[:want] if want else []
+            out.append(np.concatenate([in_graph[nearest], buffered]))
+        return out
+
+    def _graph_search(self, code: np.ndarray, count: int) -> np.ndarray:
+        # usearch widens the beam to ``count`` by itself when count > expansion_search.
+        return np.asarray(self._index.search(code, count).keys, dtype=np.int64)
+
+    def _rescore(
+        self, queries: np.ndarray, proposals: list[np.ndarray], k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact scores for each query's proposed ids; top ``k`` of them, best first."""
+        rows_s, rows_i = [], []
+        for query, ids in zip(queries, proposals, strict=True):
+            if len(self._buffer_ids):
+                in_buffer = np.isin(self._buffer_ids, ids)
+                found_b, vec_b = self._buffer_ids[in_buffer], self._buffer[in_buffer]
+                ids = ids[~np.isin(ids, found_b)]
+            else:
+                found_b = np.zeros(0, dtype=np.int64)
+                vec_b = np.zeros((0, len(query)), dtype=np.float32)
+            found, vectors = self.exact(ids) if len(ids) else (ids, vec_b[:0])
+            found = np.concatenate([found, found_b])
+            vectors = np.concatenate([vectors.reshape(-1, len(query)), vec_b])
+            scores = vectors @ query
+            best = top_k(scores[None, :], k)[0]
+            rows_s.append(scores[best])
+            rows_i.append(found[best])
+        width = min(len(r) for r in rows_i) if rows_i else 0
+        return (
+            np.stack([r[:width] for r in rows_s]).astype(np.float32),
+            np.stack([r[:width] for r in rows_i]).astype(np.int64),
+        )
