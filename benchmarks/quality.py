@@ -1,11 +1,18 @@
 """Class-level retrieval quality on Caltech-101 (the dev set), through the real product path.
 
-Indexes the 8,677 labelled photos (every class folder except BACKGROUND_Google) into a fresh
-index with the default settings, then queries every image against all the others through
-the index's vector store and reports mAP over the full ranking, P@1, P@10 and recall@K
-(relevant = same class). The seed's category-routed search is measured too.
+Indexes the 8,677 labelled photos (every class folder except BACKGROUND_Google) with the
+default settings, then queries every image against all the others through the index's own
+search path (``Index._ranked_pairs``: cosine search, re-ranking, spatial verification; the
+query itself left out) and reports mAP over the full ranking, P@1, P@10 and recall@K
+(relevant = same class). The seed's category routing is measured too.
+
+``--distractors`` adds the 233 even-numbered BACKGROUND_Google photos to the database (the
+instance benchmark's database, benchmarks/instance.py); they are never relevant and never
+queries. The index lives under ``--work`` (default /tmp/lookalike-quality) and is reused
+(``Index.add`` is incremental).
 
     python benchmarks/quality.py [--model lite0] [--limit N] [--out benchmarks/results/quality.json]
+    python benchmarks/quality.py --config none --config qe --config diffusion --config default
 """
 
 from __future__ import annotations
@@ -23,15 +30,32 @@ from pathlib import Path
 import numpy as np
 
 import lookalike
-from lookalike.evaluate import evaluate_vectors, folder_ground_truth
+from lookalike.evaluate import evaluate_vectors, folder_ground_truth, index_ranker
 
 REPO = Path(__file__).resolve().parents[1]
 CALTECH = REPO.parent / "shared" / "datasets" / "caltech101"
 
 
-def labelled_images(limit: int | None) -> list[Path]:
+CONFIGS = {
+    # name: (rerank, verify) search options; "default" = the Settings defaults
+    "none": ("none", 0),
+    "qe": ("qe", 0),
+    "diffusion": ("diffusion", 0),
+    "verify10": ("none", 10),
+    "qe+verify10": ("qe", 10),
+    "diffusion+verify10": ("diffusion", 10),
+    "default": (None, None),
+}
+
+
+def labelled_images(limit: int | None, distractors: bool = False) -> list[Path]:
     rows = (CALTECH / "manifest.csv").read_text().splitlines()[1:]
     paths = [CALTECH / r.split(",")[0] for r in rows if not r.endswith(",BACKGROUND_Google")]
+    if distractors:
+        paths += [
+            CALTECH / r.split(",")[0] for r in rows
+            if r.endswith(",BACKGROUND_Google") and int(r.split(",")[0][-8:-4]) % 2 == 0
+        ]
     paths.sort()
     if limit:
         rng = np.random.default_rng(0)
@@ -43,8 +67,9 @@ def link_tree(paths: list[Path], dest: Path) -> Path:
     """Symlink the chosen photos into dest/<class>/ so the index sees class folders."""
     for p in paths:
         target = dest / p.parent.name / p.name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.symlink(p, target)
+        if not target.is_symlink():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(p, target)
     return dest
 
 
@@ -73,42 +98,74 @@ def main() -> None:
     parser.add_argument("--model", default="lite0")
     parser.add_argument("--limit", type=int, help="use a random subset of N images (quick check)")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "quality.json"))
-    parser.add_argument("--keep", help="keep the index in this folder")
+    parser.add_argument("--work", type=Path, help="index folder parent, reused (default /tmp/lookalike-quality, or /tmp/lookalike-instance with --distractors)")
+    parser.add_argument("--distractors", action="store_true", help="add the even-numbered BACKGROUND_Google photos to the database")
+    parser.add_argument("--config", action="append", help=f"search options to measure: {', '.join(CONFIGS)} (repeatable; default: none and default)")
+    parser.add_argument("--no-routing", action="store_true", help="skip the 2019 category-routing measurement")
+    parser.add_argument("--queries", type=int, help="query with a fixed-seed sample of N images (the database stays whole)")
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="lookalike-quality-"))
+    work = args.work or Path("/tmp/lookalike-instance" if args.distractors else "/tmp/lookalike-quality")
+    if args.limit:
+        work = Path(tempfile.mkdtemp(prefix="lookalike-quality-"))
     try:
-        photos = link_tree(labelled_images(args.limit), work / "photos")
-        db = Path(args.keep) if args.keep else work / "index"
+        photos = link_tree(labelled_images(args.limit, args.distractors), work / "photos")
+        db = work / "index"
         with lookalike.Index.open(db, model=args.model) as index:
             t0 = time.perf_counter()
             report = index.add([photos])
             index_seconds = time.perf_counter() - t0
             ids, vectors = index.catalogue.all_vectors()
             truth = folder_ground_truth(index.catalogue.locations_for(ids.tolist()))
-            t0 = time.perf_counter()
-            default = evaluate_vectors(ids, vectors, truth, index.store.search)
-            eval_seconds = time.perf_counter() - t0
-            routed = evaluate_vectors(ids, vectors, truth, category_routed_rank(index, ids, vectors))
+            background = {i for i, locs in index.catalogue.locations_for(ids.tolist()).items()
+                          if "/BACKGROUND_Google/" in locs[0]}
+            truth = {q: rel - background for q, rel in truth.items() if q not in background}
+            if args.queries and args.queries < len(truth):
+                keep = np.random.default_rng(0).choice(sorted(truth), args.queries, replace=False)
+                truth = {int(q): truth[int(q)] for q in keep}
+            configs = {}
+            for name in args.config or ["none", "default"]:
+                rerank, verify = CONFIGS[name]
+                t0 = time.perf_counter()
+                report_ = evaluate_vectors(ids, vectors, truth, index_ranker(index, rerank, verify),
+                                           pass_ids=True)
+                seconds = time.perf_counter() - t0
+                configs[name] = {
+                    "rerank": rerank or index.settings.rerank,
+                    "verify": index.settings.verify_top if verify is None else verify,
+                    **report_.as_dict(),
+                    "eval_seconds": round(seconds, 1),
+                    "ms_per_query": round(1000 * seconds / max(report_.queries, 1), 2),
+                }
+                print(name, json.dumps(configs[name]), flush=True)
+            routed = None
+            if not args.no_routing:
+                t0 = time.perf_counter()
+                routed = evaluate_vectors(ids, vectors, truth, category_routed_rank(index, ids, index.store.centre.apply(vectors)))
+                routed_seconds = time.perf_counter() - t0
         result = {
-            "benchmark": "caltech101 class-level retrieval, each image vs the rest",
+            "benchmark": "caltech101 class-level retrieval, each image vs the rest"
+            + (" (+233 BACKGROUND_Google distractors)" if args.distractors else ""),
             "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
             "date": time.strftime("%Y-%m-%d"),
             "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
             "model": args.model,
             "model_id": index.embedder.model_id,
             "images": len(ids),
+            "queries": len([q for q in truth if truth[q]]),
             "indexing_seconds": round(index_seconds, 1),
-            "indexing_images_per_second": round(report.embedded / index_seconds, 1),
-            "default": default.as_dict(),
-            "category_routed_2019": routed.as_dict(),
-            "eval_seconds": round(eval_seconds, 1),
+            "newly_embedded": report.embedded,
+            "settings": {"rerank": index.settings.rerank, "verify_top": index.settings.verify_top},
+            "configs": configs,
         }
+        if routed is not None:
+            result["category_routed_2019"] = {**routed.as_dict(), "eval_seconds": round(routed_seconds, 1)}
         print(json.dumps(result, indent=2))
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if args.limit:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

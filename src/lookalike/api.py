@@ -26,9 +26,10 @@ from .embed.embedder import Embedder, Embeddings
 from .embed.labels import imagenet_labels
 from .errors import ImageError, IndexFormatError, LookalikeError
 from .images import is_supported, load_image
+from .index.ann import CatalogueVectors
 from .index.catalogue import FORMAT_VERSION, Catalogue
-from .index.transform import Centre, CentredStore
-from .index.vectors import FlatStore, VectorStore
+from .index.transform import MIN_IMAGES, Centre, CentredStore
+from .index.vectors import VectorStore, open_store
 from .pipeline import Indexer, IndexReport, ProgressCallback, discover, is_under
 from .search import SearchResult, expand_matches, search_vectors
 from .settings import Settings
@@ -48,6 +49,9 @@ class Index:
         self.settings = settings
         self.embedder = Embedder(settings)
         self._store: CentredStore | None = None
+        self._graph = None  # rerank.KnnGraph, built on the first diffusion query
+        self._verifier = None  # verify.Verifier, with its per-generation feature cache
+        self._verifier_generation = -1
 
     # --- opening ---------------------------------------------------------------------
     @classmethod
@@ -138,23 +142,33 @@ class Index:
         half since it was learned.
         """
         if self._store is None:
-            centre = Centre.from_json(self.catalogue.get_meta("centre"))
-            count = self.catalogue.count_images()
-            inner = None
-            if centre.stale_for(count):
-                centre = self._refit_centre()
-            else:
-                inner = FlatStore.load(self.path, self.catalogue.generation)
-            if inner is None:
-                ids, vectors = self.catalogue.all_vectors()
-                inner = FlatStore(ids, centre.apply(vectors))
-                self._save_store(inner, self.catalogue.generation)
-            self._store = CentredStore(inner, centre)
+            self._store = self._open_store()
         return self._store
 
+    def _open_store(self, expected: int = 0) -> CentredStore:
+        """Exact or approximate by collection size (``expected``: images about to be added)."""
+        centre = Centre.from_json(self.catalogue.get_meta("centre"))
+        refit = centre.stale_for(self.catalogue.count_images())
+        if refit:
+            centre = self._refit_centre()
+        inner = open_store(
+            self.path,
+            self.catalogue,
+            self.settings,
+            transform=centre.apply,
+            fingerprint=centre.to_json(),
+            rebuild=refit,
+            expected=expected,
+        )
+        return CentredStore(inner, centre)
+
     def _refit_centre(self) -> Centre:
-        _, vectors = self.catalogue.all_vectors()
-        centre = Centre.fit(vectors)
+        # Streamed in chunks: a million float32 descriptors would need 5 GB at once.
+        total, count = None, 0
+        for _, chunk in CatalogueVectors(self.catalogue).chunks():
+            part = chunk.sum(axis=0, dtype=np.float64)
+            total, count = (part if total is None else total + part), count + len(chunk)
+        centre = Centre(None, count) if count < MIN_IMAGES else Centre(total / count, count)
         self.catalogue.set_meta({"centre": centre.to_json()})
         return centre
 
@@ -192,6 +206,8 @@ class Index:
                 raise LookalikeError(f"not a supported image type: {root}")
         stats = list(discover(roots, exclude=[self.path]))
         folders = [r for r in roots if os.path.isdir(r)] if prune else []
+        if self._store is None:  # sized for what is coming: a big first run goes approximate
+            self._store = self._open_store(expected=len(self) + len(stats))
         indexer = Indexer(self.catalogue, self.embedder, self.store, self.settings, progress)
         try:
             report = indexer.run(stats, prune_under=folders)
@@ -236,6 +252,8 @@ class Index:
         labels: list[str] | None = None,
         route: str = "global",
         min_score: float | None = None,
+        rerank: str | None = None,
+        verify: int | None = None,
     ) -> SearchResult:
         """The ``k`` most similar indexed images to ``image``.
 
@@ -246,8 +264,16 @@ class Index:
             route: ``global`` (default) or ``categories`` (the 2019 behaviour: only images
                 sharing a predicted category with the query, falling back to global).
             min_score: Drop matches whose cosine similarity is below this.
+            rerank: ``qe``, ``diffusion`` or ``none`` (default ``settings.rerank``, ``qe``):
+                re-orders the ranking (:mod:`lookalike.rerank`); scores stay cosines.
+            verify: Spatially verify this many first matches with local features, moving
+                verified copies of the query to the top (default ``settings.verify_top``,
+                10; 0 turns it off; :mod:`lookalike.verify`).
         """
-        return self.search_many([image], k, labels=labels, route=route, min_score=min_score)[0]
+        return self.search_many(
+            [image], k, labels=labels, route=route, min_score=min_score,
+            rerank=rerank, verify=verify,
+        )[0]
 
     def search_many(
         self,
@@ -258,13 +284,17 @@ class Index:
         route: str = "global",
         min_score: float | None = None,
         names: Sequence[str] | None = None,
+        rerank: str | None = None,
+        verify: int | None = None,
     ) -> list[SearchResult]:
         """Like :meth:`search` for several queries, embedded in one batch."""
-        embeddings = self.embed(images)
+        decoded = [self._decode(image) for image in images]  # kept for spatial verification
+        embeddings = self.embedder.embed_images(decoded)
         names = list(names) if names is not None else [_describe(i) for i in images]
         return self._rank(
             names, embeddings.vectors, embeddings.label_ids,
             k=k, labels=labels, route=route, min_score=min_score,
+            rerank=rerank, verify=verify, query_images=decoded,
         )
 
     def search_by_id(
@@ -275,9 +305,11 @@ class Index:
         labels: list[str] | None = None,
         route: str = "global",
         min_score: float | None = None,
+        rerank: str | None = None,
+        verify: int | None = None,
     ) -> SearchResult:
         """"More like this" for an indexed image, from its stored descriptor and labels,
-        so no file is read or embedded again."""
+        so nothing is embedded again (its file is read only for spatial verification)."""
         if not self.catalogue.locations_for([image_id])[image_id]:
             raise LookalikeError(f"no indexed image with id {image_id}")
         stored = self.catalogue.labels_for([image_id])[image_id]
@@ -286,6 +318,7 @@ class Index:
         return self._rank(
             [f"image:{image_id}"], vectors, query_labels,
             k=k, labels=labels, route=route, min_score=min_score,
+            rerank=rerank, verify=verify, query_ids=[image_id],
         )[0]
 
     def _rank(
@@ -298,30 +331,212 @@ class Index:
         labels: list[str] | None,
         route: str,
         min_score: float | None,
+        rerank: str | None = None,
+        verify: int | None = None,
+        query_images: Sequence[Image.Image | None] | None = None,
+        query_ids: Sequence[int] | None = None,
     ) -> list[SearchResult]:
         """Search the store for query vectors and turn the ranking into results."""
         if k < 1:
             raise LookalikeError("k must be at least 1")
-        ranked = search_vectors(
-            self.catalogue,
-            self.store,
-            vectors,
-            query_label_ids,
-            k=k,
-            labels=labels,
-            route=route,
-            min_score=min_score,
+        ranked, inliers = self._ranked_pairs(
+            vectors, query_label_ids, k=k, labels=labels, route=route, min_score=min_score,
+            rerank=rerank, verify=verify, query_images=query_images, query_ids=query_ids,
         )
         label_names = imagenet_labels()
         return [
             SearchResult(
                 query=name,
-                matches=expand_matches(self.catalogue, pairs, k),
+                matches=expand_matches(self.catalogue, pairs, k, checked),
                 query_labels=[label_names[c] for c in query_labels],
                 route=taken,
             )
-            for name, (pairs, taken), query_labels in zip(names, ranked, query_label_ids, strict=False)
+            for name, (pairs, taken), query_labels, checked in zip(
+                names, ranked, query_label_ids, inliers, strict=False
+            )
         ]
+
+    def _ranked_pairs(
+        self,
+        vectors: np.ndarray,
+        query_label_ids: np.ndarray,
+        *,
+        k: int,
+        labels: list[str] | None = None,
+        route: str = "global",
+        min_score: float | None = None,
+        rerank: str | None = None,
+        verify: int | None = None,
+        query_images: Sequence[Image.Image | None] | None = None,
+        query_ids: Sequence[int] | None = None,
+        exclude_query: bool = False,
+    ) -> tuple[list[tuple[list[tuple[int, float]], str]], list[dict[int, int]]]:
+        """The ranking behind :meth:`_rank`: ``([(pairs, route)], [inliers per query])``.
+
+        Cosine search, then re-ranking (``rerank``), then spatial verification of the first
+        ``verify`` cosine matches against the query picture (``query_images``, or the file of
+        the indexed image ``query_ids[i]``). ``exclude_query`` leaves the indexed query image
+        out of its own ranking (evaluation: "each image against the rest").
+        """
+        from .rerank import RerankParams, check_method
+        from .rerank import rerank as reorder_ids
+
+        method = check_method(self.settings.rerank if rerank is None else rerank)
+        top = self.settings.verify_top if verify is None else int(verify)
+        if top < 0:
+            raise LookalikeError("verify must be 0 (off) or a number of matches to check")
+        store = self.store
+        inner = getattr(store, "inner", store)  # searches in the store's (centred) space
+        centre = getattr(store, "centre", None)
+        params = RerankParams()
+        skip = 1 if exclude_query else 0
+        depth = top + skip
+        if method == "qe":
+            depth = max(depth, params.qe_n + skip)
+        elif method == "diffusion":
+            depth = max(depth, params.depth + skip)
+        inliers: list[dict[int, int]] = [{} for _ in range(len(np.atleast_2d(vectors)))]
+        if method == "none" and not top and not exclude_query:
+            ranked = search_vectors(
+                self.catalogue, store, vectors, query_label_ids,
+                k=k, labels=labels, route=route, min_score=min_score,
+            )
+            return ranked, inliers
+
+        def reorder(number, vector, scores, ids, allowed):
+            own = int(query_ids[number]) if exclude_query and query_ids is not None else None
+            if own is not None:
+                keep = ids != own
+                scores, ids = scores[keep], ids[keep]
+            query = centre.apply(vector[None, :])[0] if centre is not None else vector
+            order = ids
+            if method != "none":
+                order = reorder_ids(
+                    method, query, scores, ids, k=k + skip, search=inner.search,
+                    vectors_of=self._vectors_of, candidates=allowed, graph=self._knn_graph,
+                    params=params, exclude=own,
+                )
+                if own is not None:
+                    order = order[order != own]
+            if top:
+                image = self._query_image(number, query_images, query_ids)
+                if image is not None:
+                    order, inliers[number] = self._verify(image, order, ids[:top])
+            order = np.asarray(order[:k], dtype=np.int64)
+            # Scores stay cosines to the query: from the first search, else computed.
+            sorter = np.argsort(ids, kind="stable")
+            pos = sorter[np.clip(np.searchsorted(ids, order, sorter=sorter), 0, max(len(ids) - 1, 0))]
+            found = ids[pos] == order if len(ids) else np.zeros(len(order), bool)
+            out = np.zeros(len(order), dtype=np.float32)
+            out[found] = scores[pos[found]]
+            if not found.all():
+                out[~found] = self._vectors_of(order[~found]) @ query
+            return list(zip(order.tolist(), out.tolist(), strict=True))
+
+        ranked = search_vectors(
+            self.catalogue, store, vectors, query_label_ids,
+            k=k, labels=labels, route=route, min_score=min_score,
+            depth=depth, reorder=reorder,
+        )
+        return ranked, inliers
+
+    # --- re-ranking and verification helpers ------------------------------------------
+    def _vectors_of(self, ids) -> np.ndarray:
+        """Descriptors of indexed images in the store's space (centred), in the order given."""
+        from .index.vectors import FlatStore
+
+        ids = np.asarray(ids, dtype=np.int64)
+        store = self.store
+        inner = getattr(store, "inner", store)
+        if isinstance(inner, FlatStore) and len(inner.ids):
+            rows = np.clip(np.searchsorted(inner.ids, ids), 0, len(inner.ids) - 1)
+            if np.array_equal(inner.ids[rows], ids):
+                return inner.vectors[rows]
+        centre = getattr(store, "centre", None)
+        found, vectors = CatalogueVectors(self.catalogue, centre.apply if centre else None)(ids)
+        position = {int(i): r for r, i in enumerate(found)}
+        return vectors[[position[int(i)] for i in ids]]
+
+    def _knn_graph(self):
+        """The neighbour graph for diffusion, current with the catalogue (built lazily)."""
+        import hashlib
+
+        from .rerank import KnnGraph, RerankParams
+
+        store = self.store
+        centre = getattr(store, "centre", None)
+        fingerprint = hashlib.sha256((centre.to_json() if centre else "").encode()).hexdigest()[:16]
+        generation = self.catalogue.generation
+        graph = self._graph
+        if graph is not None and graph.fingerprint == fingerprint and self._graph_generation == generation:
+            return graph
+        saved = -1
+        if graph is None or graph.fingerprint != fingerprint:
+            graph, saved = KnnGraph.load(self.path, fingerprint)
+        inner = getattr(store, "inner", store)
+        current = CatalogueVectors(self.catalogue).ids()
+        changed = len(current) if graph is None else int(np.setxor1d(graph.ids, current).size)
+        if graph is None or changed > len(current) // 2:
+            graph = KnnGraph.build(
+                current, self._vectors_of, inner.search, RerankParams().graph_k, fingerprint
+            )
+        elif saved != generation:
+            graph.sync(current, self._vectors_of, inner.search)
+        try:
+            graph.save(self.path, generation)
+        except OSError:
+            pass  # read-only index folder: kept in memory only
+        self._graph, self._graph_generation = graph, generation
+        return graph
+
+    def _load_indexed(self, image_id: int, size: int) -> Image.Image | None:
+        """The picture of an indexed image from the first of its files that decodes."""
+        for location in self.catalogue.locations_for([image_id]).get(image_id, []):
+            if os.path.isfile(location):
+                try:
+                    return load_image(
+                        location, max_pixels=self.settings.max_pixels,
+                        max_bytes=self.settings.max_file_bytes, target_size=size,
+                    )
+                except ImageError:
+                    continue
+        return None
+
+    def _query_image(self, number, query_images, query_ids) -> Image.Image | None:
+        if query_images is not None and query_images[number] is not None:
+            return query_images[number]
+        if query_ids is not None:
+            from .verify import VerifyParams
+
+            return self._load_indexed(int(query_ids[number]), VerifyParams().size)
+        return None
+
+    def _verify(self, image: Image.Image, order, checked) -> tuple[list[int], dict[int, int]]:
+        from .verify import Verifier
+
+        generation = self.catalogue.generation
+        if self._verifier is None:
+            self._verifier = Verifier()
+        elif self._verifier_generation != generation:
+            self._verifier.clear()  # image ids may have been removed and reused
+        self._verifier_generation = generation
+        size = self._verifier.params.size
+        # Locations are read here: the catalogue's connection belongs to this thread.
+        where = self.catalogue.locations_for([int(i) for i in checked])
+
+        def load(image_id: int) -> Image.Image | None:
+            for location in where.get(image_id, []):
+                if os.path.isfile(location):
+                    try:
+                        return load_image(
+                            location, max_pixels=self.settings.max_pixels,
+                            max_bytes=self.settings.max_file_bytes, target_size=size,
+                        )
+                    except ImageError:
+                        continue
+            return None
+
+        return self._verifier.reorder(image, order, checked, load)
 
     def info(self) -> dict:
         """Counts, model, format version, size on disk and the most common labels."""

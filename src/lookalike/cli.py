@@ -14,6 +14,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import LookalikeError
+from .rerank import METHODS as RERANK_METHODS
 from .search import ROUTES
 
 DEFAULT_DB = "lookalike-index"
@@ -23,6 +24,13 @@ EXIT_INTERRUPTED = 130
 
 def _default_db() -> str:
     return os.environ.get("LOOKALIKE_DB", DEFAULT_DB)
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -66,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON document (see docs/cli.md)")
     p.add_argument("--plot", metavar="PNG", help="write a picture of the query and its matches")
     p.add_argument("--add", action="store_true", help="add the query images to the index after searching")
+    p.add_argument("--rerank", choices=RERANK_METHODS, help="re-ranking: qe (default: query expansion), diffusion (category browsing) or none")
+    p.add_argument("--verify", type=_non_negative_int, metavar="N", help="spatially verify the first N matches so copies of the query come first (default 10; 0: off)")
 
     p = sub.add_parser("remove", help="forget files or folders from the index")
     p.add_argument("paths", nargs="+", metavar="PATH")
@@ -79,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     with_db(p)
     p.add_argument("--truth", metavar="CSV", help="ground truth CSV: query,relevant[;relevant...] (default: same folder = relevant)")
     p.add_argument("--json", action="store_true", help="print as JSON")
+    p.add_argument("--rerank", choices=RERANK_METHODS, default="none", help="re-ranking to evaluate (default none: the plain cosine ranking)")
+    p.add_argument("--verify", type=_non_negative_int, default=0, metavar="N", help="also spatially verify the first N matches of every query (slow: reads N files per query; default 0)")
+    p.add_argument("--ann-recall", action="store_true", help="also report recall@10 of the index's vector store against exact search (1.0 for an exact store)")
 
     p = sub.add_parser("serve", help="web page and REST API for an index (see docs/server.md)")
     with_db(p)
@@ -138,7 +151,8 @@ def cmd_search(args) -> int:
     queries = expand_query_paths(args.queries)
     with _open(args) as index:
         results = index.search_many(
-            queries, args.top, labels=args.label, route=args.route, min_score=args.min_score
+            queries, args.top, labels=args.label, route=args.route, min_score=args.min_score,
+            rerank=args.rerank, verify=args.verify,
         )
         if args.json:
             print(json.dumps([r.as_dict() for r in results], indent=2))
@@ -191,11 +205,15 @@ def cmd_info(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from .evaluate import evaluate_index
+    from .evaluate import ann_recall, evaluate_index
 
     with _open(args) as index:
-        report = evaluate_index(index, args.truth)
-    metrics = report.as_dict()
+        report = evaluate_index(index, args.truth, rerank=args.rerank, verify=args.verify)
+        metrics = report.as_dict()
+        if args.ann_recall:
+            recall = ann_recall(index)
+            metrics["ann_recall@10"] = recall["recall@10"]
+            metrics["store"] = recall["store"]
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:

@@ -123,10 +123,12 @@ def evaluate_vectors(
     *,
     ks: Sequence[int] = (1, 10, 100),
     chunk: int = 256,
+    pass_ids: bool = False,
 ) -> EvalReport:
     """Rank every query that has relevant images against the whole collection.
 
-    ``rank(query_vectors, k)`` returns ``(scores, ids)`` best first, as a vector store does.
+    ``rank(query_vectors, k)`` returns ``(scores, ids)`` best first, as a vector store does;
+    with ``pass_ids`` it is called as ``rank(query_vectors, k, query_ids)``.
     """
     ids = np.asarray(ids, dtype=np.int64)
     order = np.argsort(ids)
@@ -137,7 +139,7 @@ def evaluate_vectors(
     for start in range(0, len(queries), chunk):
         q = queries[start : start + chunk]
         rows = order[np.searchsorted(sorted_ids, q)]
-        _, ranked = rank(vectors[rows], len(ids) + 1)
+        _, ranked = rank(vectors[rows], len(ids) + 1, q) if pass_ids else rank(vectors[rows], len(ids) + 1)
         relevant = np.zeros((len(q), len(ids)), dtype=bool)
         for r, query in enumerate(q):
             rel = np.fromiter(truth[int(query)], dtype=np.int64)
@@ -151,11 +153,20 @@ def evaluate_vectors(
     return summarise(per_query)
 
 
-def evaluate_index(index, truth_csv: str | None = None, *, ks: Sequence[int] = (1, 10, 100)) -> EvalReport:
-    """Evaluate an open :class:`lookalike.Index` through its own vector store.
+def evaluate_index(
+    index,
+    truth_csv: str | None = None,
+    *,
+    ks: Sequence[int] = (1, 10, 100),
+    rerank: str | None = "none",
+    verify: int | None = 0,
+) -> EvalReport:
+    """Evaluate an open :class:`lookalike.Index` through its own search path.
 
     Ground truth: the CSV if given, else class folders (relevant = same parent folder).
-    Each query is an indexed image, ranked against all the others.
+    Each query is an indexed image, ranked against all the others (itself left out, also
+    from query expansion and verification). ``rerank``/``verify`` are the search options
+    (None: the index's settings); the defaults measure the plain cosine ranking.
     """
     ids, vectors = index.catalogue.all_vectors()
     if len(ids) < 2:
@@ -166,4 +177,67 @@ def evaluate_index(index, truth_csv: str | None = None, *, ks: Sequence[int] = (
         truth = csv_ground_truth(truth_csv, id_of)
     else:
         truth = folder_ground_truth(locations)
-    return evaluate_vectors(ids, vectors, truth, index.store.search, ks=ks)
+    if rerank == "none" and not verify:
+        return evaluate_vectors(ids, vectors, truth, index.store.search, ks=ks)
+    return evaluate_vectors(ids, vectors, truth, index_ranker(index, rerank, verify), ks=ks, pass_ids=True)
+
+
+def index_ranker(index, rerank: str | None, verify: int | None) -> Callable:
+    """``rank(vectors, k, query_ids)`` through :meth:`Index._ranked_pairs` (the search path)."""
+
+    def rank(vectors: np.ndarray, k: int, query_ids: np.ndarray):
+        if rerank == "none" and verify == 0:  # the plain ranking: one batched search
+            return index.store.search(vectors, k)
+        labels = np.zeros((len(vectors), 0), dtype=np.int64)
+        ranked, _ = index._ranked_pairs(
+            vectors, labels, k=k, rerank=rerank, verify=verify,
+            query_ids=[int(i) for i in query_ids], exclude_query=True,
+        )
+        ids = np.asarray([[i for i, _ in pairs] for pairs, _ in ranked], dtype=np.int64)
+        return None, ids
+
+    return rank
+
+
+def ann_recall(index, k: int = 10, queries: int = 1000, seed: int = 0) -> dict:
+    """Recall@k of the index's vector store against exact search, on its own images.
+
+    ``queries`` indexed images (a fixed-seed sample) are searched in the store and by an
+    exact scan of every descriptor in the catalogue (streamed in chunks, so memory stays
+    bounded); recall = the share of the exact top-``k`` (the query itself left out) that the
+    store also returns. An exact store reports 1.0.
+    """
+    from .index.ann import CatalogueVectors
+
+    store = index.store
+    all_ids = CatalogueVectors(index.catalogue).ids()
+    if len(all_ids) < k + 2:
+        raise LookalikeError(f"the index needs more than {k + 1} images to measure recall@{k}")
+    rng = np.random.default_rng(seed)
+    q_ids = np.sort(rng.choice(all_ids, size=min(queries, len(all_ids)), replace=False))
+    centre = getattr(store, "centre", None)
+    transform = centre.apply if centre is not None else None
+    raw = index.catalogue.vectors_for(q_ids.tolist())
+    q = transform(raw) if transform else raw
+    # Exact: stream the catalogue, keep a running top-(k+1) per query.
+    best_s = np.full((len(q), 0), -np.inf, dtype=np.float32)
+    best_i = np.zeros((len(q), 0), dtype=np.int64)
+    for chunk_ids, chunk in CatalogueVectors(index.catalogue, transform).chunks():
+        s = np.concatenate([best_s, q @ chunk.T], axis=1)
+        i = np.concatenate([best_i, np.broadcast_to(chunk_ids, (len(q), len(chunk_ids)))], axis=1)
+        top = np.argsort(-s, axis=1, kind="stable")[:, : k + 1]
+        best_s, best_i = np.take_along_axis(s, top, axis=1), np.take_along_axis(i, top, axis=1)
+    inner = getattr(store, "inner", store)
+    _, approx = inner.search(q, k + 1)
+    hits = 0
+    for row, own in enumerate(q_ids):
+        exact = [i for i in best_i[row] if i != own][:k]
+        found = {int(i) for i in [j for j in approx[row] if j != own][:k]}
+        hits += sum(int(i) in found for i in exact)
+    return {
+        "k": k,
+        "queries": len(q_ids),
+        "store": getattr(inner, "kind", type(inner).__name__),
+        "images": len(all_ids),
+        f"recall@{k}": round(hits / (k * len(q_ids)), 4),
+    }

@@ -6,6 +6,7 @@ per file location (two copies of one photo are two results with the same score).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -29,8 +30,11 @@ class Match:
     score: float
     labels: list[str]
     image_id: int
+    # Homography inliers when spatial verification checked this match (None: not checked).
+    inliers: int | None = None
 
     def as_dict(self) -> dict:
+        """The stable JSON fields (``inliers`` is Python-API only, so the schema is unchanged)."""
         return {"rank": self.rank, "path": self.path, "score": round(self.score, 6), "labels": self.labels}
 
 
@@ -83,6 +87,10 @@ def candidate_ids(
     return allowed, route
 
 
+# (query number, query vector, first scores, first ids, allowed ids) -> [(image_id, score)]
+Reorder = Callable[[int, np.ndarray, np.ndarray, np.ndarray, "np.ndarray | None"], list[tuple[int, float]]]
+
+
 def search_vectors(
     catalogue: Catalogue,
     store: VectorStore,
@@ -93,10 +101,19 @@ def search_vectors(
     labels: list[str] | None = None,
     route: str = "global",
     min_score: float | None = None,
+    depth: int = 0,
+    reorder: Reorder | None = None,
 ) -> list[tuple[list[tuple[int, float]], str]]:
-    """Rank images for each query vector: a list of ``([(image_id, score)], route)``."""
+    """Rank images for each query vector: a list of ``([(image_id, score)], route)``.
+
+    With ``reorder`` the store is asked for ``max(k, depth)`` matches and
+    ``reorder(query_number, vector, scores, ids, allowed)`` turns them into the final
+    ``[(image_id, score)]`` (re-ranking, spatial verification: see :mod:`lookalike.rerank`).
+    """
     out = []
-    for vector, query_labels in zip(np.atleast_2d(vectors), query_label_ids, strict=False):
+    for number, (vector, query_labels) in enumerate(
+        zip(np.atleast_2d(vectors), query_label_ids, strict=False)
+    ):
         allowed, taken = candidate_ids(
             catalogue, labels=labels, route=route, query_label_ids=query_labels
         )
@@ -104,16 +121,28 @@ def search_vectors(
             # The seed raised an error here; we fall back to the whole collection instead.
             allowed, _ = candidate_ids(catalogue, labels=labels, route="global")
             taken = "categories+global"
-        scores, ids = store.search(vector[None, :], k, candidates=allowed)
-        pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=False)]
+        scores, ids = store.search(vector[None, :], max(k, depth), candidates=allowed)
+        if reorder is not None:
+            pairs = reorder(number, vector, scores[0], ids[0], allowed)[:k]
+        else:
+            pairs = [(int(i), float(s)) for i, s in zip(ids[0][:k], scores[0][:k], strict=False)]
         if min_score is not None:
             pairs = [(i, s) for i, s in pairs if s >= min_score]
         out.append((pairs, taken))
     return out
 
 
-def expand_matches(catalogue: Catalogue, ranked: list[tuple[int, float]], k: int) -> list[Match]:
-    """One :class:`Match` per file location of each ranked image, at most ``k``."""
+def expand_matches(
+    catalogue: Catalogue,
+    ranked: list[tuple[int, float]],
+    k: int,
+    inliers: dict[int, int] | None = None,
+) -> list[Match]:
+    """One :class:`Match` per file location of each ranked image, at most ``k``.
+
+    ``inliers`` gives spatial verification's inlier counts of the images it checked.
+    """
+    inliers = inliers or {}
     image_ids = [i for i, _ in ranked]
     locations = catalogue.locations_for(image_ids)
     stored = catalogue.labels_for(image_ids)
@@ -124,5 +153,7 @@ def expand_matches(catalogue: Catalogue, ranked: list[tuple[int, float]], k: int
         for location in locations.get(image_id, []):
             if len(matches) >= k:
                 return matches
-            matches.append(Match(len(matches) + 1, location, score, labels, image_id))
+            matches.append(
+                Match(len(matches) + 1, location, score, labels, image_id, inliers.get(image_id))
+            )
     return matches

@@ -37,6 +37,22 @@ class Settings:
         max_file_bytes: Refuse files larger than this many bytes.
         top_labels: How many ImageNet labels (with probabilities) to store per image.
         cache_dir: Where built ONNX models are cached (keyed by the weights' hash).
+        device: ``auto`` runs the model on an NVIDIA GPU when onnxruntime-gpu provides CUDA,
+            else on the CPU; ``cpu`` never uses a GPU.
+        ann_threshold: Collections of at least this many images search an approximate
+            (HNSW, int8 codes) index instead of the exact float32 matrix. Below it exact search
+            costs a few milliseconds; at 50,000 the matrix is 256 MB and a query ~15 ms, and
+            beyond it memory and latency grow linearly (docs/benchmarks.md).
+        ann_dims: Principal axes kept in the approximate index's int8 codes.
+        ann_expansion_search: Beam width of the approximate search (recall vs. latency).
+        ann_rerank: Approximate candidates re-scored exactly per query.
+        rerank: Query-time re-ranking of the cosine ranking (:mod:`lookalike.rerank`):
+            ``qe`` (default: alpha query expansion with the 3 best matches, one more
+            search), ``diffusion`` (kNN-graph diffusion: best for category browsing, needs a
+            neighbour graph kept in the index folder) or ``none``.
+        verify_top: Spatial verification (:mod:`lookalike.verify`) of this many first
+            matches with local features; verified copies of the query move to the top.
+            0 turns it off. Default 10 (docs/benchmarks.md, "Quality").
     """
 
     model: str = "lite0"
@@ -48,6 +64,13 @@ class Settings:
     max_file_bytes: int = 200 * 1024 * 1024
     top_labels: int = 5
     cache_dir: Path = field(default_factory=default_cache_dir)
+    device: str = "auto"
+    ann_threshold: int = 50_000
+    ann_dims: int = 256
+    ann_expansion_search: int = 256
+    ann_rerank: int = 200
+    rerank: str = "qe"
+    verify_top: int = 10
 
     def with_(self, **changes) -> Settings:
         """Return a copy with some fields changed."""

@@ -1,0 +1,270 @@
+"""Query-time re-ranking of a global-descriptor ranking: query expansion and diffusion.
+
+Two methods, both switchable per query (``Index.search(..., rerank=...)``) and measured in
+docs/benchmarks.md ("Quality"):
+
+* ``qe`` (default): alpha query expansion. The query becomes
+  ``L2(q + sum_{i<n} max(s_i, 0)^alpha x_i)`` over its ``n`` best matches, and the store is
+  searched again. It needs nothing at index time and costs one more search.
+* ``diffusion``: ranking by diffusion on the collection's k-nearest-neighbour graph
+  (Iscen et al., CVPR 2017), truncated to the ``depth`` best matches of the first search.
+  Below ``min_images`` images a 50-neighbour graph means little, and ``qe`` is used instead.
+  The graph (:class:`KnnGraph`) is index-time data: it is built lazily on first use, saved in
+  the index folder with the catalogue generation it reflects, and *synchronised* by id when
+  the collection changes (new images get their neighbours, removed ones are dropped), so it
+  stays correct under incremental adds and removes without a rebuild.
+* ``none``: the plain cosine ranking.
+
+Re-ranking only changes the *order*; the score of each match stays its cosine similarity to
+the query, so ``min_score`` and score thresholds keep their meaning.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .embed.pooling import l2_normalise
+from .errors import LookalikeError
+
+METHODS: tuple[str, ...] = ("none", "qe", "diffusion")
+
+# ids -> their vectors in the store's space, rows in the order asked.
+VectorsOf = Callable[[np.ndarray], np.ndarray]
+# (queries, k, candidates) -> (scores, ids), as VectorStore.search.
+SearchFn = Callable[[np.ndarray, int, "np.ndarray | None"], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class RerankParams:
+    """Knobs of the re-rankers (defaults measured in docs/benchmarks.md)."""
+
+    qe_n: int = 3  # matches added to the query
+    qe_alpha: float = 3.0  # their weight is similarity**alpha
+    graph_k: int = 50  # neighbours per image in the diffusion graph
+    depth: int = 1000  # matches of the first search that diffusion re-orders
+    diffusion_alpha: float = 0.9
+    diffusion_seeds: int = 10  # first matches that start the diffusion
+    gamma: float = 3.0  # similarity**gamma as edge and seed weights
+    iterations: int = 20
+    min_images: int = 500  # smaller collections use query expansion instead of diffusion
+
+
+def check_method(method: str) -> str:
+    if method not in METHODS:
+        raise LookalikeError(f"unknown re-ranking '{method}'; choose one of: {', '.join(METHODS)}")
+    return method
+
+
+def expand_query(
+    query: np.ndarray, scores: np.ndarray, vectors: np.ndarray, n: int, alpha: float
+) -> np.ndarray:
+    """Alpha query expansion of one query with its best matches (``scores``, ``vectors``)."""
+    n = min(n, len(scores))
+    if n == 0:
+        return query
+    weights = np.maximum(scores[:n], 0.0) ** alpha
+    expanded = query + weights @ vectors[:n]
+    return l2_normalise(expanded[None, :])[0]
+
+
+def rerank(
+    method: str,
+    query: np.ndarray,
+    scores: np.ndarray,
+    ids: np.ndarray,
+    *,
+    k: int,
+    search: SearchFn,
+    vectors_of: VectorsOf,
+    candidates: np.ndarray | None = None,
+    graph: Callable[[], KnnGraph] | None = None,
+    params: RerankParams | None = None,
+    exclude: int | None = None,
+) -> np.ndarray:
+    """New order (image ids, at most ``k``) for one query's first ranking ``(scores, ids)``.
+
+    ``exclude`` is an id that must not feed the expansion (the query itself, when an indexed
+    image is the query and evaluation leaves it out).
+    """
+    params = params or RerankParams()
+    if method == "none" or len(ids) == 0:
+        return ids[:k]
+    if method == "qe":
+        keep = ids != exclude if exclude is not None else np.ones(len(ids), bool)
+        top_ids, top_scores = ids[keep][: params.qe_n], scores[keep][: params.qe_n]
+        expanded = expand_query(
+            query, top_scores, vectors_of(top_ids), params.qe_n, params.qe_alpha
+        )
+        _, new_ids = search(expanded[None, :], k, candidates)
+        return new_ids[0]
+    if method == "diffusion":
+        if graph is None:
+            raise LookalikeError("diffusion needs the index's neighbour graph")
+        built = graph()
+        if len(built) < params.min_images:  # too few images for a meaningful graph
+            return rerank("qe", query, scores, ids, k=k, search=search, vectors_of=vectors_of,
+                          candidates=candidates, params=params, exclude=exclude)
+        return built.diffuse(ids, scores, params, exclude=exclude)[:k]
+    raise LookalikeError(f"unknown re-ranking '{method}'")
+
+
+# ----------------------------------------------------------------------------- the graph
+class KnnGraph:
+    """Each image's ``k`` nearest neighbours (ids and cosine similarities), by image id.
+
+    Rows are kept sorted by id. Missing neighbours (after removals) are ``-1`` with
+    similarity ``-inf``; they are refilled the next time the graph is rebuilt.
+    """
+
+    FILE = "knn-graph.npz"
+
+    def __init__(self, ids: np.ndarray, neighbours: np.ndarray, sims: np.ndarray, fingerprint: str = ""):
+        self.ids = np.asarray(ids, dtype=np.int64)
+        self.neighbours = np.asarray(neighbours, dtype=np.int64)
+        self.sims = np.asarray(sims, dtype=np.float32)
+        self.fingerprint = fingerprint
+        order = np.argsort(self.ids, kind="stable")
+        if len(order) and np.any(order != np.arange(len(order))):
+            self.ids, self.neighbours, self.sims = self.ids[order], self.neighbours[order], self.sims[order]
+
+    @property
+    def k(self) -> int:
+        return self.neighbours.shape[1] if self.neighbours.ndim == 2 else 0
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    # --- building and keeping current -------------------------------------------------
+    @classmethod
+    def build(
+        cls, ids: np.ndarray, vectors_of: VectorsOf, search: SearchFn, k: int,
+        fingerprint: str = "", chunk: int = 1024,
+    ) -> KnnGraph:
+        ids = np.sort(np.asarray(ids, dtype=np.int64))
+        nbrs = np.full((len(ids), k), -1, dtype=np.int64)
+        sims = np.full((len(ids), k), -np.inf, dtype=np.float32)
+        for start in range(0, len(ids), chunk):
+            part = ids[start : start + chunk]
+            n, s = _neighbours(part, vectors_of(part), search, k)
+            nbrs[start : start + len(part)], sims[start : start + len(part)] = n, s
+        return cls(ids, nbrs, sims, fingerprint)
+
+    def sync(self, current: np.ndarray, vectors_of: VectorsOf, search: SearchFn) -> bool:
+        """Follow the collection: drop removed ids, link added ones. True if anything changed."""
+        current = np.sort(np.asarray(current, dtype=np.int64))
+        gone = ~np.isin(self.ids, current)
+        added = current[~np.isin(current, self.ids)]
+        if not gone.any() and not len(added):
+            return False
+        if gone.any():
+            dead = self.ids[gone]
+            self.ids, self.neighbours, self.sims = self.ids[~gone], self.neighbours[~gone], self.sims[~gone]
+            stale = np.isin(self.neighbours, dead)
+            self.neighbours[stale], self.sims[stale] = -1, -np.inf
+        if len(added):
+            k = self.k
+            nbrs, sims = [], []
+            for start in range(0, len(added), 1024):
+                part = added[start : start + 1024]
+                n, s = _neighbours(part, vectors_of(part), search, k)
+                nbrs.append(n)
+                sims.append(s)
+            new_n, new_s = np.concatenate(nbrs), np.concatenate(sims)
+            self.ids = np.concatenate([self.ids, added])
+            self.neighbours = np.concatenate([self.neighbours, new_n])
+            self.sims = np.concatenate([self.sims, new_s])
+            order = np.argsort(self.ids, kind="stable")
+            self.ids, self.neighbours, self.sims = self.ids[order], self.neighbours[order], self.sims[order]
+            # Reverse links: a new image enters an older image's list if it beats the worst.
+            new_set = set(added.tolist())
+            for u, row_n, row_s in zip(added, new_n, new_s, strict=True):
+                for v, s in zip(row_n, row_s, strict=True):
+                    if v < 0 or int(v) in new_set:
+                        continue
+                    r = int(np.searchsorted(self.ids, v))
+                    worst = int(np.argmin(self.sims[r]))
+                    if s > self.sims[r, worst] and u not in self.neighbours[r]:
+                        self.neighbours[r, worst], self.sims[r, worst] = u, s
+        return True
+
+    # --- persistence -----------------------------------------------------------------
+    def save(self, folder: Path, generation: int) -> None:
+        path = Path(folder) / self.FILE
+        tmp = path.with_name(path.name + ".tmp.npz")
+        meta = json.dumps({"generation": generation, "fingerprint": self.fingerprint})
+        np.savez(tmp, ids=self.ids, neighbours=self.neighbours.astype(np.int64),
+                 sims=self.sims.astype(np.float16), meta=np.array(meta))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, folder: Path, fingerprint: str) -> tuple[KnnGraph | None, int]:
+        """The saved graph and the generation it reflects, or ``(None, -1)``."""
+        try:
+            with np.load(Path(folder) / cls.FILE) as z:
+                meta = json.loads(str(z["meta"]))
+                if meta.get("fingerprint") != fingerprint:
+                    return None, -1
+                graph = cls(z["ids"], z["neighbours"], z["sims"].astype(np.float32), fingerprint)
+                return graph, int(meta.get("generation", -1))
+        except (OSError, ValueError, KeyError):
+            return None, -1
+
+    # --- diffusion -------------------------------------------------------------------
+    def diffuse(
+        self, ids: np.ndarray, scores: np.ndarray, params: RerankParams, exclude: int | None = None
+    ) -> np.ndarray:
+        """Re-order ``ids`` (a first ranking, best first) by diffusion from its top matches.
+
+        The first ``params.depth`` ids are re-ordered; any beyond keep their order after them.
+        """
+        ids = np.asarray(ids, dtype=np.int64)
+        scores = np.asarray(scores, dtype=np.float32)
+        if exclude is not None:
+            keep = ids != exclude
+            ids, scores = ids[keep], scores[keep]
+        head, head_scores, tail = ids[: params.depth], scores[: params.depth], ids[params.depth :]
+        n = len(head)
+        if n < 2:
+            return ids
+        order = np.argsort(head, kind="stable")
+        sorted_head = head[order]
+        rows = np.searchsorted(self.ids, head)
+        rows = np.clip(rows, 0, max(len(self.ids) - 1, 0))
+        known = self.ids[rows] == head if len(self.ids) else np.zeros(n, bool)
+        adjacency = np.zeros((n, n), dtype=np.float32)
+        nbrs = self.neighbours[rows[known]]
+        sims = self.sims[rows[known]]
+        local = np.searchsorted(sorted_head, nbrs)
+        local = np.clip(local, 0, n - 1)
+        inside = (sorted_head[local] == nbrs) & (nbrs >= 0) & np.isfinite(sims)
+        src = np.repeat(np.flatnonzero(known), nbrs.shape[1]).reshape(nbrs.shape)
+        adjacency[src[inside], order[local[inside]]] = np.maximum(sims[inside], 0) ** params.gamma
+        adjacency = np.minimum(adjacency, adjacency.T)  # mutual neighbours only
+        degree = adjacency.sum(axis=1)
+        inv = np.where(degree > 0, 1.0 / np.sqrt(np.maximum(degree, 1e-12)), 0.0).astype(np.float32)
+        normalised = adjacency * inv[:, None] * inv[None, :]
+        seeds = np.zeros(n, dtype=np.float32)
+        m = min(params.diffusion_seeds, n)
+        seeds[:m] = np.maximum(head_scores[:m], 0) ** params.gamma
+        f = seeds.copy()
+        for _ in range(params.iterations):
+            f = params.diffusion_alpha * (normalised @ f) + seeds
+        new_head = head[np.argsort(-f, kind="stable")]
+        return np.concatenate([new_head, tail])
+
+
+def _neighbours(ids: np.ndarray, vectors: np.ndarray, search: SearchFn, k: int):
+    """Top-``k`` neighbours of each id (itself excluded), padded with -1 / -inf."""
+    scores, found = search(vectors, k + 1, None)
+    nbrs = np.full((len(ids), k), -1, dtype=np.int64)
+    sims = np.full((len(ids), k), -np.inf, dtype=np.float32)
+    for r, image_id in enumerate(ids):
+        keep = found[r] != image_id
+        row_ids, row_s = found[r][keep][:k], scores[r][keep][:k]
+        nbrs[r, : len(row_ids)], sims[r, : len(row_ids)] = row_ids, row_s
+    return nbrs, sims

@@ -1,0 +1,169 @@
+"""Spatial verification: do the top matches show the *same* picture as the query?
+
+A global descriptor says "similar"; it cannot tell the original of an edited copy from another
+photo of the same kind of thing. Spatial verification can: local features (OpenCV ORB) of the
+query and of each of the first ``top`` matches are matched, and a homography is fitted with
+RANSAC. A match with at least ``min_inliers`` geometrically consistent correspondences is
+*verified*: it moves to the top (most inliers first), and everything else keeps its order.
+Class-level results, where nothing verifies, are therefore left exactly as they were.
+
+Local features are computed at query time from the matches' files (decoded with
+:func:`lookalike.images.load_image` at a reduced size), and the candidates' features are kept
+in a small in-memory cache, so a server answering related queries reads each file once.
+Files that have gone or cannot be decoded are simply not verified.
+
+OpenCV (``opencv-python-headless``) is imported on first use.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from .errors import LookalikeError
+
+
+@dataclass(frozen=True)
+class VerifyParams:
+    """Knobs of spatial verification (defaults measured in docs/benchmarks.md)."""
+
+    size: int = 384  # images are resized so that their longer side is this many pixels
+    features: int = 500  # ORB keypoints per image
+    ratio: float = 0.8  # Lowe's ratio test on the two nearest descriptors
+    min_inliers: int = 15  # homography inliers needed to call a match verified
+    reprojection: float = 8.0  # RANSAC inlier threshold in pixels (at ``size``)
+    workers: int = 2  # threads verifying candidates in parallel (OpenCV releases the GIL)
+    cache: int = 512  # candidates' features kept in memory
+
+
+@dataclass
+class Features:
+    points: np.ndarray  # (N, 2) float32 pixel coordinates
+    descriptors: np.ndarray | None  # (N, 32) uint8 ORB descriptors
+
+
+def _cv2():
+    try:
+        import cv2
+    except ImportError as exc:  # pragma: no cover - a core dependency, but be helpful
+        raise LookalikeError(
+            "spatial verification needs OpenCV: pip install opencv-python-headless "
+            "(or search with verify=0 / --verify 0)"
+        ) from exc
+    return cv2
+
+
+def grey(image: Image.Image, size: int) -> np.ndarray:
+    """8-bit grey pixels, resized so the longer side is ``size`` (small images are enlarged)."""
+    image = image.convert("L")
+    scale = size / max(image.size)
+    if abs(scale - 1) > 0.05:
+        w, h = (max(8, round(d * scale)) for d in image.size)
+        image = image.resize((w, h), Image.Resampling.BILINEAR if scale > 1 else Image.Resampling.BOX)
+    return np.asarray(image)
+
+
+def extract(image: Image.Image, params: VerifyParams) -> Features:
+    cv2 = _cv2()
+    orb = cv2.ORB_create(nfeatures=params.features)
+    keypoints, descriptors = orb.detectAndCompute(grey(image, params.size), None)
+    points = np.array([kp.pt for kp in keypoints], dtype=np.float32).reshape(-1, 2)
+    return Features(points, descriptors)
+
+
+def inliers(query: Features, candidate: Features, params: VerifyParams) -> int:
+    """Homography inliers between two images' features (0 when there is no model)."""
+    if query.descriptors is None or candidate.descriptors is None:
+        return 0
+    if len(query.points) < 4 or len(candidate.points) < 4:
+        return 0
+    cv2 = _cv2()
+    matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
+    pairs = matcher.knnMatch(query.descriptors, candidate.descriptors, k=2)
+    good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < params.ratio * p[1].distance]
+    if len(good) < max(4, params.min_inliers):
+        return 0
+    src = query.points[[m.queryIdx for m in good]]
+    dst = candidate.points[[m.trainIdx for m in good]]
+    model, mask = cv2.findHomography(src, dst, cv2.RANSAC, params.reprojection, maxIters=2000, confidence=0.995)
+    if model is None or mask is None:
+        return 0
+    # A homography that collapses the picture (near-singular) is a degenerate fit, not a match.
+    det = float(np.linalg.det(model[:2, :2]))
+    if not 1e-3 < abs(det) < 1e3:
+        return 0
+    return int(mask.sum())
+
+
+Loader = Callable[[int], "Image.Image | None"]
+
+
+class Verifier:
+    """Verifies ranked candidates against a query picture; caches candidates' features.
+
+    ``load(image_id)`` (passed per call, and called from worker threads) returns the
+    candidate's picture, or None when it cannot be read. Call :meth:`clear` when image ids
+    may have changed meaning (the catalogue changed).
+    """
+
+    def __init__(self, params: VerifyParams | None = None):
+        self.params = params or VerifyParams()
+        self._cache: OrderedDict[int, Features | None] = OrderedDict()
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+
+    def clear(self) -> None:
+        with self._lock:
+            self._cache.clear()
+
+    def features_of(self, image_id: int, load: Loader) -> Features | None:
+        with self._lock:
+            if image_id in self._cache:
+                self._cache.move_to_end(image_id)
+                return self._cache[image_id]
+        image = load(image_id)
+        feats = extract(image, self.params) if image is not None else None
+        with self._lock:
+            self._cache[image_id] = feats
+            while len(self._cache) > self.params.cache:
+                self._cache.popitem(last=False)
+        return feats
+
+    def count_inliers(self, query: Features, image_ids: Sequence[int], load: Loader) -> list[int]:
+        def one(image_id: int) -> int:
+            feats = self.features_of(int(image_id), load)
+            return inliers(query, feats, self.params) if feats is not None else 0
+
+        if self.params.workers > 1 and len(image_ids) > 1:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.params.workers, thread_name_prefix="verify")
+            return list(self._pool.map(one, image_ids))
+        return [one(i) for i in image_ids]
+
+    def reorder(
+        self, query_image: Image.Image, ranked: Sequence[int], checked: Sequence[int], load: Loader
+    ) -> tuple[list[int], dict[int, int]]:
+        """``ranked`` ids with the verified ones among ``checked`` moved to the front.
+
+        ``checked`` is usually the first matches of the plain cosine ranking (the list most
+        likely to hold the original of an edited copy); verified ids that ``ranked`` lacks are
+        added. Returns the new order and the inlier count of every checked candidate.
+        """
+        ranked = [int(i) for i in ranked]
+        checked = [int(i) for i in checked]
+        if not checked:
+            return ranked, {}
+        query = extract(query_image, self.params)
+        counts = dict(zip(checked, self.count_inliers(query, checked, load), strict=True))
+        verified = [i for i in checked if counts[i] >= self.params.min_inliers]
+        if not verified:
+            return ranked, counts
+        verified.sort(key=lambda i: -counts[i])  # stable: ties keep their global order
+        moved = set(verified)
+        return verified + [i for i in ranked if i not in moved], counts

@@ -1,0 +1,150 @@
+"""Ranking quality features on real photos: re-ranking, spatial verification, eval --ann-recall.
+
+Uses the shared Caltech-101 subset (5 classes x 8 photos). No timing assertions.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import lookalike
+from conftest import PER_CLASS, SUBSET_CLASSES, caltech_image, copy_subset
+from lookalike.rerank import KnnGraph, RerankParams
+
+
+@pytest.fixture(scope="module")
+def index(built_index):
+    db, photos = built_index
+    with lookalike.Index.open(db) as ix:
+        yield ix, photos
+
+
+def _classes(ix) -> dict[int, str]:
+    ids, _ = ix.catalogue.all_vectors()
+    return {i: Path(locs[0]).parent.name for i, locs in ix.catalogue.locations_for(ids.tolist()).items()}
+
+
+@pytest.mark.parametrize("method", ["qe", "diffusion"])
+def test_reranking_keeps_the_image_first_and_class_precision(index, method):
+    ix, _ = index
+    classes = _classes(ix)
+    precision = {}
+    for name in ("none", method):
+        p = []
+        for image_id, label in classes.items():
+            result = ix.search_by_id(image_id, PER_CLASS, rerank=name, verify=0)
+            assert result.matches[0].image_id == image_id  # an indexed image finds itself first
+            assert [m.rank for m in result.matches] == list(range(1, PER_CLASS + 1))
+            p.append(np.mean([classes[m.image_id] == label for m in result.matches[1:]]))
+        precision[name] = float(np.mean(p))
+    assert precision[method] >= precision["none"] - 1e-9, precision
+
+
+def test_reranking_reports_cosine_scores(index):
+    ix, photos = index
+    query = photos / "watch" / "image_0003.jpg"
+    plain = {m.image_id: m.score for m in ix.search(query, 20, rerank="none", verify=0).matches}
+    for m in ix.search(query, 10, rerank="qe", verify=0).matches:
+        assert m.score == pytest.approx(plain[m.image_id], abs=1e-4)
+    with pytest.raises(lookalike.LookalikeError, match="unknown re-ranking"):
+        ix.search(query, 5, rerank="magic")
+
+
+def _edited(label: str, number: int) -> Image.Image:
+    """A crop of ~50 % of the area, turned a quarter: global descriptors find it hard."""
+    im = Image.open(caltech_image(label, number)).convert("RGB")
+    w, h = im.size
+    return im.crop((int(w * 0.1), int(h * 0.15), int(w * 0.8), int(h * 0.85))).rotate(90, expand=True)
+
+
+def test_verification_promotes_the_original_of_an_edited_copy(index):
+    ix, photos = index
+    original = str(photos / "Motorbikes" / "image_0005.jpg")
+    query = _edited("Motorbikes", 5)
+    plain = [m.path for m in ix.search(query, 10, rerank="none", verify=0).matches]
+    assert plain[0] != original and original in plain  # the global ranking misses it...
+    verified = ix.search(query, 10, rerank="none", verify=10).matches
+    assert verified[0].path == original  # ...spatial verification puts it first
+    assert verified[0].inliers >= 15
+    assert all(m.inliers is not None for m in verified)
+
+
+def test_verification_leaves_class_level_results_alone(index):
+    ix, _ = index
+    # A different sunflower photo (not in the index): similar pictures, nothing identical.
+    query = caltech_image("sunflower", 20)
+    plain = ix.search(query, 10, rerank="none", verify=0).matches
+    checked = ix.search(query, 10, rerank="none", verify=10).matches
+    assert [m.image_id for m in checked] == [m.image_id for m in plain]
+    assert all(m.inliers is not None and m.inliers < 15 for m in checked)
+    assert set(checked[0].as_dict()) == set(plain[0].as_dict())  # the JSON schema is stable
+
+
+def test_verification_by_id_and_missing_files(tmp_path):
+    photos = copy_subset(tmp_path / "photos", classes=SUBSET_CLASSES[:2])
+    with lookalike.Index.open(tmp_path / "index") as ix:
+        ix.add([photos])
+        # A match whose file has gone (and whose features are not cached) is not verified.
+        (photos / "airplanes" / "image_0002.jpg").unlink()
+        result = ix.search(caltech_image("airplanes", 2), 5, verify=5)
+        gone = [m for m in result.matches if m.path.endswith("airplanes/image_0002.jpg")]
+        assert gone and gone[0].inliers == 0
+        # "More like this" reads the indexed image's own file as the query picture.
+        image_id = ix.catalogue.image_for_location(str(photos / "airplanes" / "image_0001.jpg"))
+        first = ix.search_by_id(image_id, 3, verify=5).matches[0]
+        assert first.image_id == image_id and first.inliers >= 15
+
+
+def test_neighbour_graph_follows_adds_and_removes(tmp_path):
+    photos = copy_subset(tmp_path / "photos", classes=SUBSET_CLASSES[:3])
+    with lookalike.Index.open(tmp_path / "index") as ix:
+        ix.add([photos / "airplanes", photos / "Leopards"])
+        graph = ix._knn_graph()
+        assert sorted(graph.ids) == sorted(ix.catalogue.all_vectors()[0])
+        ix.add([photos / "Motorbikes"])
+        ix.remove([photos / "airplanes"])
+        graph = ix._knn_graph()
+        ids = set(ix.catalogue.all_vectors()[0].tolist())
+        assert set(graph.ids.tolist()) == ids
+        linked = graph.neighbours[graph.neighbours >= 0]
+        assert set(linked.tolist()) <= ids  # no edge to a removed image
+        assert (tmp_path / "index" / KnnGraph.FILE).exists()
+        # Reopened: the saved graph is loaded, not rebuilt.
+    with lookalike.Index.open(tmp_path / "index") as ix:
+        assert set(ix._knn_graph().ids.tolist()) == ids
+        assert ix.search(photos / "Leopards" / "image_0001.jpg", 3, rerank="diffusion").matches
+
+
+def test_diffusion_reorders_by_graph():
+    # Two clusters; the query's first match is an outlier linked to cluster B, but most of
+    # its top matches are in cluster A, so diffusion ranks cluster A first.
+    ids = np.arange(6)
+    nbrs = np.array([[1, 2], [0, 2], [0, 1], [4, 5], [3, 5], [3, 4]])
+    sims = np.full((6, 2), 0.9, dtype=np.float32)
+    graph = KnnGraph(ids, nbrs, sims)
+    first = np.array([3, 0, 1, 2, 4, 5])
+    scores = np.array([0.9, 0.85, 0.84, 0.83, 0.2, 0.2], dtype=np.float32)
+    order = graph.diffuse(first, scores, RerankParams(diffusion_seeds=4))
+    assert set(order[:3].tolist()) == {0, 1, 2}
+
+
+def test_eval_ann_recall_and_rerank(built_index):
+    db, _ = built_index
+
+    def run(*args):
+        proc = subprocess.run([sys.executable, "-m", "lookalike", *map(str, args)],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
+
+    metrics = run("eval", "--db", db, "--json", "--ann-recall")
+    assert metrics["ann_recall@10"] == 1.0 and metrics["store"] == "flat"
+    qe = run("eval", "--db", db, "--json", "--rerank", "qe")
+    assert qe["queries"] == metrics["queries"] and qe["P@1"] >= 0.9
