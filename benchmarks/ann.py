@@ -223,9 +223,7 @@ def main() -> None:
     print(json.dumps(report["large"], indent=1), flush=True)
     shutil.rmtree(scratch / "large", ignore_errors=True)
     report["wall_s"] = round(time.time() - started, 1)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    caltech.write_report(report, args.out)
 
 
 if __name__ == "__main__":

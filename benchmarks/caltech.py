@@ -126,3 +126,22 @@ def timed_queries(index, paths: list[Path], k: int = 10) -> dict:
         "index_search_p95_ms": ms(full, 95),
         "queries": len(core),
     }
+
+
+def link_tree(paths: list[Path], dest: Path) -> Path:
+    """Symlink photos into ``dest/<class>/`` (idempotent) so an index sees class folders."""
+    for p in paths:
+        target = dest / p.parent.name / p.name
+        if not target.is_symlink():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(p, target)
+    return dest
+
+
+def write_report(report: dict, out: Path) -> None:
+    """Write a benchmark's JSON result file and say where."""
+    import json
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out}")

@@ -43,6 +43,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import caltech  # noqa: E402
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,14 +70,6 @@ def database_files() -> tuple[list[Path], list[Path]]:
     return sorted(db), sorted(backgrounds)
 
 
-def link_tree(paths: list[Path], dest: Path) -> Path:
-    """Symlink photos into dest/<class>/ (idempotent)."""
-    for p in paths:
-        target = dest / p.parent.name / p.name
-        if not target.is_symlink():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.symlink(p, target)
-    return dest
 
 
 def twins(path: Path) -> set[str]:
@@ -297,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
 
     db, backgrounds = database_files()
     queries = make_queries(args.work, args.queries, args.seed, db, backgrounds)
-    photos = link_tree(db, args.work / "photos")
+    photos = caltech.link_tree(db, args.work / "photos")
     t0 = time.perf_counter()
     with lookalike.Index.open(args.work / "index") as index:
         report = index.add([photos])

@@ -29,6 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import caltech  # noqa: E402
+
 import lookalike
 from lookalike.evaluate import evaluate_vectors, folder_ground_truth, index_ranker
 
@@ -63,14 +66,6 @@ def labelled_images(limit: int | None, distractors: bool = False) -> list[Path]:
     return [Path(p) for p in paths]
 
 
-def link_tree(paths: list[Path], dest: Path) -> Path:
-    """Symlink the chosen photos into dest/<class>/ so the index sees class folders."""
-    for p in paths:
-        target = dest / p.parent.name / p.name
-        if not target.is_symlink():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.symlink(p, target)
-    return dest
 
 
 def category_routed_rank(index, ids, vectors):
@@ -109,7 +104,7 @@ def main() -> None:
     if args.limit:
         work = Path(tempfile.mkdtemp(prefix="lookalike-quality-"))
     try:
-        photos = link_tree(labelled_images(args.limit, args.distractors), work / "photos")
+        photos = caltech.link_tree(labelled_images(args.limit, args.distractors), work / "photos")
         db = work / "index"
         with lookalike.Index.open(db, model=args.model) as index:
             t0 = time.perf_counter()

@@ -32,6 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import caltech  # noqa: E402
 import instance  # noqa: E402
 
 import lookalike  # noqa: E402
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 
     db, backgrounds = instance.database_files()
     queries = instance.make_queries(args.work, 600, 1234, db, backgrounds)[: args.queries]
-    photos = instance.link_tree(db, args.work / "photos")
+    photos = caltech.link_tree(db, args.work / "photos")
     steps: dict[str, list[float]] = {
         k: [] for k in ("embed", "search", "search_categories_2019", "qe", "diffusion", "verify10")
     }

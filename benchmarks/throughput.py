@@ -209,9 +209,7 @@ def main() -> None:
     first_index.close()
     print(json.dumps({"query": report["query"], "cli": report["cli"]}), flush=True)
     report["wall_s"] = round(time.time() - started, 1)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    caltech.write_report(report, args.out)
 
 
 if __name__ == "__main__":

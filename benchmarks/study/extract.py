@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -144,7 +143,7 @@ def run(emb: Embedder, images, size: int, mode: str, flip: bool, pool_ex, batch=
         groups: dict[tuple, list[int]] = {}
         for i, t in enumerate(ts):
             groups.setdefault(t.shape, []).append(i)
-        for shape, members in groups.items():
+        for _shape, members in groups.items():
             for s in range(0, len(members), batch):
                 idx = np.array(members[s:s + batch])
                 logits, fm = sess.run(["logits", "feature_map"],
