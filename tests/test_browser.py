@@ -13,13 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-pytest.importorskip("fastapi")
-uvicorn = pytest.importorskip("uvicorn")
-sync_api = pytest.importorskip("playwright.sync_api")
+import uvicorn
+from playwright import sync_api
 
 from conftest import PER_CLASS, SUBSET_CLASSES
-
 from lookalike import Index
 from lookalike.server.app import create_app
 
@@ -35,7 +32,8 @@ CHROMIUM_ARGS = [
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 TIMEOUT_MS = 60_000
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium")
+# `make test` installs Debian's Chromium; a missing browser is a failure, not a skip.
+assert CHROMIUM.exists(), "needs /usr/bin/chromium: run `make system-deps`"
 
 
 def class_of(path: str) -> str:

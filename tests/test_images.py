@@ -245,8 +245,7 @@ def test_draft_keeps_exif_orientation(tmp_path):
 
 def test_real_dataset_photo_loads():
     photos = sorted((DATASET / "images").glob("*/*.jpg"))[:3]
-    if not photos:
-        pytest.skip(f"dataset not found at {DATASET}")
+    assert photos, f"dataset not found at {DATASET}"
     for photo in photos:
         img = load_image(photo, target_size=224)
         assert img.mode == "RGB" and min(img.size) > 0

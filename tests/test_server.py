@@ -19,14 +19,11 @@ from typing import NamedTuple
 import pytest
 from PIL import Image
 
-pytest.importorskip("fastapi")
-pytest.importorskip("httpx")
 with warnings.catch_warnings():  # Starlette >= 1.x nags about httpx on import
     warnings.filterwarnings("ignore", message="Using `httpx`")
     from fastapi.testclient import TestClient
 
 from conftest import PER_CLASS, SUBSET_CLASSES, copy_subset
-
 from lookalike import Index
 from lookalike.server import trusted_hosts
 from lookalike.server.app import ServerConfig, create_app, indexed_folders
