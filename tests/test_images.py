@@ -6,6 +6,7 @@ import functools
 import http.server
 import io
 import os
+import socket
 import threading
 import time
 from pathlib import Path
@@ -322,3 +323,25 @@ def test_url_refuses_loopback_and_other_schemes(server):
     for url in ("file:///etc/passwd", "ftp://127.0.0.1/a.png", "http:///x.png"):
         with pytest.raises(ImageError, match="only http"):
             load_image_url(url, allow_private=True)
+
+
+def test_url_dns_rebinding_is_refused_at_connect(server, monkeypatch):
+    """A name that resolves public at the check and loopback at connect time is refused.
+
+    No traffic leaves the machine: the "public" answer is only ever checked, never
+    connected to, and the second answer points at the local test server.
+    """
+    import lookalike.images as images
+
+    port = int(server.rsplit(":", 1)[1])
+    real = socket.getaddrinfo
+    answers = iter([[(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", port))]])
+
+    def rebinding(host, *args, **kwargs):
+        if host == "rebind.test":
+            return next(answers, real("127.0.0.1", port, type=socket.SOCK_STREAM))
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(images.socket, "getaddrinfo", rebinding)
+    with pytest.raises(ImageError, match="non-public address 127.0.0.1"):
+        load_image_url(f"http://rebind.test:{port}/red.png")

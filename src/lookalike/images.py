@@ -7,10 +7,12 @@ same guarantees: an 8-bit RGB picture the right way up, bounded memory use, and 
 
 from __future__ import annotations
 
+import http.client
 import io
 import ipaddress
 import os
 import socket
+import ssl
 import struct
 import time
 import urllib.error
@@ -202,30 +204,91 @@ def image_size(source: ImageSource, *, max_bytes: int = DEFAULT_MAX_BYTES) -> tu
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
 
 
-def _check_public_host(host: str, port: int | None, url: str) -> None:
-    """Refuse hosts resolving to loopback/private/link-local/reserved space (SSRF guard)."""
+def _public_ip(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%")[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not (ip.is_multicast or ip.is_reserved or ip.is_link_local)
+
+
+def _resolve_checked(host: str, port: int, allow_private: bool, shown: str) -> list[tuple]:
+    """Resolve ``host`` once; refuse it if any address is loopback/private/reserved (SSRF guard).
+
+    The connection is then made to these very addresses, so a DNS answer that changes between
+    the check and the connect (DNS rebinding) cannot reach the internal network.
+    """
     try:
-        infos = socket.getaddrinfo(host, port or 443, proto=socket.IPPROTO_TCP)
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
-        raise _error(url, f"cannot resolve host '{host}' ({exc})") from None
-    for info in infos:
-        ip = ipaddress.ip_address(str(info[4][0]).split("%")[0])
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-            ip = ip.ipv4_mapped
-        if not ip.is_global or ip.is_multicast or ip.is_reserved or ip.is_link_local:
-            raise _error(
-                url,
-                f"refusing to fetch from non-public address {ip} "
-                "(pass allow_private=True to allow it)",
-            )
+        raise _error(shown, f"cannot resolve host '{host}' ({exc})") from None
+    if not allow_private:
+        for info in infos:
+            if not _public_ip(str(info[4][0])):
+                raise _error(
+                    shown,
+                    f"refusing to fetch from non-public address {info[4][0]} "
+                    "(pass allow_private=True to allow it)",
+                )
+    return infos
+
+
+def _connect_checked(host: str, port: int, timeout: float | None, allow_private: bool, shown: str):
+    error: OSError | None = None
+    for family, kind, proto, _, address in _resolve_checked(host, port, allow_private, shown):
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(address)
+            return sock
+        except OSError as exc:
+            sock.close()
+            error = exc
+    raise error or OSError(f"cannot connect to {host}")
+
+
+class _CheckedHTTPConnection(http.client.HTTPConnection):
+    """Connects only to the addresses that passed the public-address check."""
+
+    allow_private = False
+    shown = ""
+
+    def connect(self) -> None:
+        self.sock = _connect_checked(self.host, self.port, self.timeout, self.allow_private, self.shown)
+
+
+class _CheckedHTTPSConnection(http.client.HTTPSConnection):
+    allow_private = False
+    shown = ""
+
+    def connect(self) -> None:
+        sock = _connect_checked(self.host, self.port, self.timeout, self.allow_private, self.shown)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+
+
+def _checked_handlers(allow_private: bool, shown: str) -> list[urllib.request.BaseHandler]:
+    settings = {"allow_private": allow_private, "shown": shown}
+    plain = type("_Plain", (_CheckedHTTPConnection,), settings)
+    tls = type("_TLS", (_CheckedHTTPSConnection,), settings)
+
+    class Plain(urllib.request.HTTPHandler):
+        def http_open(self, req):  # type: ignore[no-untyped-def]
+            return self.do_open(plain, req)
+
+    class Secure(urllib.request.HTTPSHandler):
+        def https_open(self, req):  # type: ignore[no-untyped-def]
+            return self.do_open(tls, req, context=ssl.create_default_context())
+
+    # No proxies: a proxy would be reached instead of the checked host.
+    return [urllib.request.ProxyHandler({}), Plain(), Secure()]
 
 
 def _check_url(url: str, allow_private: bool, shown: str) -> None:
+    """Only http(s) URLs; the host's addresses are checked again when connecting."""
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise _error(shown, "only http:// and https:// URLs are allowed")
     if not allow_private:
-        _check_public_host(parts.hostname, parts.port, shown)
+        _resolve_checked(parts.hostname, parts.port or 443, allow_private, shown)
 
 
 class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
@@ -253,7 +316,9 @@ def load_image_url(
     the internal network. ``kw`` is passed on (``max_pixels``, ``target_size``).
     """
     _check_url(url, allow_private, url)
-    opener = urllib.request.build_opener(_CheckedRedirects(allow_private, url))
+    opener = urllib.request.build_opener(
+        _CheckedRedirects(allow_private, url), *_checked_handlers(allow_private, url)
+    )
     request = urllib.request.Request(url, headers={"User-Agent": "lookalike"})
     deadline = time.monotonic() + timeout
     chunks: list[bytes] = []
