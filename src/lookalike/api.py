@@ -31,7 +31,7 @@ from .index.catalogue import FORMAT_VERSION, Catalogue
 from .index.transform import MIN_IMAGES, Centre, CentredStore
 from .index.vectors import VectorStore, open_store
 from .pipeline import Indexer, IndexReport, ProgressCallback, discover, is_under
-from .search import SearchResult, expand_matches, search_vectors
+from .search import SearchOptions, SearchResult, expand_matches, search_vectors
 from .settings import Settings
 
 ImageLike = str | os.PathLike | bytes | Image.Image
@@ -291,10 +291,9 @@ class Index:
         decoded = [self._decode(image) for image in images]  # kept for spatial verification
         embeddings = self.embedder.embed_images(decoded)
         names = list(names) if names is not None else [_describe(i) for i in images]
+        options = SearchOptions(k, labels, route, min_score, rerank, verify)
         return self._rank(
-            names, embeddings.vectors, embeddings.label_ids,
-            k=k, labels=labels, route=route, min_score=min_score,
-            rerank=rerank, verify=verify, query_images=decoded,
+            names, embeddings.vectors, embeddings.label_ids, options, query_images=decoded
         )
 
     def search_by_id(
@@ -315,10 +314,9 @@ class Index:
         stored = self.catalogue.labels_for([image_id])[image_id]
         query_labels = np.asarray([[c for c, _ in stored]], dtype=np.int64)
         vectors = self.catalogue.vectors_for([image_id])
+        options = SearchOptions(k, labels, route, min_score, rerank, verify)
         return self._rank(
-            [f"image:{image_id}"], vectors, query_labels,
-            k=k, labels=labels, route=route, min_score=min_score,
-            rerank=rerank, verify=verify, query_ids=[image_id],
+            [f"image:{image_id}"], vectors, query_labels, options, query_ids=[image_id]
         )[0]
 
     def _rank(
@@ -326,23 +324,18 @@ class Index:
         names: Sequence[str],
         vectors: np.ndarray,
         query_label_ids: np.ndarray,
+        options: SearchOptions,
         *,
-        k: int,
-        labels: list[str] | None,
-        route: str,
-        min_score: float | None,
-        rerank: str | None = None,
-        verify: int | None = None,
         query_images: Sequence[Image.Image | None] | None = None,
         query_ids: Sequence[int] | None = None,
     ) -> list[SearchResult]:
         """Search the store for query vectors and turn the ranking into results."""
-        if k < 1:
+        if options.k < 1:
             raise LookalikeError("k must be at least 1")
         ranked, inliers = self._ranked_pairs(
-            vectors, query_label_ids, k=k, labels=labels, route=route, min_score=min_score,
-            rerank=rerank, verify=verify, query_images=query_images, query_ids=query_ids,
+            vectors, query_label_ids, options, query_images=query_images, query_ids=query_ids
         )
+        k = options.k
         label_names = imagenet_labels()
         return [
             SearchResult(
@@ -360,13 +353,8 @@ class Index:
         self,
         vectors: np.ndarray,
         query_label_ids: np.ndarray,
+        options: SearchOptions,
         *,
-        k: int,
-        labels: list[str] | None = None,
-        route: str = "global",
-        min_score: float | None = None,
-        rerank: str | None = None,
-        verify: int | None = None,
         query_images: Sequence[Image.Image | None] | None = None,
         query_ids: Sequence[int] | None = None,
         exclude_query: bool = False,
@@ -381,8 +369,9 @@ class Index:
         from .rerank import RerankParams, check_method
         from .rerank import rerank as reorder_ids
 
-        method = check_method(self.settings.rerank if rerank is None else rerank)
-        top = self.settings.verify_top if verify is None else int(verify)
+        k = options.k
+        method = check_method(self.settings.rerank if options.rerank is None else options.rerank)
+        top = self.settings.verify_top if options.verify is None else int(options.verify)
         if top < 0:
             raise LookalikeError("verify must be 0 (off) or a number of matches to check")
         store = self.store
@@ -396,12 +385,6 @@ class Index:
         elif method == "diffusion":
             depth = max(depth, params.depth + skip)
         inliers: list[dict[int, int]] = [{} for _ in range(len(np.atleast_2d(vectors)))]
-        if method == "none" and not top and not exclude_query:
-            ranked = search_vectors(
-                self.catalogue, store, vectors, query_label_ids,
-                k=k, labels=labels, route=route, min_score=min_score,
-            )
-            return ranked, inliers
 
         def reorder(number, vector, scores, ids, allowed):
             own = int(query_ids[number]) if exclude_query and query_ids is not None else None
@@ -433,10 +416,11 @@ class Index:
                 out[~found] = self._vectors_of(order[~found]) @ query
             return list(zip(order.tolist(), out.tolist(), strict=True))
 
+        plain = method == "none" and not top and not exclude_query
         ranked = search_vectors(
             self.catalogue, store, vectors, query_label_ids,
-            k=k, labels=labels, route=route, min_score=min_score,
-            depth=depth, reorder=reorder,
+            k=k, labels=options.labels, route=options.route, min_score=options.min_score,
+            depth=0 if plain else depth, reorder=None if plain else reorder,
         )
         return ranked, inliers
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import LookalikeError
+from .search import SearchOptions
 
 RankFn = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
 
@@ -189,9 +190,9 @@ def index_ranker(index, rerank: str | None, verify: int | None) -> Callable:
         if rerank == "none" and verify == 0:  # the plain ranking: one batched search
             return index.store.search(vectors, k)
         labels = np.zeros((len(vectors), 0), dtype=np.int64)
+        options = SearchOptions(k=k, rerank=rerank, verify=verify)
         ranked, _ = index._ranked_pairs(
-            vectors, labels, k=k, rerank=rerank, verify=verify,
-            query_ids=[int(i) for i in query_ids], exclude_query=True,
+            vectors, labels, options, query_ids=[int(i) for i in query_ids], exclude_query=True
         )
         ids = np.asarray([[i for i, _ in pairs] for pairs, _ in ranked], dtype=np.int64)
         return None, ids

@@ -57,6 +57,22 @@ class SearchResult:
         return {"query": self.query, "matches": [m.as_dict() for m in self.matches]}
 
 
+@dataclass(frozen=True)
+class SearchOptions:
+    """What a query asks for; one object carried from the public methods to the ranking.
+
+    ``rerank`` and ``verify`` of None mean "the index's settings" (``Settings.rerank``,
+    ``Settings.verify_top``).
+    """
+
+    k: int = 10
+    labels: list[str] | None = None
+    route: str = "global"
+    min_score: float | None = None
+    rerank: str | None = None
+    verify: int | None = None
+
+
 def resolve_label(name: str) -> int:
     """Class id of an ImageNet label name (case-insensitive), with a helpful error."""
     key = name.strip().lower()
