@@ -233,11 +233,28 @@ def test_int8_model_agrees_with_float(tmp_path):
         for label in SUBSET_CLASSES
         for n in (1, 2)
     ]
-    fp32 = Embedder(Settings()).embed_images(images)
+    float_embedder = Embedder(Settings(model="lite0"))
+    fp32 = float_embedder.embed_images(images)
     int8_embedder = Embedder(Settings(model="lite0-int8"))
-    assert int8_embedder.model_id != Embedder(Settings()).model_id  # never mixed in one index
+    assert int8_embedder.model_id != float_embedder.model_id  # never mixed in one index
     int8 = int8_embedder.embed_images(images)
     agree = np.mean(fp32.label_ids[:, 0] == int8.label_ids[:, 0])
     assert agree >= 0.8
     cosine = (fp32.vectors * int8.vectors).sum(axis=1)
     assert cosine.mean() >= 0.97
+
+
+def test_shipped_int8_ranges_are_the_measured_ones():
+    """The package's int8 ranges are what measuring the sample photos gives (reproducible)."""
+    from lookalike.embed.quantize import calibration_images, load_ranges, measure_ranges
+    from lookalike.embed.registry import get_model
+
+    spec = get_model("lite0")
+    measured = measure_ranges(
+        spec.builder(spec.loader(spec.weights_path())), spec.preprocess, calibration_images()
+    )
+    shipped = load_ranges("lite0")
+    assert measured.keys() == shipped.keys() and len(shipped) > 50
+    np.testing.assert_allclose(
+        np.array([measured[k] for k in shipped]), np.array(list(shipped.values())), rtol=1e-4, atol=1e-4
+    )

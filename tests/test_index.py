@@ -164,7 +164,7 @@ def test_stale_vector_store_is_rebuilt(built_index, tmp_path):
 
 def test_model_mismatch_and_bad_paths(built_index, tmp_path):
     db, _ = built_index
-    with pytest.raises(IndexFormatError, match="built with model 'lite0'"):
+    with pytest.raises(IndexFormatError, match="built with model 'lite0-int8'"):
         lookalike.Index.open(db, model="lite2")
     with pytest.raises(IndexFormatError, match="no index"):
         lookalike.Index.open(tmp_path / "nothing", create=False)
@@ -175,6 +175,20 @@ def test_model_mismatch_and_bad_paths(built_index, tmp_path):
     with lookalike.Index.open(tmp_path / "new") as index:
         with pytest.raises(LookalikeError, match="no such file or folder"):
             index.add([tmp_path / "missing"])
+
+
+def test_existing_index_keeps_its_model(tmp_path):
+    """An index made with the float model stays float when opened with the (int8) defaults."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for n in (1, 2, 3):
+        shutil.copy(caltech_image("watch", n), photos / f"w{n}.jpg")
+    with lookalike.Index.open(tmp_path / "db", model="lite0") as index:
+        index.add([photos])
+    with lookalike.Index.open(tmp_path / "db") as index:
+        assert index.settings.model == "lite0"
+        assert index.info()["model_id"].startswith("lite0-") and "int8" not in index.info()["model_id"]
+        assert index.search(photos / "w2.jpg", k=1).matches[0].score > 0.99
 
 
 def test_catalogue_contents(built_index):

@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("index", help="index image folders (incremental: only new or changed files)")
     p.add_argument("paths", nargs="+", metavar="DIR", help="folders or image files to index")
     with_db(p)
-    p.add_argument("--model", help="model for a new index: lite0 (default), lite0-int8 (about 1.4x faster, mAP -0.002), lite1, lite2")
+    p.add_argument("--model", help="model for a new index: lite0-int8 (default), lite0 (float: about 1.4x slower, mAP +0.002), lite1, lite2")
     p.add_argument("--batch-size", type=_positive_int, help="images per inference batch (default 32)")
     p.add_argument("--threads", type=int, help="inference threads (default: all cores)")
     p.add_argument("--no-prune", action="store_true", help="keep entries of files that were deleted")

@@ -26,8 +26,10 @@ class Settings:
     """Tunable behaviour of indexing and search.
 
     Attributes:
-        model: Registered model name (``lite0``, ``lite1``, ``lite2``). Lite0 is the default:
-            fastest, and the descriptor quality gap is small for most collections.
+        model: Registered model name: ``lite0-int8`` (default), ``lite0``, ``lite1``,
+            ``lite2``. ``lite0-int8`` is EfficientNet-Lite0 quantised to 8 bits: 1.4x the
+            float model's speed on a CPU for a Caltech-101 mAP change of -0.002
+            (docs/benchmarks.md). Lite1/Lite2 are larger and slower.
         gem_p: Generalised-mean pooling exponent for the global descriptor. 1.0 is average
             pooling; 3.0 is the usual choice for retrieval (see docs/descriptor.md).
         batch_size: Images per ONNX Runtime call while indexing.
@@ -55,7 +57,7 @@ class Settings:
             0 turns it off. Default 10 (docs/benchmarks.md, "Quality").
     """
 
-    model: str = "lite0"
+    model: str = "lite0-int8"
     gem_p: float = 3.0
     batch_size: int = 32
     threads: int = 0
