@@ -148,3 +148,45 @@ def test_eval_ann_recall_and_rerank(built_index):
     assert metrics["ann_recall@10"] == 1.0 and metrics["store"] == "flat"
     qe = run("eval", "--db", db, "--json", "--rerank", "qe")
     assert qe["queries"] == metrics["queries"] and qe["P@1"] >= 0.9
+
+
+def _pasted(label: str, number: int, background: int, area: float = 0.2) -> Image.Image:
+    """A photo shrunk to ``area`` of an unrelated (unindexed) photo and pasted onto it."""
+    back = Image.open(caltech_image("BACKGROUND_Google", background)).convert("RGB").resize((480, 360))
+    photo = Image.open(caltech_image(label, number)).convert("RGB")
+    scale = (area * back.width * back.height / (photo.width * photo.height)) ** 0.5
+    photo = photo.resize((round(photo.width * scale), round(photo.height * scale)))
+    back.paste(photo, (back.width - photo.width - 20, 30))
+    return back
+
+
+def test_region_grid_covers_the_map():
+    from lookalike.embed.pooling import region_grid
+
+    windows = region_grid(14, 14, (1, 2, 3))
+    assert len(windows) == 1 + 4 + 9
+    assert windows[0] == (0, 0, 14)
+    assert {s for _, _, s in windows[1:5]} == {9} and {s for _, _, s in windows[5:]} == {7}
+    assert all(t + s <= 14 and le + s <= 14 for t, le, s in windows)
+    assert max(t for t, _, _ in windows[5:]) == 7  # the last row of windows reaches the edge
+
+
+def test_regional_search_finds_a_photo_pasted_into_another(index):
+    ix, photos = index
+    original = str(photos / "watch" / "image_0006.jpg")
+    query = _pasted("watch", 6, background=3)
+    # Against the whole collage, local features do not confirm the original (too few of
+    # the query's keypoints fall on it), wherever the global search ranks it...
+    plain = ix.search(query, 5, rerank="none", verify=5, regions=0).matches
+    assert not any(m.path == original and m.inliers >= 15 for m in plain)
+    # ...the regional search finds it from the region it fills and verifies it against
+    # that region, so it comes first.
+    found = ix.search(query, 5, rerank="none", verify=5, regions=5).matches
+    assert found[0].path == original and found[0].inliers >= 15
+    # A query with no copy in the index is left in its cosine order.
+    other = caltech_image("sunflower", 20)
+    assert [m.image_id for m in ix.search(other, 10, rerank="none", regions=5).matches] == [
+        m.image_id for m in ix.search(other, 10, rerank="none", verify=0).matches
+    ]
+    with pytest.raises(lookalike.LookalikeError, match="regions must be"):
+        ix.search(query, 5, regions=-1)

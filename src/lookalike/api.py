@@ -16,6 +16,7 @@ import json
 import os
 import time
 from collections.abc import Iterable, Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,14 @@ from .index.catalogue import FORMAT_VERSION, Catalogue
 from .index.transform import MIN_IMAGES, Centre, CentredStore
 from .index.vectors import VectorStore, open_store
 from .pipeline import Indexer, IndexReport, ProgressCallback, discover, is_under
-from .search import SearchOptions, SearchResult, expand_matches, search_vectors
+from .search import (
+    RegionParams,
+    SearchOptions,
+    SearchResult,
+    expand_matches,
+    regional_candidates,
+    search_vectors,
+)
 from .settings import Settings
 
 ImageLike = str | os.PathLike | bytes | Image.Image
@@ -234,6 +242,12 @@ class Index:
         decoded = [self._decode(image) for image in images]
         return self.embedder.embed_images(decoded)
 
+    @property
+    def query_size(self) -> int:
+        """Pixels a query picture needs on its short side (when the file has them): enough
+        for the model and for the regional pass. JPEGs are decoded at a reduced scale."""
+        return max(self.embedder.input_size, RegionParams().size)
+
     def _decode(self, image: ImageLike) -> Image.Image:
         if isinstance(image, Image.Image):
             return image.convert("RGB")
@@ -241,7 +255,7 @@ class Index:
             image,
             max_pixels=self.settings.max_pixels,
             max_bytes=self.settings.max_file_bytes,
-            target_size=self.embedder.input_size,
+            target_size=self.query_size,
         )
 
     def search(
@@ -254,6 +268,7 @@ class Index:
         min_score: float | None = None,
         rerank: str | None = None,
         verify: int | None = None,
+        regions: int | None = None,
     ) -> SearchResult:
         """The ``k`` most similar indexed images to ``image``.
 
@@ -269,10 +284,14 @@ class Index:
             verify: Spatially verify this many first matches with local features, moving
                 verified copies of the query to the top (default ``settings.verify_top``,
                 10; 0 turns it off; :mod:`lookalike.verify`).
+            regions: When nothing among those verifies, search again with regional
+                descriptors of the query and verify this many more candidates (default
+                ``settings.regions``, 5; 0 turns it off): finds the original of a photo
+                pasted into a larger picture.
         """
         return self.search_many(
             [image], k, labels=labels, route=route, min_score=min_score,
-            rerank=rerank, verify=verify,
+            rerank=rerank, verify=verify, regions=regions,
         )[0]
 
     def search_many(
@@ -286,12 +305,13 @@ class Index:
         names: Sequence[str] | None = None,
         rerank: str | None = None,
         verify: int | None = None,
+        regions: int | None = None,
     ) -> list[SearchResult]:
         """Like :meth:`search` for several queries, embedded in one batch."""
-        decoded = [self._decode(image) for image in images]  # kept for spatial verification
+        decoded = [self._decode(image) for image in images]  # kept for verification
         embeddings = self.embedder.embed_images(decoded)
         names = list(names) if names is not None else [_describe(i) for i in images]
-        options = SearchOptions(k, labels, route, min_score, rerank, verify)
+        options = SearchOptions(k, labels, route, min_score, rerank, verify, regions)
         return self._rank(
             names, embeddings.vectors, embeddings.label_ids, options, query_images=decoded
         )
@@ -306,6 +326,7 @@ class Index:
         min_score: float | None = None,
         rerank: str | None = None,
         verify: int | None = None,
+        regions: int | None = None,
     ) -> SearchResult:
         """"More like this" for an indexed image, from its stored descriptor and labels,
         so nothing is embedded again (its file is read only for spatial verification)."""
@@ -314,7 +335,7 @@ class Index:
         stored = self.catalogue.labels_for([image_id])[image_id]
         query_labels = np.asarray([[c for c, _ in stored]], dtype=np.int64)
         vectors = self.catalogue.vectors_for([image_id])
-        options = SearchOptions(k, labels, route, min_score, rerank, verify)
+        options = SearchOptions(k, labels, route, min_score, rerank, verify, regions)
         return self._rank(
             [f"image:{image_id}"], vectors, query_labels, options, query_ids=[image_id]
         )[0]
@@ -374,6 +395,9 @@ class Index:
         top = self.settings.verify_top if options.verify is None else int(options.verify)
         if top < 0:
             raise LookalikeError("verify must be 0 (off) or a number of matches to check")
+        regions = self.settings.regions if options.regions is None else int(options.regions)
+        if regions < 0:
+            raise LookalikeError("regions must be 0 (off) or a number of candidates to check")
         store = self.store
         inner = getattr(store, "inner", store)  # searches in the store's (centred) space
         centre = getattr(store, "centre", None)
@@ -404,7 +428,9 @@ class Index:
             if top:
                 image = self._query_image(number, query_images, query_ids)
                 if image is not None:
-                    order, inliers[number] = self._verify(image, order, ids[:top])
+                    skip_ids = {own} if own is not None else set()
+                    more = partial(self._regional, image, regions, allowed, skip_ids) if regions else None
+                    order, inliers[number] = self._verify(image, order, ids[:top], more)
             order = np.asarray(order[:k], dtype=np.int64)
             # Scores stay cosines to the query: from the first search, else computed.
             sorter = np.argsort(ids, kind="stable")
@@ -473,6 +499,21 @@ class Index:
         self._graph, self._graph_generation = graph, generation
         return graph
 
+    def _regional(self, image: Image.Image, count: int, allowed, exclude: set[int]):
+        """``count`` candidates found by regional descriptors of ``image`` (``Settings.regions``),
+        each with the box of the query region that found it: ``[(image_id, box)]``."""
+        params = RegionParams()
+        store = self.store
+        centre = getattr(store, "centre", None)
+        vectors, boxes = self.embedder.region_vectors(image, params.size, params.levels)
+        if centre is not None:
+            vectors = centre.apply(vectors)
+        inner = getattr(store, "inner", store)
+        found = regional_candidates(
+            vectors, inner.search, count, allowed=allowed, exclude=exclude, params=params
+        )
+        return [(image_id, tuple(boxes[region])) for image_id, region in found]
+
     def _load_indexed(self, image_id: int, size: int) -> Image.Image | None:
         """The picture of an indexed image from the first of its files that decodes."""
         for location in self.catalogue.locations_for([image_id]).get(image_id, []):
@@ -495,7 +536,8 @@ class Index:
             return self._load_indexed(int(query_ids[number]), VerifyParams().size)
         return None
 
-    def _verify(self, image: Image.Image, order, checked) -> tuple[list[int], dict[int, int]]:
+    def _verify(self, image: Image.Image, order, checked, more=None) -> tuple[list[int], dict[int, int]]:
+        """Spatial verification of ``checked`` (then of ``more()``'s ids if none verifies)."""
         from .verify import Verifier
 
         generation = self.catalogue.generation
@@ -507,6 +549,11 @@ class Index:
         size = self._verifier.params.size
         # Locations are read here: the catalogue's connection belongs to this thread.
         where = self.catalogue.locations_for([int(i) for i in checked])
+
+        def located_more():
+            extra = more()
+            where.update(self.catalogue.locations_for([int(i) for i, _ in extra]))
+            return extra
 
         def load(image_id: int) -> Image.Image | None:
             for location in where.get(image_id, []):
@@ -520,7 +567,7 @@ class Index:
                         continue
             return None
 
-        return self._verifier.reorder(image, order, checked, load)
+        return self._verifier.reorder(image, order, checked, load, located_more if more else None)
 
     def info(self) -> dict:
         """Counts, model, format version, size on disk and the most common labels."""

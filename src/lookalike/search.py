@@ -61,8 +61,8 @@ class SearchResult:
 class SearchOptions:
     """What a query asks for; one object carried from the public methods to the ranking.
 
-    ``rerank`` and ``verify`` of None mean "the index's settings" (``Settings.rerank``,
-    ``Settings.verify_top``).
+    ``rerank``, ``verify`` and ``regions`` of None mean "the index's settings"
+    (``Settings.rerank``, ``Settings.verify_top``, ``Settings.regions``).
     """
 
     k: int = 10
@@ -71,6 +71,41 @@ class SearchOptions:
     min_score: float | None = None
     rerank: str | None = None
     verify: int | None = None
+    regions: int | None = None
+
+
+@dataclass(frozen=True)
+class RegionParams:
+    """The regional search behind ``Settings.regions`` (measured in docs/benchmarks.md)."""
+
+    size: int = 448  # input side of the query's second pass: 2x the model's, a 14x14 map
+    levels: tuple[int, ...] = (1, 2, 3)  # R-MAC grid: 1 + 4 + 9 windows
+    per_region: int = 3  # nearest images per window, merged by their best score
+
+
+def regional_candidates(
+    region_vectors: np.ndarray,
+    search: Callable,
+    count: int,
+    *,
+    allowed: np.ndarray | None = None,
+    exclude: set[int] | frozenset[int] = frozenset(),
+    params: RegionParams = RegionParams(),
+) -> list[tuple[int, int]]:
+    """The ``count`` images closest to any region of the query, best first, each with the
+    number of the region it matched best: ``[(image_id, region)]``.
+
+    ``search(vectors, k, candidates=allowed)`` is the store's search in the space of
+    ``region_vectors``; ids in ``exclude`` (already checked) are skipped.
+    """
+    scores, ids = search(region_vectors, params.per_region, candidates=allowed)
+    best: dict[int, tuple[float, int]] = {}
+    for region, (row_scores, row_ids) in enumerate(zip(scores.tolist(), ids.tolist(), strict=True)):
+        for score, image_id in zip(row_scores, row_ids, strict=True):
+            if image_id not in exclude and score > best.get(image_id, (-np.inf, 0))[0]:
+                best[image_id] = (score, region)
+    ranked = sorted(best, key=lambda i: -best[i][0])[:count]
+    return [(i, best[i][1]) for i in ranked]
 
 
 def resolve_label(name: str) -> int:

@@ -55,6 +55,11 @@ class Settings:
         verify_top: Spatial verification (:mod:`lookalike.verify`) of this many first
             matches with local features; verified copies of the query move to the top.
             0 turns it off. Default 10 (docs/benchmarks.md, "Quality").
+        regions: When none of the first ``verify_top`` matches verifies, the query is searched
+            again with 14 regional descriptors (one more inference at 448 px, pooled over an
+            R-MAC grid) and this many further candidates are verified: this finds the
+            original of a photo pasted into a larger picture, or of a small crop. 0 turns it
+            off; it needs ``verify_top`` > 0. Default 5 (docs/benchmarks.md, "Quality").
     """
 
     model: str = "lite0-int8"
@@ -73,6 +78,7 @@ class Settings:
     ann_rerank: int = 200
     rerank: str = "qe"
     verify_top: int = 10
+    regions: int = 5
 
     def with_(self, **changes) -> Settings:
         """Return a copy with some fields changed."""

@@ -40,6 +40,7 @@ class VerifyParams:
     reprojection: float = 8.0  # RANSAC inlier threshold in pixels (at ``size``)
     workers: int = 2  # threads verifying candidates in parallel (OpenCV releases the GIL)
     cache: int = 512  # candidates' features kept in memory
+    margin: float = 0.0  # widen a query region by this fraction of the picture when verifying it
 
 
 @dataclass
@@ -67,6 +68,20 @@ def grey(image: Image.Image, size: int) -> np.ndarray:
         w, h = (max(8, round(d * scale)) for d in image.size)
         image = image.resize((w, h), Image.Resampling.BILINEAR if scale > 1 else Image.Resampling.BOX)
     return np.asarray(image)
+
+
+# (left, top, right, bottom) as fractions of a picture's width and height.
+Box = tuple[float, float, float, float]
+
+
+def crop(image: Image.Image, box: Box, margin: float = 0.0) -> Image.Image:
+    """The part of ``image`` inside ``box`` widened by ``margin`` (fractions) on every side."""
+    left, top, right, bottom = (
+        max(0.0, box[0] - margin), max(0.0, box[1] - margin),
+        min(1.0, box[2] + margin), min(1.0, box[3] + margin),
+    )
+    w, h = image.size
+    return image.crop((round(left * w), round(top * h), round(right * w), round(bottom * h)))
 
 
 def extract(image: Image.Image, params: VerifyParams) -> Features:
@@ -147,21 +162,43 @@ class Verifier:
         return [one(i) for i in image_ids]
 
     def reorder(
-        self, query_image: Image.Image, ranked: Sequence[int], checked: Sequence[int], load: Loader
+        self,
+        query_image: Image.Image,
+        ranked: Sequence[int],
+        checked: Sequence[int],
+        load: Loader,
+        more: Callable[[], Sequence[tuple[int, Box | None]]] | None = None,
     ) -> tuple[list[int], dict[int, int]]:
         """``ranked`` ids with the verified ones among ``checked`` moved to the front.
 
         ``checked`` is usually the first matches of the plain cosine ranking (the list most
-        likely to hold the original of an edited copy); verified ids that ``ranked`` lacks are
-        added. Returns the new order and the inlier count of every checked candidate.
+        likely to hold the original of an edited copy). When none of them verifies, ``more()``
+        (if given) is asked for further candidates, each with the part of the query that
+        found it (a box in fractions of the picture, or None for all of it): the regional
+        search of :meth:`lookalike.Index.search`. Each is checked against the features of
+        that part, so a photo pasted into a larger picture gets the full keypoint budget.
+        Verified ids that ``ranked`` lacks are added. Returns the new order and the inlier
+        count of every checked candidate.
         """
         ranked = [int(i) for i in ranked]
         checked = [int(i) for i in checked]
-        if not checked:
+        if not checked and more is None:
             return ranked, {}
         query = extract(query_image, self.params)
         counts = dict(zip(checked, self.count_inliers(query, checked, load), strict=True))
         verified = [i for i in checked if counts[i] >= self.params.min_inliers]
+        if not verified and more is not None:
+            # A candidate checked already is checked again against its region: the original
+            # of a pasted photo can rank first and still fail against the whole collage.
+            by_part: dict[Box | None, list[int]] = {}
+            for image_id, box in more():
+                if box is not None or int(image_id) not in counts:
+                    by_part.setdefault(box, []).append(int(image_id))
+            for box, extra in by_part.items():
+                part = query if box is None else extract(crop(query_image, box, self.params.margin), self.params)
+                for image_id, count in zip(extra, self.count_inliers(part, extra, load), strict=True):
+                    counts[image_id] = max(count, counts.get(image_id, 0))
+            verified = [i for i in counts if counts[i] >= self.params.min_inliers]
         if not verified:
             return ranked, counts
         verified.sort(key=lambda i: -counts[i])  # stable: ties keep their global order

@@ -20,7 +20,7 @@ from PIL import Image
 from ..errors import ModelError
 from ..settings import Settings
 from . import quantize  # noqa: F401 - registers the int8 models (lite0-int8)
-from .pooling import gem, l2_normalise, softmax
+from .pooling import gem, l2_normalise, region_grid, regional_gem, softmax
 from .preprocess import normalise, resize_square, to_tensor
 from .registry import ModelSpec, get_model
 
@@ -147,6 +147,25 @@ class Embedder:
         k = self.settings.top_labels
         top = np.argsort(-probs, axis=1)[:, :k]
         return Embeddings(vectors, top.astype(np.int32), np.take_along_axis(probs, top, axis=1))
+
+    def region_vectors(
+        self, image: Image.Image, size: int, levels: tuple[int, ...]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """L2-normalised GeM descriptors of regions of ``image``, ``(R, D)``, and each region's
+        box as fractions of the picture, ``(R, 4)`` float ``(left, top, right, bottom)``.
+
+        The picture is run once at ``size`` x ``size`` (larger than the model's input, so a
+        region sees about as many pixels as a whole photo does at the usual size) and its
+        feature map is pooled over an R-MAC grid of windows (:func:`.pooling.region_grid`).
+        A photo pasted into a larger picture, or a small crop of one, then has a region
+        whose descriptor resembles the original's global one.
+        """
+        tensor = to_tensor(image, self.spec.preprocess, size=size)
+        (feature_map,) = self.session.run(["feature_map"], {"image": tensor[None]})
+        _, _, h, w = feature_map.shape
+        windows = region_grid(h, w, levels)
+        boxes = np.array([(le / w, t / h, (le + s) / w, (t + s) / h) for t, le, s in windows])
+        return l2_normalise(regional_gem(feature_map[0], windows, self.settings.gem_p)), boxes
 
     def embed_images(self, images: list[Image.Image]) -> Embeddings:
         """Embed decoded RGB images (any size)."""

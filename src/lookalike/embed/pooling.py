@@ -18,6 +18,29 @@ def gem(feature_map: np.ndarray, p: float = 3.0, eps: float = 1e-6) -> np.ndarra
     return np.power(np.power(x, p).mean(axis=2), 1.0 / p)
 
 
+def region_grid(h: int, w: int, levels: tuple[int, ...]) -> list[tuple[int, int, int]]:
+    """Square windows ``(top, left, side)`` of an ``h`` x ``w`` feature map, R-MAC style.
+
+    Level ``l`` tiles the map with ``l`` x ``l`` overlapping windows of side
+    ``2 * min(h, w) / (l + 1)``: level 1 is the whole (square) map, level 2 four windows of
+    about two thirds of its side, level 3 nine of about half.
+    """
+    windows = []
+    for level in levels:
+        side = max(1, min(h, w, round(2 * min(h, w) / (level + 1))))
+        tops = np.linspace(0, h - side, level).round().astype(int) if level > 1 else [(h - side) // 2]
+        lefts = np.linspace(0, w - side, level).round().astype(int) if level > 1 else [(w - side) // 2]
+        windows += [(int(t), int(le), side) for t in tops for le in lefts]
+    return windows
+
+
+def regional_gem(feature_map: np.ndarray, windows, p: float = 3.0) -> np.ndarray:
+    """GeM descriptor of each window of one ``(C, h, w)`` feature map: ``(len(windows), C)``."""
+    return np.concatenate(
+        [gem(feature_map[None, :, t : t + s, le : le + s], p) for t, le, s in windows]
+    )
+
+
 def l2_normalise(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     """Scale each row to unit length, so inner product is cosine similarity."""
     norms = np.linalg.norm(x, axis=-1, keepdims=True)

@@ -339,7 +339,7 @@ def decode_upload(state: ServerState, upload: UploadFile) -> Image.Image:
         data,
         max_pixels=state.config.max_pixels,
         max_bytes=limit,
-        target_size=state.index.embedder.input_size,
+        target_size=state.index.query_size,
     )
 
 
@@ -412,7 +412,7 @@ def fetch_url(state: ServerState, url: str) -> Image.Image:
             max_bytes=config.max_upload_bytes,
             allow_private=config.allow_private_urls,
             max_pixels=config.max_pixels,
-            target_size=state.index.embedder.input_size,
+            target_size=state.index.query_size,
         )
     except ImageError as exc:
         message = str(exc).replace(
