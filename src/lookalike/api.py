@@ -531,9 +531,7 @@ class Index:
         if query_images is not None and query_images[number] is not None:
             return query_images[number]
         if query_ids is not None:
-            from .verify import VerifyParams
-
-            return self._load_indexed(int(query_ids[number]), VerifyParams().size)
+            return self._load_indexed(int(query_ids[number]), self.query_size)
         return None
 
     def _verify(self, image: Image.Image, order, checked, more=None) -> tuple[list[int], dict[int, int]]:
