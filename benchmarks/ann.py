@@ -202,7 +202,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "ann.json")
     args = parser.parse_args()
 
-    base, labels, paths = caltech.embeddings("lite0")
+    base, labels, paths = caltech.embeddings(lookalike.Settings().model)  # the default model
     rng = np.random.default_rng(SEED)
     chosen = rng.choice(len(base), args.queries + 51, replace=False)
     queries = base[chosen[: args.queries]]

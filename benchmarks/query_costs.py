@@ -1,4 +1,5 @@
-"""What each query-time step costs: decode+embed, search, query expansion, diffusion, verification.
+"""What each query-time step costs: decode+embed, search, query expansion, diffusion, verification,
+regional search.
 
 Runs the instance benchmark's queries (benchmarks/instance.py, built on demand) one at a time
 against its index and times each step separately, with the same code the product runs:
@@ -9,7 +10,13 @@ against its index and times each step separately, with the same code the product
 * ``qe``: the expanded query's second search (+ reading 3 vectors);
 * ``diffusion``: graph diffusion over the first 1,000 matches (graph already built);
 * ``verify10``: ORB features of the query and of 10 candidates (files read and decoded),
-  matching and RANSAC (candidates' feature cache off: every query reads its files).
+  matching and RANSAC (candidates' feature cache off: every query reads its files);
+* ``regions_embed``: the regional pass: inference at 448 px and GeM over 14 windows;
+* ``regions_search``: the 14 regional searches (3 matches each), merged;
+* ``regions_verify5``: verification of the 5 regional candidates against their query
+  regions (the regions' ORB features, candidates read and decoded, matching, RANSAC; it
+  also re-extracts the whole query's features, ~5 ms that a real query has already spent).
+  The three regional steps run only when nothing among the first 10 matches verifies.
 
 ``--synthetic N`` also times the cosine search and the QE search on an exact store of N
 vectors (database vectors with noise), to show how the search steps grow with the
@@ -38,7 +45,7 @@ import instance  # noqa: E402
 import lookalike  # noqa: E402
 from lookalike.index.vectors import FlatStore  # noqa: E402
 from lookalike.rerank import RerankParams, expand_query  # noqa: E402
-from lookalike.search import search_vectors  # noqa: E402
+from lookalike.search import RegionParams, regional_candidates, search_vectors  # noqa: E402
 from lookalike.verify import Verifier, VerifyParams  # noqa: E402
 
 
@@ -59,8 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     queries = instance.make_queries(args.work, 600, 1234, db, backgrounds)[: args.queries]
     photos = caltech.link_tree(db, args.work / "photos")
     steps: dict[str, list[float]] = {
-        k: [] for k in ("embed", "search", "search_categories_2019", "qe", "diffusion", "verify10")
+        k: [] for k in ("embed", "search", "search_categories_2019", "qe", "diffusion", "verify10",
+                        "regions_embed", "regions_search", "regions_verify5")
     }
+    regions = RegionParams()
     params = RerankParams()
     with lookalike.Index.open(args.work / "index") as index:
         index.add([photos])
@@ -94,6 +103,17 @@ def main(argv: list[str] | None = None) -> int:
             t = time.perf_counter()
             index._verify(image, ids[0][:10], ids[0][:10])
             steps["verify10"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            region_vectors, boxes = index.embedder.region_vectors(image, regions.size, regions.levels)
+            region_vectors = store.centre.apply(region_vectors)
+            steps["regions_embed"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            found = regional_candidates(region_vectors, inner.search, 5, params=regions)
+            steps["regions_search"].append(time.perf_counter() - t)
+            extra = [(i, tuple(boxes[r])) for i, r in found]
+            t = time.perf_counter()  # nothing to check first, so only the regional candidates
+            index._verify(image, ids[0][:10], [], lambda extra=extra: extra)
+            steps["regions_verify5"].append(time.perf_counter() - t)
         result = {
             "benchmark": "per-step query cost (ms), one query at a time",
             "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *(argv if argv is not None else sys.argv[1:])]),
