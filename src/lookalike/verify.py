@@ -155,11 +155,15 @@ class Verifier:
             feats = self.features_of(int(image_id), load)
             return inliers(query, feats, self.params) if feats is not None else 0
 
-        if self.params.workers > 1 and len(image_ids) > 1:
+        return self._map(one, image_ids)
+
+    def _map(self, fn: Callable, items: Sequence) -> list:
+        """``[fn(item)]``, on the worker threads when there is more than one item."""
+        if self.params.workers > 1 and len(items) > 1:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.params.workers, thread_name_prefix="verify")
-            return list(self._pool.map(one, image_ids))
-        return [one(i) for i in image_ids]
+            return list(self._pool.map(fn, items))
+        return [fn(item) for item in items]
 
     def reorder(
         self,
@@ -190,14 +194,18 @@ class Verifier:
         if not verified and more is not None:
             # A candidate checked already is checked again against its region: the original
             # of a pasted photo can rank first and still fail against the whole collage.
-            by_part: dict[Box | None, list[int]] = {}
-            for image_id, box in more():
-                if box is not None or int(image_id) not in counts:
-                    by_part.setdefault(box, []).append(int(image_id))
-            for box, extra in by_part.items():
-                part = query if box is None else extract(crop(query_image, box, self.params.margin), self.params)
-                for image_id, count in zip(extra, self.count_inliers(part, extra, load), strict=True):
-                    counts[image_id] = max(count, counts.get(image_id, 0))
+            pairs = [(int(i), box) for i, box in more() if box is not None or int(i) not in counts]
+            parts: dict[Box | None, Features] = {None: query}
+
+            def one(pair: tuple[int, Box | None]) -> int:
+                image_id, box = pair
+                if box not in parts:  # two threads may both extract it: same result
+                    parts[box] = extract(crop(query_image, box, self.params.margin), self.params)
+                feats = self.features_of(image_id, load)
+                return inliers(parts[box], feats, self.params) if feats is not None else 0
+
+            for (image_id, _), count in zip(pairs, self._map(one, pairs), strict=True):
+                counts[image_id] = max(count, counts.get(image_id, 0))
             verified = [i for i in counts if counts[i] >= self.params.min_inliers]
         if not verified:
             return ranked, counts
