@@ -16,7 +16,7 @@ from PIL import Image
 
 import lookalike
 from conftest import PER_CLASS, SUBSET_CLASSES, caltech_image, copy_subset
-from lookalike.rerank import KnnGraph, RerankParams
+from lookalike.rerank import KnnGraph, RerankParams, pin_first
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +133,10 @@ def test_diffusion_reorders_by_graph():
     scores = np.array([0.9, 0.85, 0.84, 0.83, 0.2, 0.2], dtype=np.float32)
     order = graph.diffuse(first, scores, RerankParams(diffusion_seeds=4))
     assert set(order[:3].tolist()) == {0, 1, 2}
+    # The product keeps the cosine top-1 first (a copy of the query may stand alone).
+    pinned = pin_first(order, first)
+    assert pinned[0] == 3 and set(pinned[1:4].tolist()) == {0, 1, 2} and len(pinned) == len(order)
+    assert pin_first(order, first, exclude=3)[0] == 0
 
 
 def test_eval_ann_recall_and_rerank(built_index):
