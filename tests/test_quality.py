@@ -89,17 +89,32 @@ def test_verification_leaves_class_level_results_alone(index):
 
 def test_verification_by_id_and_missing_files(tmp_path):
     photos = copy_subset(tmp_path / "photos", classes=SUBSET_CLASSES[:2])
-    with lookalike.Index.open(tmp_path / "index") as ix:
+    without = lookalike.Settings(local_features=False)
+    with lookalike.Index.open(tmp_path / "index") as ix, \
+            lookalike.Index.open(tmp_path / "plain", settings=without) as plain:
         ix.add([photos])
-        # A match whose file has gone (and whose features are not cached) is not verified.
+        plain.add([photos])
+        stored = ix.catalogue.local_features_for([1, 2])
+        assert len(stored) == 2 and all(len(p) == len(d) > 100 for p, d in stored.values())
+        assert not plain.catalogue.local_features_for([1, 2])
         (photos / "airplanes" / "image_0002.jpg").unlink()
+        # Features stored at index time still verify a match whose file has gone...
         result = ix.search(caltech_image("airplanes", 2), 5, verify=5)
+        gone = [m for m in result.matches if m.path.endswith("airplanes/image_0002.jpg")]
+        assert gone and gone[0].rank == 1 and gone[0].inliers >= 15
+        # ...without them, such a match (its features not cached) cannot be verified.
+        result = plain.search(caltech_image("airplanes", 2), 5, verify=5)
         gone = [m for m in result.matches if m.path.endswith("airplanes/image_0002.jpg")]
         assert gone and gone[0].inliers == 0
         # "More like this" reads the indexed image's own file as the query picture.
         image_id = ix.catalogue.image_for_location(str(photos / "airplanes" / "image_0001.jpg"))
         first = ix.search_by_id(image_id, 3, verify=5).matches[0]
         assert first.image_id == image_id and first.inliers >= 15
+        # Forgetting images forgets their features in the same transaction.
+        ix.remove([photos / "Leopards"])
+        count = ix.catalogue.db.execute
+        assert count("SELECT count(*) FROM local_features").fetchone() == count(
+            "SELECT count(*) FROM images").fetchone() == (PER_CLASS,)
 
 
 def test_neighbour_graph_follows_adds_and_removes(tmp_path):

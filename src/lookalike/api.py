@@ -536,7 +536,7 @@ class Index:
 
     def _verify(self, image: Image.Image, order, checked, more=None) -> tuple[list[int], dict[int, int]]:
         """Spatial verification of ``checked`` (then of ``more()``'s ids if none verifies)."""
-        from .verify import Verifier
+        from .verify import Features, Verifier
 
         generation = self.catalogue.generation
         if self._verifier is None:
@@ -545,15 +545,26 @@ class Index:
             self._verifier.clear()  # image ids may have been removed and reused
         self._verifier_generation = generation
         size = self._verifier.params.size
-        # Locations are read here: the catalogue's connection belongs to this thread.
-        where = self.catalogue.locations_for([int(i) for i in checked])
+        # Stored features and locations are read here, not in the verifying threads, which
+        # must not share the catalogue's connection.
+        stored: dict[int, Features] = {}
+        where: dict[int, list[str]] = {}
+
+        def prefetch(ids: list[int]) -> None:
+            for image_id, (points, descriptors) in self.catalogue.local_features_for(ids).items():
+                stored[image_id] = Features(points, descriptors)
+            where.update(self.catalogue.locations_for([i for i in ids if i not in stored]))
+
+        prefetch([int(i) for i in checked])
 
         def located_more():
             extra = more()
-            where.update(self.catalogue.locations_for([int(i) for i, _ in extra]))
+            prefetch([int(i) for i, _ in extra])
             return extra
 
-        def load(image_id: int) -> Image.Image | None:
+        def load(image_id: int) -> Features | Image.Image | None:
+            if image_id in stored:
+                return stored[image_id]
             for location in where.get(image_id, []):
                 if os.path.isfile(location):
                     try:

@@ -32,6 +32,7 @@ from .images import is_supported, load_image
 from .index.catalogue import Catalogue, FileStat, NewImage
 from .index.vectors import VectorStore
 from .settings import Settings
+from .verify import VerifyParams, extract
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -114,6 +115,7 @@ class _Prepared:
     width: int = 0
     height: int = 0
     pixels: np.ndarray | None = None  # uint8 (S, S, 3), the resized picture
+    features: tuple[np.ndarray, np.ndarray] | None = None  # local features (verify.extract)
     error: str | None = None
 
 
@@ -133,6 +135,12 @@ class Indexer:
         self.store = store
         self.settings = settings
         self.progress = progress or (lambda done, total: None)
+        self._verify_params = VerifyParams()
+        # Decode big JPEGs at a reduced scale, but large enough for the local features
+        # (their longer side is VerifyParams.size: 384 px is 288 on the short side at 4:3).
+        self._decode_size = embedder.input_size
+        if settings.local_features:
+            self._decode_size = max(self._decode_size, self._verify_params.size * 3 // 4)
 
     def run(self, stats: list[FileStat], *, prune_under: Iterable[str] = ()) -> IndexReport:
         """Index ``stats``; forget catalogued files under ``prune_under`` that are gone."""
@@ -191,10 +199,13 @@ class Indexer:
                 data,
                 max_pixels=self.settings.max_pixels,
                 max_bytes=self.settings.max_file_bytes,
-                target_size=self.embedder.input_size,
+                target_size=self._decode_size,
             )
             item.width, item.height = image.size
             item.pixels = self.embedder.pixels(image)
+            if self.settings.local_features:
+                features = extract(image, self._verify_params)
+                item.features = (features.points, features.descriptor_array())
         except (ImageError, OSError, ValueError) as exc:
             item.error = _one_line(exc)
         return item
@@ -279,6 +290,8 @@ class Indexer:
                             embeddings.label_probs[i],
                         ),
                     )
+                    if item.features is not None:
+                        Catalogue.insert_local_features(db, image_id, *item.features)
                     new_ids.append(image_id)
                     new_vectors.append(embeddings.vectors[i])
                     report.embedded += 1

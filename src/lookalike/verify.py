@@ -7,10 +7,11 @@ RANSAC. A match with at least ``min_inliers`` geometrically consistent correspon
 *verified*: it moves to the top (most inliers first), and everything else keeps its order.
 Class-level results, where nothing verifies, are therefore left exactly as they were.
 
-Local features are computed at query time from the matches' files (decoded with
-:func:`lookalike.images.load_image` at a reduced size), and the candidates' features are kept
-in a small in-memory cache, so a server answering related queries reads each file once.
-Files that have gone or cannot be decoded are simply not verified.
+Candidates' local features are computed while indexing and stored in the catalogue
+(``Settings.local_features``), so a query reads no candidate files; images indexed without
+them are read from their files (decoded with :func:`lookalike.images.load_image` at a
+reduced size), and such files that have gone or cannot be decoded are not verified. Features
+are kept in a small in-memory cache, so a server answering related queries reads each once.
 
 OpenCV (``opencv-python-headless``) is imported on first use.
 """
@@ -47,6 +48,10 @@ class VerifyParams:
 class Features:
     points: np.ndarray  # (N, 2) float32 pixel coordinates
     descriptors: np.ndarray | None  # (N, 32) uint8 ORB descriptors
+
+    def descriptor_array(self) -> np.ndarray:
+        """The descriptors, ``(0, 32)`` when the picture had no keypoints (for storing)."""
+        return self.descriptors if self.descriptors is not None else np.zeros((0, 32), np.uint8)
 
 
 def _cv2():
@@ -116,7 +121,8 @@ def inliers(query: Features, candidate: Features, params: VerifyParams) -> int:
     return int(mask.sum())
 
 
-Loader = Callable[[int], "Image.Image | None"]
+# A candidate's stored features, or its picture to extract them from, or None (unreadable).
+Loader = Callable[[int], "Features | Image.Image | None"]
 
 
 class Verifier:
@@ -142,8 +148,11 @@ class Verifier:
             if image_id in self._cache:
                 self._cache.move_to_end(image_id)
                 return self._cache[image_id]
-        image = load(image_id)
-        feats = extract(image, self.params) if image is not None else None
+        loaded = load(image_id)
+        if isinstance(loaded, Features):
+            feats = loaded if loaded.descriptors is not None and len(loaded.points) else None
+        else:
+            feats = extract(loaded, self.params) if loaded is not None else None
         with self._lock:
             self._cache[image_id] = feats
             while len(self._cache) > self.params.cache:

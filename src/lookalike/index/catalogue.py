@@ -30,6 +30,7 @@ from ..errors import IndexFormatError
 
 FORMAT_VERSION = 1
 VECTOR_DTYPE = np.float16
+FEATURE_POINT_DTYPE = np.float16  # keypoint coordinates, pixels at verification size (<= 2048)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -58,6 +59,11 @@ CREATE TABLE IF NOT EXISTS files (
     indexed_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS files_by_image ON files(image_id);
+CREATE TABLE IF NOT EXISTS local_features (
+    image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
+    points BLOB NOT NULL,
+    descriptors BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS failures (
     location TEXT PRIMARY KEY,
     size INTEGER NOT NULL,
@@ -213,6 +219,26 @@ class Catalogue:
             out[image_id].append(location)
         return out
 
+    def local_features_for(self, image_ids: Sequence[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """Stored local features: ``{image_id: (points float32 (N, 2), descriptors uint8 (N, 32))}``.
+
+        Images indexed without them (``Settings.local_features`` off, or an index made
+        before they existed, opened read-only) are simply absent.
+        """
+        out: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        try:
+            rows = list(self._in_query(
+                "SELECT image_id, points, descriptors FROM local_features WHERE image_id IN ({})",
+                [int(i) for i in image_ids],
+            ))
+        except sqlite3.OperationalError:  # a read-only catalogue from before the table
+            return out
+        for image_id, points, descriptors in rows:
+            pts = np.frombuffer(points, dtype=FEATURE_POINT_DTYPE).astype(np.float32).reshape(-1, 2)
+            desc = np.frombuffer(descriptors, dtype=np.uint8)
+            out[int(image_id)] = (pts, desc.reshape(len(pts), -1) if len(pts) else desc.reshape(0, 32))
+        return out
+
     def image_ids_with_labels(self, class_ids: Sequence[int]) -> np.ndarray:
         rows = self._in_query("SELECT DISTINCT image_id FROM labels WHERE class_id IN ({})", class_ids)
         return np.fromiter((r[0] for r in rows), dtype=np.int64)
@@ -252,6 +278,20 @@ class Catalogue:
             ],
         )
         return image_id
+
+    @staticmethod
+    def insert_local_features(
+        db: sqlite3.Connection, image_id: int, points: np.ndarray, descriptors: np.ndarray
+    ) -> None:
+        """Keypoints (float16 pixels) and binary descriptors of an image, for verification."""
+        db.execute(
+            "INSERT OR REPLACE INTO local_features(image_id, points, descriptors) VALUES (?, ?, ?)",
+            (
+                image_id,
+                np.asarray(points, dtype=FEATURE_POINT_DTYPE).tobytes(),
+                np.ascontiguousarray(descriptors, dtype=np.uint8).tobytes(),
+            ),
+        )
 
     @staticmethod
     def upsert_file(db: sqlite3.Connection, stat: FileStat, image_id: int) -> int | None:
