@@ -1,9 +1,11 @@
 """Indexing throughput and query latency on this machine, through the product's own paths.
 
-    python benchmarks/throughput.py [--models lite0 lite0-int8] [--big 120]
-                                    [--out benchmarks/results/throughput.json]
+    python benchmarks/throughput.py [--models lite0-int8 lite0-int8:no-local-features lite0]
+                                    [--big 120] [--out benchmarks/results/throughput.json]
 
-For each model, in one run (so ratios compare like with like on a noisy, shared machine):
+For each model (``:no-local-features``: the index stores no local features for spatial
+verification, ``Settings.local_features`` off), in one run (so ratios compare like with like
+on a noisy, shared machine):
 
 * **ceiling**: the model alone on preprocessed batches of 32 real photos (median of 8);
 * **Caltech-101 end to end**: all 9,143 files into a fresh index (discover, hash, decode,
@@ -74,9 +76,18 @@ def ceiling(model: str, paths: list[Path]) -> dict:
     }
 
 
-def index_folder(model: str, folder: Path, db: Path) -> tuple[dict, lookalike.Index]:
+def parse_config(config: str) -> tuple[str, lookalike.Settings]:
+    """``MODEL`` or ``MODEL:no-local-features`` -> (model, index settings)."""
+    model, _, option = config.partition(":")
+    if option not in ("", "no-local-features"):
+        raise SystemExit(f"unknown option '{option}' in '{config}'")
+    return model, lookalike.Settings(model=model, local_features=option != "no-local-features")
+
+
+def index_folder(config: str, folder: Path, db: Path) -> tuple[dict, lookalike.Index]:
     shutil.rmtree(db, ignore_errors=True)
-    index = lookalike.Index.open(db, model=model)
+    model, settings = parse_config(config)
+    index = lookalike.Index.open(db, model=model, settings=settings)
     index.embedder.session  # noqa: B018 - build/load the model outside the timing
     t, c = time.perf_counter(), cpu_seconds()
     report = index.add([folder])
@@ -165,7 +176,12 @@ def cold_cli(db: Path, query: Path, repeats: int = 3) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["lite0", "lite0-int8"])
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=["lite0-int8", "lite0-int8:no-local-features", "lite0"],
+        help="MODEL or MODEL:no-local-features (index without stored local features)",
+    )
     parser.add_argument("--big", type=int, default=120, help="12-MP JPEGs to index")
     parser.add_argument(
         "--out", type=Path, default=Path(__file__).parent / "results" / "throughput.json"
@@ -178,7 +194,7 @@ def main() -> None:
     big = big_jpegs(paths, args.big)
     first_index = None
     for model in args.models:
-        result: dict = {"ceiling": ceiling(model, paths)}
+        result: dict = {"ceiling": ceiling(parse_config(model)[0], paths)}
         stats, index = index_folder(model, caltech.DATA / "images", caltech.SCRATCH / f"tp-{model}")
         # By wall clock (hurt when other jobs take cores mid-run) and by CPU time (stable):
         # the share of each image's CPU time that is the model itself.
