@@ -228,6 +228,7 @@ CONFIGS = {
     "verify10": {"rerank": "none", "verify": 10},
     "qe+verify10": {"rerank": "qe", "verify": 10},
     "qe+verify20": {"rerank": "qe", "verify": 20},
+    "no-regions": {"regions": 0},
     "diffusion+verify10": {"rerank": "diffusion", "verify": 10},
 }
 
@@ -309,7 +310,8 @@ def main(argv: list[str] | None = None) -> int:
             "depth": args.depth,
             "newly_indexed": report.embedded,
             "indexing_seconds": round(index_seconds, 1),
-            "settings": {"rerank": index.settings.rerank, "verify_top": index.settings.verify_top},
+            "settings": {k: index.settings.as_dict()[k] for k in
+                         ("model", "rerank", "verify_top", "regions", "local_features")},
             "configs": {},
         }
         for name in args.config or ["default"]:

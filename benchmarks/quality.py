@@ -40,14 +40,15 @@ CALTECH = REPO.parent / "shared" / "datasets" / "caltech101"
 
 
 CONFIGS = {
-    # name: (rerank, verify) search options; "default" = the Settings defaults
-    "none": ("none", 0),
-    "qe": ("qe", 0),
-    "diffusion": ("diffusion", 0),
-    "verify10": ("none", 10),
-    "qe+verify10": ("qe", 10),
-    "diffusion+verify10": ("diffusion", 10),
-    "default": (None, None),
+    # name: (rerank, verify, regions) search options; None = the Settings default
+    "none": ("none", 0, 0),
+    "qe": ("qe", 0, 0),
+    "diffusion": ("diffusion", 0, 0),
+    "verify10": ("none", 10, 0),
+    "qe+verify10": ("qe", 10, 0),
+    "diffusion+verify10": ("diffusion", 10, 0),
+    "diffusion+verify10+regions5": ("diffusion", 10, 5),
+    "default": (None, None, None),
 }
 
 
@@ -90,7 +91,7 @@ def category_routed_rank(index, ids, vectors):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="lite0")
+    parser.add_argument("--model", default=lookalike.Settings().model)
     parser.add_argument("--limit", type=int, help="use a random subset of N images (quick check)")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "quality.json"))
     parser.add_argument("--work", type=Path, help="index folder parent, reused (default /tmp/lookalike-quality, or /tmp/lookalike-instance with --distractors)")
@@ -120,14 +121,15 @@ def main() -> None:
                 truth = {int(q): truth[int(q)] for q in keep}
             configs = {}
             for name in args.config or ["none", "default"]:
-                rerank, verify = CONFIGS[name]
+                rerank, verify, regions = CONFIGS[name]
                 t0 = time.perf_counter()
-                report_ = evaluate_vectors(ids, vectors, truth, index_ranker(index, rerank, verify),
+                report_ = evaluate_vectors(ids, vectors, truth, index_ranker(index, rerank, verify, regions),
                                            pass_ids=True)
                 seconds = time.perf_counter() - t0
                 configs[name] = {
                     "rerank": rerank or index.settings.rerank,
                     "verify": index.settings.verify_top if verify is None else verify,
+                    "regions": index.settings.regions if regions is None else regions,
                     **report_.as_dict(),
                     "eval_seconds": round(seconds, 1),
                     "ms_per_query": round(1000 * seconds / max(report_.queries, 1), 2),

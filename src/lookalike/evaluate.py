@@ -183,14 +183,14 @@ def evaluate_index(
     return evaluate_vectors(ids, vectors, truth, index_ranker(index, rerank, verify), ks=ks, pass_ids=True)
 
 
-def index_ranker(index, rerank: str | None, verify: int | None) -> Callable:
+def index_ranker(index, rerank: str | None, verify: int | None, regions: int | None = None) -> Callable:
     """``rank(vectors, k, query_ids)`` through :meth:`Index._ranked_pairs` (the search path)."""
 
     def rank(vectors: np.ndarray, k: int, query_ids: np.ndarray):
         if rerank == "none" and verify == 0:  # the plain ranking: one batched search
             return index.store.search(vectors, k)
         labels = np.zeros((len(vectors), 0), dtype=np.int64)
-        options = SearchOptions(k=k, rerank=rerank, verify=verify)
+        options = SearchOptions(k=k, rerank=rerank, verify=verify, regions=regions)
         ranked, _ = index._ranked_pairs(
             vectors, labels, options, query_ids=[int(i) for i in query_ids], exclude_query=True
         )

@@ -78,7 +78,7 @@ class SearchOptions:
 class RegionParams:
     """The regional search behind ``Settings.regions`` (measured in docs/benchmarks.md)."""
 
-    size: int = 448  # input side of the query's second pass: 2x the model's, a 14x14 map
+    size: int = 384  # input side of the query's second pass: a 12x12 feature map
     levels: tuple[int, ...] = (1, 2, 3)  # R-MAC grid: 1 + 4 + 9 windows
     per_region: int = 3  # nearest images per window, merged by their best score
 
