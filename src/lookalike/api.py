@@ -587,6 +587,7 @@ class Index:
             "images": self.catalogue.count_images(),
             "files": self.catalogue.count_files(),
             "failed_files": len(self.catalogue.failures()),
+            "images_with_local_features": self.catalogue.count_local_features(),
             "model": self.settings.model,
             "model_id": self.catalogue.get_meta("model_id"),
             "format_version": int(self.catalogue.get_meta("format_version", "0")),

@@ -180,6 +180,13 @@ class Catalogue:
     def count_images(self) -> int:
         return self.db.execute("SELECT count(*) FROM images").fetchone()[0]
 
+    def count_local_features(self) -> int:
+        """Images with stored local features (0 for a read-only catalogue without the table)."""
+        try:
+            return self.db.execute("SELECT count(*) FROM local_features").fetchone()[0]
+        except sqlite3.OperationalError:
+            return 0
+
     def count_files(self) -> int:
         return self.db.execute("SELECT count(*) FROM files").fetchone()[0]
 
