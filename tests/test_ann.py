@@ -110,6 +110,11 @@ def test_recall_and_exact_scores_against_flat(data, built):
     same = a_ids[:, 0] == f_ids[:, 0]
     np.testing.assert_allclose(a_scores[same, 0], f_scores[same, 0], rtol=1e-5)
     assert np.all(np.diff(a_scores, axis=1) <= 1e-6)  # best first
+    # A rough search (candidates for verification) re-scores fewer graph candidates but
+    # still finds the nearest neighbours, with exact scores for what it returns.
+    r_scores, r_ids = ann.search(queries, 3, rough=True)
+    assert _recall(f_ids[:, :3], r_ids) >= 0.9
+    assert flat.search(queries, 3, rough=True)[1].tolist() == f_ids[:, :3].tolist()
 
 
 def test_add_replace_and_remove(data):

@@ -95,10 +95,11 @@ def regional_candidates(
     """The ``count`` images closest to any region of the query, best first, each with the
     number of the region it matched best: ``[(image_id, region)]``.
 
-    ``search(vectors, k, candidates=allowed)`` is the store's search in the space of
-    ``region_vectors``; ids in ``exclude`` (already checked) are skipped.
+    ``search(vectors, k, candidates=allowed, rough=True)`` is the store's search in the
+    space of ``region_vectors`` (rough: these are candidates for verification, an
+    approximate store need not re-score many); ids in ``exclude`` are skipped.
     """
-    scores, ids = search(region_vectors, params.per_region, candidates=allowed)
+    scores, ids = search(region_vectors, params.per_region, candidates=allowed, rough=True)
     best: dict[int, tuple[float, int]] = {}
     for region, (row_scores, row_ids) in enumerate(zip(scores.tolist(), ids.tolist(), strict=True)):
         for score, image_id in zip(row_scores, row_ids, strict=True):

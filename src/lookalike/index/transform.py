@@ -82,8 +82,10 @@ class CentredStore:
     def remove(self, ids: np.ndarray) -> None:
         self.inner.remove(ids)
 
-    def search(self, queries: np.ndarray, k: int, candidates: np.ndarray | None = None):
-        return self.inner.search(self.centre.apply(np.atleast_2d(queries)), k, candidates)
+    def search(
+        self, queries: np.ndarray, k: int, candidates: np.ndarray | None = None, *, rough: bool = False
+    ):
+        return self.inner.search(self.centre.apply(np.atleast_2d(queries)), k, candidates, rough=rough)
 
     def save(self, folder: Path, generation: int) -> None:
         self.inner.save(folder, generation)

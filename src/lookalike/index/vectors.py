@@ -34,12 +34,19 @@ class VectorStore(Protocol):
         """Forget ids; unknown ids are ignored."""
 
     def search(
-        self, queries: np.ndarray, k: int, candidates: np.ndarray | None = None
+        self,
+        queries: np.ndarray,
+        k: int,
+        candidates: np.ndarray | None = None,
+        *,
+        rough: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` by inner product: ``(scores, ids)`` each ``(Q, k')``, best first.
 
         ``candidates`` restricts the search to those ids (label filters, category routing).
-        ``k'`` is ``min(k, number searched)``.
+        ``k'`` is ``min(k, number searched)``. ``rough`` allows an approximate store to
+        spend less on exactness (candidate generation for a later check, e.g. the regional
+        search); exact stores ignore it.
         """
 
     def save(self, folder: Path, generation: int) -> None:
@@ -119,7 +126,12 @@ class FlatStore:
         return rows[self.ids[rows] == ids] if len(self.ids) else rows[:0]
 
     def search(
-        self, queries: np.ndarray, k: int, candidates: np.ndarray | None = None
+        self,
+        queries: np.ndarray,
+        k: int,
+        candidates: np.ndarray | None = None,
+        *,
+        rough: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         if candidates is None:
