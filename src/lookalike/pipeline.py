@@ -137,7 +137,7 @@ class Indexer:
         self.progress = progress or (lambda done, total: None)
         self._verify_params = VerifyParams()
         # Decode big JPEGs at a reduced scale, but large enough for the local features
-        # (their longer side is VerifyParams.size: 384 px is 288 on the short side at 4:3).
+        # (their longer side is VerifyParams.size: 320 px is 240 on the short side at 4:3).
         self._decode_size = embedder.input_size
         if settings.local_features:
             self._decode_size = max(self._decode_size, self._verify_params.size * 3 // 4)

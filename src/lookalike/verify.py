@@ -34,8 +34,8 @@ from .errors import LookalikeError
 class VerifyParams:
     """Knobs of spatial verification (defaults measured in docs/benchmarks.md)."""
 
-    size: int = 384  # images are resized so that their longer side is this many pixels
-    features: int = 500  # ORB keypoints per image
+    size: int = 320  # images are resized so that their longer side is this many pixels
+    features: int = 400  # ORB keypoints per image
     ratio: float = 0.8  # Lowe's ratio test on the two nearest descriptors
     min_inliers: int = 15  # homography inliers needed to call a match verified
     reprojection: float = 8.0  # RANSAC inlier threshold in pixels (at ``size``)
