@@ -283,7 +283,7 @@ class Index:
                 re-orders the ranking (:mod:`lookalike.rerank`); scores stay cosines.
             verify: Spatially verify this many first matches with local features, moving
                 verified copies of the query to the top (default ``settings.verify_top``,
-                10; 0 turns it off; :mod:`lookalike.verify`).
+                20; 0 turns it off; :mod:`lookalike.verify`).
             regions: When nothing among those verifies, search again with regional
                 descriptors of the query and verify this many more candidates (default
                 ``settings.regions``, 5; 0 turns it off): finds the original of a photo

@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="PNG", help="write a picture of the query and its matches")
     p.add_argument("--add", action="store_true", help="add the query images to the index after searching")
     p.add_argument("--rerank", choices=RERANK_METHODS, help="re-ranking: qe (default: query expansion), diffusion (category browsing) or none")
-    p.add_argument("--verify", type=_non_negative_int, metavar="N", help="spatially verify the first N matches so copies of the query come first (default 10; 0: off)")
+    p.add_argument("--verify", type=_non_negative_int, metavar="N", help="spatially verify the first N matches so copies of the query come first (default 20; 0: off)")
     p.add_argument("--regions", type=_non_negative_int, metavar="N", help="if none of those verifies, search with regions of the query and verify N more candidates: finds photos pasted into a larger picture (default 5; 0: off)")
 
     p = sub.add_parser("remove", help="forget files or folders from the index")
@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--truth", metavar="CSV", help="ground truth CSV: query,relevant[;relevant...] (default: same folder = relevant)")
     p.add_argument("--json", action="store_true", help="print as JSON")
     p.add_argument("--rerank", choices=RERANK_METHODS, default="none", help="re-ranking to evaluate (default none: the plain cosine ranking)")
-    p.add_argument("--verify", type=_non_negative_int, default=0, metavar="N", help="also spatially verify the first N matches of every query (slow: reads N files per query; default 0)")
+    p.add_argument("--verify", type=_non_negative_int, default=0, metavar="N", help="also spatially verify the first N matches of every query, with the regional stage (50-150 ms per query; default 0)")
     p.add_argument("--ann-recall", action="store_true", help="also report recall@10 of the index's vector store against exact search (1.0 for an exact store)")
 
     p = sub.add_parser("serve", help="web page and REST API for an index (see docs/server.md)")
