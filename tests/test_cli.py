@@ -122,11 +122,14 @@ def _catalogue_count(db: Path) -> int:
 
 
 def _start_index(photos: Path, db: Path) -> subprocess.Popen:
+    # A shell without job control starts background jobs with SIGINT ignored, and children
+    # inherit that; the child gets the default disposition back, as a terminal would give.
     return subprocess.Popen(
         [sys.executable, "-m", "lookalike", "index", str(photos), "--db", str(db), "--batch-size", "2", "--threads", "1", "--json"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
@@ -140,8 +143,8 @@ def _wait_for_progress(proc: subprocess.Popen, db: Path, at_least: int) -> None:
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill-9"])
 def test_interrupted_index_resumes(tmp_path, sig):
-    # 150 photos, so that the run is still going when the signal comes (the int8 model
-    # indexed the 40-photo subset in under a second).
+    # 150 photos, so that the run is surely still going when the signal comes (the int8
+    # model indexes the 40-photo subset in under a second).
     photos = copy_subset(tmp_path / "photos", per_class=30)
     total = len(SUBSET_CLASSES) * 30
     db = tmp_path / "db"
