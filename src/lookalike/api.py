@@ -503,14 +503,9 @@ class Index:
         """``count`` candidates found by regional descriptors of ``image`` (``Settings.regions``),
         each with the box of the query region that found it: ``[(image_id, box)]``."""
         params = RegionParams()
-        store = self.store
-        centre = getattr(store, "centre", None)
         vectors, boxes = self.embedder.region_vectors(image, params.size, params.levels)
-        if centre is not None:
-            vectors = centre.apply(vectors)
-        inner = getattr(store, "inner", store)
-        found = regional_candidates(
-            vectors, inner.search, count, allowed=allowed, exclude=exclude, params=params
+        found = regional_candidates(  # the store centres the raw region descriptors
+            vectors, self.store.search, count, allowed=allowed, exclude=exclude, params=params
         )
         return [(image_id, tuple(boxes[region])) for image_id, region in found]
 
