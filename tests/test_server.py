@@ -129,6 +129,19 @@ def test_min_score_drops_weak_matches(client, collection):
     assert_error(upload(client, path, min_score=2), 422, "min_score")
 
 
+def test_search_options_reach_the_ranking(client, collection):
+    path = query_path(collection, "airplanes")
+    index = client.app.state.lookalike.index
+    for options in ({"rerank": "none", "verify": 0, "regions": 0}, {"rerank": "qe", "verify": 5}):
+        served = upload(client, path, k=10, **options).json()["matches"]
+        direct = index.search(path, 10, **options).matches
+        assert [m["id"] for m in served] == [m.image_id for m in direct]
+    plain = [m["score"] for m in upload(client, path, k=10, rerank="none", verify=0).json()["matches"]]
+    assert plain == sorted(plain, reverse=True)  # the plain cosine ranking
+    assert_error(upload(client, path, rerank="magic"), 422, "rerank")
+    assert_error(upload(client, path, verify=-1), 422, "verify")
+
+
 def test_route_and_k_are_validated(client):
     assert_error(client.get("/api/images/1/similar", params={"k": 0}), 422, "k:")
     assert_error(client.get("/api/images/1/similar", params={"route": "x"}), 422, "route")

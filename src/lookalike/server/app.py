@@ -244,9 +244,15 @@ class SearchParams:
     labels: list[str] | None
     min_score: float | None
     route: str
+    rerank: str | None = None  # None: the index's settings, as in the CLI
+    verify: int | None = None
+    regions: int | None = None
 
     def as_kwargs(self) -> dict:
-        return {"labels": self.labels, "route": self.route, "min_score": self.min_score}
+        return {
+            "labels": self.labels, "route": self.route, "min_score": self.min_score,
+            "rerank": self.rerank, "verify": self.verify, "regions": self.regions,
+        }
 
 
 # --- dependencies ---------------------------------------------------------------------------
@@ -268,6 +274,18 @@ def search_params(
         float | None, Query(ge=-1.0, le=1.0, description="drop matches scoring below this")
     ] = None,
     route: Literal["global", "categories"] = "global",
+    rerank: Annotated[
+        Literal["qe", "diffusion", "none"] | None,
+        Query(description="re-ranking (default: the index's, qe)"),
+    ] = None,
+    verify: Annotated[
+        int | None,
+        Query(ge=0, le=100, description="spatially verify this many first matches (default 20; 0: off)"),
+    ] = None,
+    regions: Annotated[
+        int | None,
+        Query(ge=0, le=50, description="regional candidates to verify when none of those verifies (default 5; 0: off)"),
+    ] = None,
 ) -> SearchParams:
     """Shared query parameters; unknown labels are a 422 here rather than a 400 later."""
     labels = [name for name in (label or []) if name.strip()]
@@ -276,7 +294,7 @@ def search_params(
             resolve_label(name)
         except LookalikeError as exc:
             raise HTTPException(422, str(exc)) from None
-    return SearchParams(k, labels or None, min_score, route)
+    return SearchParams(k, labels or None, min_score, route, rerank, verify, regions)
 
 
 Params = Annotated[SearchParams, Depends(search_params)]
