@@ -138,6 +138,20 @@ def link_tree(paths: list[Path], dest: Path) -> Path:
     return dest
 
 
+def run_info(argv: list[str] | None = None) -> dict:
+    """The command that produced a result (``argv``: the arguments main() was given), the
+    date, and the cores with the load at the start: the header of each results file."""
+    import sys
+    import time
+
+    args = argv if argv is not None else sys.argv[1:]
+    return {
+        "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *args]),
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} at start",
+    }
+
+
 def write_report(report: dict, out: Path) -> None:
     """Write a benchmark's JSON result file and say where."""
     import json

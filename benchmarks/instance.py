@@ -301,9 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         index.search(queries[0]["path"], 1)  # warm: model session, store, caches
         result = {
             "benchmark": "caltech101 instance-level: edited copies of database photos",
-            "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *(argv if argv is not None else sys.argv[1:])]),
-            "date": time.strftime("%Y-%m-%d"),
-            "machine": f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} at start",
+            **caltech.run_info(argv),
             "database_images": len(index),
             "queries": len(queries),
             "seed": args.seed,

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -143,9 +141,7 @@ def main() -> None:
         result = {
             "benchmark": "caltech101 class-level retrieval, each image vs the rest"
             + (" (+233 BACKGROUND_Google distractors)" if args.distractors else ""),
-            "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
-            "date": time.strftime("%Y-%m-%d"),
-            "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+            **caltech.run_info(),
             "model": args.model,
             "model_id": index.embedder.model_id,
             "images": len(ids),

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -120,9 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             steps["regions_verify5"].append(time.perf_counter() - t)
         result = {
             "benchmark": "per-step query cost (ms), one query at a time",
-            "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *(argv if argv is not None else sys.argv[1:])]),
-            "date": time.strftime("%Y-%m-%d"),
-            "machine": f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} at start",
+            **caltech.run_info(argv),
             "images": len(index),
             "queries": len(queries),
             "steps_ms": {k: ms(v) for k, v in steps.items()},
