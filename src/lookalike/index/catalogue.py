@@ -31,6 +31,7 @@ from ..errors import IndexFormatError
 FORMAT_VERSION = 1
 VECTOR_DTYPE = np.float16
 FEATURE_POINT_DTYPE = np.float16  # keypoint coordinates, pixels at verification size (<= 2048)
+ORB_BYTES = 32  # one binary descriptor
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -242,8 +243,8 @@ class Catalogue:
             return out
         for image_id, points, descriptors in rows:
             pts = np.frombuffer(points, dtype=FEATURE_POINT_DTYPE).astype(np.float32).reshape(-1, 2)
-            desc = np.frombuffer(descriptors, dtype=np.uint8)
-            out[int(image_id)] = (pts, desc.reshape(len(pts), -1) if len(pts) else desc.reshape(0, 32))
+            desc = np.frombuffer(descriptors, dtype=np.uint8).reshape(len(pts), ORB_BYTES)
+            out[int(image_id)] = (pts, desc)
         return out
 
     def image_ids_with_labels(self, class_ids: Sequence[int]) -> np.ndarray:
