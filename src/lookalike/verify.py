@@ -66,13 +66,20 @@ def _cv2():
 
 
 def grey(image: Image.Image, size: int) -> np.ndarray:
-    """8-bit grey pixels, resized so the longer side is ``size`` (small images are enlarged)."""
-    image = image.convert("L")
-    scale = size / max(image.size)
-    if abs(scale - 1) > 0.05:
-        w, h = (max(8, round(d * scale)) for d in image.size)
-        image = image.resize((w, h), Image.Resampling.BILINEAR if scale > 1 else Image.Resampling.BOX)
-    return np.asarray(image)
+    """8-bit grey pixels, resized so the longer side is ``size`` (small images are enlarged).
+
+    OpenCV resizes (bilinear up, area down): about a third of Pillow's time on the
+    ~300 px photos that indexing extracts features from for every image.
+    """
+    pixels = np.asarray(image.convert("L"))
+    h, w = pixels.shape
+    scale = size / max(h, w)
+    if abs(scale - 1) <= 0.05:
+        return pixels
+    cv2 = _cv2()
+    shape = (max(8, round(w * scale)), max(8, round(h * scale)))
+    interpolation = cv2.INTER_LINEAR if scale > 1 else cv2.INTER_AREA
+    return cv2.resize(pixels, shape, interpolation=interpolation)
 
 
 # (left, top, right, bottom) as fractions of a picture's width and height.
@@ -93,7 +100,7 @@ def extract(image: Image.Image, params: VerifyParams) -> Features:
     cv2 = _cv2()
     orb = cv2.ORB_create(nfeatures=params.features)
     keypoints, descriptors = orb.detectAndCompute(grey(image, params.size), None)
-    points = np.array([kp.pt for kp in keypoints], dtype=np.float32).reshape(-1, 2)
+    points = np.asarray(cv2.KeyPoint_convert(keypoints), dtype=np.float32).reshape(-1, 2)
     return Features(points, descriptors)
 
 

@@ -15,6 +15,8 @@ def gem(feature_map: np.ndarray, p: float = 3.0, eps: float = 1e-6) -> np.ndarra
     if p == 1.0:
         return x.mean(axis=2)
     x = np.maximum(x, eps)
+    if p == 3.0:  # the default: multiplications and a cube root are 3x faster than power()
+        return np.cbrt((x * x * x).mean(axis=2))
     return np.power(np.power(x, p).mean(axis=2), 1.0 / p)
 
 
