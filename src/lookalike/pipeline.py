@@ -6,11 +6,14 @@ The work is split so that each step is done at most once per file content:
 2. files whose size and mtime match the catalogue are skipped without being opened;
 3. worker threads read and hash the rest; content already in the catalogue (a moved, renamed
    or copied file) only gets a new ``files`` row; new content is decoded at reduced size
-   (JPEG DCT scaling) and resized to the input square as uint8, in parallel with inference on
-   the previous batch; a bounded window (three batches) keeps memory flat;
-4. each batch is normalised straight into one reused float buffer, embedded, and committed in
-   one transaction, so an interrupted run keeps all finished batches and the next run
-   resumes from there.
+   (JPEG DCT scaling), resized to the input square as uint8 and, by default, its local
+   features are extracted; a bounded window (three batches) keeps memory flat;
+4. full batches are embedded on their own threads, one batch per core, each by a
+   single-threaded ONNX Runtime session (:meth:`Embedder.for_parallel_batches`), while the
+   next files decode;
+5. batches are committed in order, each in one transaction, so an interrupted run keeps all
+   finished batches (Ctrl-C also waits for the ones being embedded) and the next run resumes
+   from there.
 """
 
 from __future__ import annotations
@@ -135,6 +138,7 @@ class Indexer:
         self.store = store
         self.settings = settings
         self.progress = progress or (lambda done, total: None)
+        self._batch_embedder = embedder.for_parallel_batches()
         self._verify_params = VerifyParams()
         # Decode big JPEGs at a reduced scale, but large enough for the local features
         # (their longer side is VerifyParams.size: 320 px is 240 on the short side at 4:3).
@@ -216,29 +220,56 @@ class Indexer:
         known_hashes = {h for (h,) in self.catalogue.db.execute("SELECT hash FROM images")}
         self._known_hashes = known_hashes
         workers = self.settings.decode_workers or self.settings.cpu_count()
-        batch_size = self.settings.batch_size
-        window = batch_size * 3
-        side = self.embedder.input_size
-        self._buffer = np.empty((batch_size, 3, side, side), dtype=np.float32)
+        streams = self.settings.threads or self.settings.cpu_count()
+        window = self.settings.batch_size * 3
         pending: deque[Future[_Prepared]] = deque()
+        # Batches being embedded (one per core), committed strictly in submission order.
+        inflight: deque[tuple[list[_Prepared], list[_Prepared], Future]] = deque()
         batch: list[_Prepared] = []
         reused: list[_Prepared] = []
         done = 0
         self.progress(0, len(todo))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
-            queue = iter(todo)
+        with (
+            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool,
+            ThreadPoolExecutor(max_workers=streams, thread_name_prefix="embed") as embed_pool,
+        ):
+            def submit() -> None:
+                """Hand the filled batch to the embedding threads; commit what is due."""
+                embedded = embed_pool.submit(self._embed, batch.copy()) if batch else None
+                inflight.append((batch.copy(), reused.copy(), embedded))
+                batch.clear()
+                reused.clear()
+                while len(inflight) > streams:
+                    self._commit(*inflight.popleft(), report)
+
             try:
-                for stat in queue:
+                for stat in todo:
                     pending.append(pool.submit(self._prepare, stat, known_hashes))
-                    if len(pending) < window:
-                        continue
-                    done = self._drain_one(pending, batch, reused, report, done, len(todo))
+                    while len(pending) >= window or (pending and pending[0].done()):
+                        done = self._drain_one(pending, batch, reused, report, done, len(todo))
+                        if len(batch) >= self.settings.batch_size:
+                            submit()
                 while pending:
                     done = self._drain_one(pending, batch, reused, report, done, len(todo))
-                self._commit(batch, reused, report)
+                    if len(batch) >= self.settings.batch_size:
+                        submit()
+                submit()
+                while inflight:
+                    self._commit(*inflight.popleft(), report)
+            except KeyboardInterrupt:
+                # Keep what was already decoded for embedding: the batches in flight take
+                # well under a second, and the next run resumes after them.
+                for future in pending:
+                    future.cancel()
+                while inflight:
+                    self._commit(*inflight.popleft(), report)
+                raise
             except BaseException:
                 for future in pending:
                     future.cancel()
+                for _, _, embedded in inflight:
+                    if embedded is not None:
+                        embedded.cancel()
                 raise
 
     def _drain_one(self, pending, batch, reused, report, done, total) -> int:
@@ -251,20 +282,19 @@ class Indexer:
             reused.append(item)
         else:
             batch.append(item)
-        if len(batch) >= self.settings.batch_size:
-            self._commit(batch, reused, report)
         done += 1
         self.progress(done, total)
         return done
 
-    def _commit(self, batch, reused, report) -> None:
-        """Embed ``batch`` and write it with the ``reused`` files in one transaction."""
+    def _commit(self, batch, reused, embedded: Future | None, report) -> None:
+        """Write ``batch`` (its embeddings: ``embedded``) and the ``reused`` files in one
+        transaction."""
         if not batch and not reused:
             return
         new_ids: list[int] = []
         new_vectors: list[np.ndarray] = []
         orphans: list[int | None] = []
-        embeddings = self._embed(batch) if batch else None
+        embeddings = embedded.result() if embedded is not None else None
         with self.catalogue.transaction() as db:
             by_hash: dict[str, int] = {}
             for i, item in enumerate(batch):
@@ -309,16 +339,16 @@ class Indexer:
             self.store.remove(np.asarray(dropped, dtype=np.int64))
         if new_ids:
             self.store.add(np.asarray(new_ids, dtype=np.int64), np.stack(new_vectors))
-        batch.clear()
-        reused.clear()
 
     def _embed(self, batch: list[_Prepared]):
-        """Normalise each picture into its slot of the reused batch buffer, then run the model."""
-        tensors = self._buffer[: len(batch)]
+        """Normalise the batch's pictures into one float tensor and run the model (on an
+        embedding thread)."""
+        side = self._batch_embedder.input_size
+        tensors = np.empty((len(batch), 3, side, side), dtype=np.float32)
         for slot, item in enumerate(batch):
-            self.embedder.tensors(item.pixels[None], out=tensors[slot : slot + 1])
-            item.pixels = None  # free it while the batch is written
-        return self.embedder.embed_tensors(tensors)
+            self._batch_embedder.tensors(item.pixels[None], out=tensors[slot : slot + 1])
+            item.pixels = None  # free it while the batch waits to be written
+        return self._batch_embedder.embed_tensors(tensors)
 
 
 def _one_line(exc: BaseException) -> str:

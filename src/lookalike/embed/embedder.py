@@ -119,6 +119,19 @@ class Embedder:
         except Exception as exc:  # noqa: BLE001 - report any runtime failure in one line
             raise ModelError(f"cannot load model '{self.spec.name}': {exc}") from exc
 
+    def for_parallel_batches(self) -> Embedder:
+        """An embedder whose session runs each batch on one thread, for indexing.
+
+        Indexing runs one batch per core at once instead of one batch on all cores: an
+        ONNX Runtime operator split over two threads waits for the slower one at every
+        layer, and on a small CPU the decoding threads keep pre-empting one of them. The
+        query path keeps the all-cores session (one image's latency). On a GPU the same
+        session serves both.
+        """
+        if self.settings.threads == 1 or self.providers()[0] != "CPUExecutionProvider":
+            return self
+        return Embedder(self.settings.with_(threads=1), self.spec)
+
     def providers(self) -> list[str]:
         """ONNX Runtime execution providers, best first: CUDA only if installed and allowed."""
         import onnxruntime as ort
