@@ -61,9 +61,9 @@ class Settings:
             about 14 KB per image, so that verifying a query's candidates reads none of
             their files: faster (verifying 10 candidates: ~33 instead of ~84 ms), and it keeps
             working when the photos are offline or remote. Off: candidates' files are read
-            at query time. Costs about 3.5 ms of CPU per indexed image.
+            at query time. Costs about 3 ms of CPU per indexed image.
         regions: When none of the first ``verify_top`` matches verifies, the query is searched
-            again with 14 regional descriptors (one more inference at 448 px, pooled over an
+            again with 14 regional descriptors (one more inference at 384 px, pooled over an
             R-MAC grid) and this many further candidates are verified: this finds the
             original of a photo pasted into a larger picture, or of a small crop. 0 turns it
             off; it needs ``verify_top`` > 0. Default 5 (docs/benchmarks.md, "Quality").
