@@ -7,7 +7,8 @@ The work is split so that each step is done at most once per file content:
 3. worker threads read and hash the rest; content already in the catalogue (a moved, renamed
    or copied file) only gets a new ``files`` row; new content is decoded at reduced size
    (JPEG DCT scaling), resized to the input square as uint8 and, by default, its local
-   features are extracted; a bounded window (three batches) keeps memory flat;
+   features are extracted and mapped to visual words (:mod:`lookalike.index.words`); a
+   bounded window (three batches) keeps memory flat;
 4. full batches are embedded on their own threads, one batch per core, each by a
    single-threaded ONNX Runtime session (:meth:`Embedder.for_parallel_batches`), while the
    next files decode;
@@ -34,6 +35,7 @@ from .errors import ImageError
 from .images import is_supported, load_image
 from .index.catalogue import Catalogue, FileStat, NewImage
 from .index.vectors import VectorStore
+from .index.words import shipped_vocabulary
 from .settings import Settings
 from .verify import VerifyParams, extract
 
@@ -118,7 +120,7 @@ class _Prepared:
     width: int = 0
     height: int = 0
     pixels: np.ndarray | None = None  # uint8 (S, S, 3), the resized picture
-    features: tuple[np.ndarray, np.ndarray] | None = None  # local features (verify.extract)
+    features: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # points, descriptors, words
     error: str | None = None
 
 
@@ -139,6 +141,7 @@ class Indexer:
         self.settings = settings
         self.progress = progress or (lambda done, total: None)
         self._batch_embedder = embedder.for_parallel_batches()
+        self._vocabulary = shipped_vocabulary() if settings.local_features else None
         self._verify_params = VerifyParams()
         # Decode big JPEGs at a reduced scale, but large enough for the local features
         # (their longer side is VerifyParams.size: 320 px is 240 on the short side at 4:3).
@@ -209,7 +212,8 @@ class Indexer:
             item.pixels = self.embedder.pixels(image)
             if self.settings.local_features:
                 features = extract(image, self._verify_params)
-                item.features = (features.points, features.descriptor_array())
+                descriptors = features.descriptor_array()
+                item.features = (features.points, descriptors, self._vocabulary.quantise(descriptors))
         except (ImageError, OSError, ValueError) as exc:
             item.error = _one_line(exc)
         return item

@@ -61,8 +61,9 @@ class SearchResult:
 class SearchOptions:
     """What a query asks for; one object carried from the public methods to the ranking.
 
-    ``rerank``, ``verify`` and ``regions`` of None mean "the index's settings"
-    (``Settings.rerank``, ``Settings.verify_top``, ``Settings.regions``).
+    ``rerank``, ``verify``, ``regions`` and ``words`` of None mean "the index's settings"
+    (``Settings.rerank``, ``Settings.verify_top``, ``Settings.regions``,
+    ``Settings.word_candidates``).
     """
 
     k: int = 10
@@ -72,6 +73,7 @@ class SearchOptions:
     rerank: str | None = None
     verify: int | None = None
     regions: int | None = None
+    words: int | None = None
 
 
 @dataclass(frozen=True)
@@ -79,8 +81,9 @@ class RegionParams:
     """The regional search behind ``Settings.regions`` (measured in docs/benchmarks.md)."""
 
     size: int = 384  # input side of the query's second pass: a 12x12 feature map
-    levels: tuple[int, ...] = (1, 2, 3)  # R-MAC grid: 1 + 4 + 9 windows
+    levels: tuple[int, ...] = (1, 2, 3, 4)  # R-MAC grid: 1 + 4 + 9 + 16 windows
     per_region: int = 3  # nearest images per window, merged by their best score
+    verify_regions: int = 2  # each candidate is verified against its closest windows
 
 
 def regional_candidates(
@@ -107,6 +110,19 @@ def regional_candidates(
                 best[image_id] = (score, region)
     ranked = sorted(best, key=lambda i: -best[i][0])[:count]
     return [(i, best[i][1]) for i in ranked]
+
+
+def closest_regions(candidate_vectors: np.ndarray, region_vectors: np.ndarray, n: int) -> np.ndarray:
+    """For each candidate, the ``n`` regions most similar to it, best first: ``(C, n)``.
+
+    The window whose search *found* a candidate is often not the one that shows it: the
+    whole picture may rank the original of a pasted photo among its neighbours while only a
+    small window contains the photo at a usable resolution. On the instance benchmark's
+    pasted photos, verifying against the two windows closest to the original succeeds for
+    42 of 60 queries, against the window that found it for 17.
+    """
+    similarity = np.atleast_2d(candidate_vectors) @ np.atleast_2d(region_vectors).T
+    return np.argsort(-similarity, axis=1, kind="stable")[:, :n]
 
 
 def resolve_label(name: str) -> int:

@@ -63,10 +63,18 @@ class Settings:
             working when the photos are offline or remote. Off: candidates' files are read
             at query time. Costs about 3 ms of CPU per indexed image.
         regions: When none of the first ``verify_top`` matches verifies, the query is searched
-            again with 14 regional descriptors (one more inference at 384 px, pooled over an
-            R-MAC grid) and this many further candidates are verified: this finds the
+            again with 30 regional descriptors (one more inference at 384 px, pooled over an
+            R-MAC grid of 1 + 4 + 9 + 16 windows) and this many further candidates are
+            verified, each against the two windows closest to it: this finds the
             original of a photo pasted into a larger picture, or of a small crop. 0 turns it
             off; it needs ``verify_top`` > 0. Default 5 (docs/benchmarks.md, "Quality").
+        word_candidates: Also verify this many candidates found by a bag-of-visual-words
+            search over the stored local features (:mod:`lookalike.index.words`), with the
+            first ``verify_top`` matches: finds the originals of thumbnails, small crops and
+            blurred copies whose global descriptor has changed too much. 0 turns it off; it
+            needs ``verify_top`` > 0 and stored local features. The word index is built in
+            memory on the first query (about 1.4 KB of RAM per image). Default 10
+            (docs/benchmarks.md, "Quality").
     """
 
     model: str = "lite0-int8"
@@ -87,6 +95,7 @@ class Settings:
     verify_top: int = 20
     local_features: bool = True
     regions: int = 5
+    word_candidates: int = 10
 
     def with_(self, **changes) -> Settings:
         """Return a copy with some fields changed."""

@@ -188,6 +188,7 @@ class Verifier:
         checked: Sequence[int],
         load: Loader,
         more: Callable[[], Sequence[tuple[int, Box | None]]] | None = None,
+        query: Features | None = None,
     ) -> tuple[list[int], dict[int, int]]:
         """``ranked`` ids with the verified ones among ``checked`` moved to the front.
 
@@ -197,14 +198,15 @@ class Verifier:
         found it (a box in fractions of the picture, or None for all of it): the regional
         search of :meth:`lookalike.Index.search`. Each is checked against the features of
         that part, so a photo pasted into a larger picture gets the full keypoint budget.
-        Verified ids that ``ranked`` lacks are added. Returns the new order and the inlier
-        count of every checked candidate.
+        Verified ids that ``ranked`` lacks are added. ``query`` is the query picture's
+        features when the caller has extracted them already. Returns the new order and the
+        inlier count of every checked candidate.
         """
         ranked = [int(i) for i in ranked]
         checked = [int(i) for i in checked]
         if not checked and more is None:
             return ranked, {}
-        query = extract(query_image, self.params)
+        query = query if query is not None else extract(query_image, self.params)
         counts = dict(zip(checked, self.count_inliers(query, checked, load), strict=True))
         verified = [i for i in checked if counts[i] >= self.params.min_inliers]
         if not verified and more is not None:

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import IndexFormatError
+from .words import WORD_DTYPE
 
 FORMAT_VERSION = 1
 VECTOR_DTYPE = np.float16
@@ -63,7 +64,8 @@ CREATE INDEX IF NOT EXISTS files_by_image ON files(image_id);
 CREATE TABLE IF NOT EXISTS local_features (
     image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
     points BLOB NOT NULL,
-    descriptors BLOB NOT NULL
+    descriptors BLOB NOT NULL,
+    words BLOB
 );
 CREATE TABLE IF NOT EXISTS failures (
     location TEXT PRIMARY KEY,
@@ -118,12 +120,19 @@ class Catalogue:
                 self.db.execute("PRAGMA journal_mode = WAL")
                 self.db.execute("PRAGMA synchronous = NORMAL")
                 self.db.executescript(_SCHEMA)
+                self._add_missing_columns()
             self.db.execute("SELECT count(*) FROM images").fetchone()
         except sqlite3.DatabaseError as exc:
             raise IndexFormatError(f"{self.path} is not a lookalike catalogue ({exc})") from exc
 
     def close(self) -> None:
         self.db.close()
+
+    def _add_missing_columns(self) -> None:
+        """Columns added after version 1 of the format (nullable: old rows stay valid)."""
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(local_features)")}
+        if "words" not in columns:  # visual words arrived after the local features
+            self.db.execute("ALTER TABLE local_features ADD COLUMN words BLOB")
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -247,6 +256,20 @@ class Catalogue:
             out[int(image_id)] = (pts, desc)
         return out
 
+    def visual_words(self) -> Iterator[tuple[int, np.ndarray | None, bytes]]:
+        """Every image with local features: ``(image_id, words or None, descriptors blob)``.
+
+        ``words`` is None for images indexed before words were stored; the caller quantises
+        their descriptors instead.
+        """
+        try:
+            rows = self.db.execute("SELECT image_id, words, descriptors FROM local_features")
+            for image_id, words, descriptors in rows:
+                stored = np.frombuffer(words, dtype=WORD_DTYPE) if words is not None else None
+                yield int(image_id), stored, descriptors
+        except sqlite3.OperationalError:  # a read-only catalogue from before the table/column
+            return
+
     def image_ids_with_labels(self, class_ids: Sequence[int]) -> np.ndarray:
         rows = self._in_query("SELECT DISTINCT image_id FROM labels WHERE class_id IN ({})", class_ids)
         return np.fromiter((r[0] for r in rows), dtype=np.int64)
@@ -289,15 +312,19 @@ class Catalogue:
 
     @staticmethod
     def insert_local_features(
-        db: sqlite3.Connection, image_id: int, points: np.ndarray, descriptors: np.ndarray
+        db: sqlite3.Connection, image_id: int, points: np.ndarray, descriptors: np.ndarray,
+        words: np.ndarray | None = None,
     ) -> None:
-        """Keypoints (float16 pixels) and binary descriptors of an image, for verification."""
+        """Keypoints (float16 pixels), binary descriptors and their visual words (uint16,
+        :mod:`lookalike.index.words`) of an image, for verification and word search."""
         db.execute(
-            "INSERT OR REPLACE INTO local_features(image_id, points, descriptors) VALUES (?, ?, ?)",
+            "INSERT OR REPLACE INTO local_features(image_id, points, descriptors, words) "
+            "VALUES (?, ?, ?, ?)",
             (
                 image_id,
                 np.asarray(points, dtype=FEATURE_POINT_DTYPE).tobytes(),
                 np.ascontiguousarray(descriptors, dtype=np.uint8).tobytes(),
+                None if words is None else np.asarray(words, dtype=WORD_DTYPE).tobytes(),
             ),
         )
 

@@ -247,11 +247,13 @@ class SearchParams:
     rerank: str | None = None  # None: the index's settings, as in the CLI
     verify: int | None = None
     regions: int | None = None
+    words: int | None = None
 
     def as_kwargs(self) -> dict:
         return {
             "labels": self.labels, "route": self.route, "min_score": self.min_score,
             "rerank": self.rerank, "verify": self.verify, "regions": self.regions,
+            "words": self.words,
         }
 
 
@@ -286,6 +288,10 @@ def search_params(
         int | None,
         Query(ge=0, le=50, description="regional candidates to verify when none of those verifies (default 5; 0: off)"),
     ] = None,
+    words: Annotated[
+        int | None,
+        Query(ge=0, le=100, description="visual-word candidates to verify with the first matches (default 10; 0: off)"),
+    ] = None,
 ) -> SearchParams:
     """Shared query parameters; unknown labels are a 422 here rather than a 400 later."""
     labels = [name for name in (label or []) if name.strip()]
@@ -294,7 +300,7 @@ def search_params(
             resolve_label(name)
         except LookalikeError as exc:
             raise HTTPException(422, str(exc)) from None
-    return SearchParams(k, labels or None, min_score, route, rerank, verify, regions)
+    return SearchParams(k, labels or None, min_score, route, rerank, verify, regions, words)
 
 
 Params = Annotated[SearchParams, Depends(search_params)]
