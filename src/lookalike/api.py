@@ -291,7 +291,7 @@ class Index:
                 20; 0 turns it off; :mod:`lookalike.verify`).
             regions: When nothing among those verifies, search again with regional
                 descriptors of the query and verify this many more candidates (default
-                ``settings.regions``, 5; 0 turns it off): finds the original of a photo
+                ``settings.regions``, 10; 0 turns it off): finds the original of a photo
                 pasted into a larger picture.
             words: Also verify this many candidates found by the query's visual words
                 (default ``settings.word_candidates``, 10; 0 turns it off;

@@ -65,9 +65,9 @@ class Settings:
         regions: When none of the first ``verify_top`` matches verifies, the query is searched
             again with 30 regional descriptors (one more inference at 384 px, pooled over an
             R-MAC grid of 1 + 4 + 9 + 16 windows) and this many further candidates are
-            verified, each against the two windows closest to it: this finds the
-            original of a photo pasted into a larger picture, or of a small crop. 0 turns it
-            off; it needs ``verify_top`` > 0. Default 5 (docs/benchmarks.md, "Quality").
+            verified, each against the window closest to it: this finds the original of a
+            photo pasted into a larger picture, or of a small crop. 0 turns it off; it
+            needs ``verify_top`` > 0. Default 10 (docs/benchmarks.md, "Quality").
         word_candidates: Also verify this many candidates found by a bag-of-visual-words
             search over the stored local features (:mod:`lookalike.index.words`), with the
             first ``verify_top`` matches: finds the originals of thumbnails, small crops and
@@ -94,7 +94,7 @@ class Settings:
     rerank: str = "qe"
     verify_top: int = 20
     local_features: bool = True
-    regions: int = 5
+    regions: int = 10
     word_candidates: int = 10
 
     def with_(self, **changes) -> Settings:

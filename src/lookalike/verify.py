@@ -118,7 +118,9 @@ def inliers(query: Features, candidate: Features, params: VerifyParams) -> int:
         return 0
     src = query.points[[m.queryIdx for m in good]]
     dst = candidate.points[[m.trainIdx for m in good]]
-    model, mask = cv2.findHomography(src, dst, cv2.RANSAC, params.reprojection, maxIters=2000, confidence=0.995)
+    # USAC_FAST (OpenCV >= 4.5): the same decisions as classic RANSAC on the instance
+    # benchmark, without running all 2,000 iterations on pairs that do not match.
+    model, mask = cv2.findHomography(src, dst, cv2.USAC_FAST, params.reprojection, maxIters=2000, confidence=0.995)
     if model is None or mask is None:
         return 0
     # A homography that collapses the picture (near-singular) is a degenerate fit, not a match.
