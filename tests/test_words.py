@@ -62,7 +62,7 @@ def test_inverted_file_ranks_the_original_of_a_thumbnail_first():
     photos = [(label, n) for label in ("airplanes", "Leopards", "Motorbikes", "watch") for n in range(1, 9)]
     words = [vocabulary.quantise(_descriptors(label, n)) for label, n in photos]
     ids = np.arange(100, 100 + len(photos))
-    inverted = InvertedFile(ids, words, vocabulary.size)
+    inverted = InvertedFile.build(ids, words, vocabulary.size)
     assert len(inverted) == len(photos)
     query = vocabulary.quantise(_descriptors("Motorbikes", 3, _thumbnail))
     found, scores = inverted.search(query, 5)
@@ -74,7 +74,7 @@ def test_inverted_file_ranks_the_original_of_a_thumbnail_first():
     assert set(inverted.search(query, 5, allowed=allowed)[0]) <= set(allowed)
     assert original not in inverted.search(query, 5, exclude=[int(original)])[0]
     # An empty index or query finds nothing.
-    assert len(InvertedFile(np.zeros(0, np.int64), [], vocabulary.size).search(query, 5)[0]) == 0
+    assert len(InvertedFile.build(np.zeros(0, np.int64), [], vocabulary.size).search(query, 5)[0]) == 0
     assert len(inverted.search(np.zeros(0, np.uint16), 5)[0]) == 0
 
 
@@ -106,6 +106,7 @@ def test_index_from_before_words_gets_them_from_its_descriptors(tmp_path, photos
     db.execute("ALTER TABLE local_features DROP COLUMN words")
     db.commit()
     db.close()
+    (tmp_path / "index" / InvertedFile.FILE).unlink()  # and no saved word index
     with lookalike.Index.open(tmp_path / "index") as ix:
         rows = list(ix.catalogue.visual_words())
         assert rows and all(words is None for _, words, _ in rows)  # column added back, empty
@@ -117,3 +118,23 @@ def test_index_from_before_words_gets_them_from_its_descriptors(tmp_path, photos
         ]
         ix.add([photos / "airplanes"])  # new images get their words again
         assert sum(words is not None for _, words, _ in ix.catalogue.visual_words()) == 8
+
+
+def test_word_index_is_saved_and_follows_the_collection(tmp_path, photos):
+    folder = tmp_path / "index"
+    fingerprint = shipped_vocabulary().fingerprint
+    with lookalike.Index.open(folder) as ix:
+        ix.add([photos / "watch"])
+        built = ix._inverted_file()
+        generation = ix.catalogue.generation
+    saved, saved_generation = InvertedFile.load(folder, fingerprint)
+    assert saved_generation == generation and np.array_equal(saved.image_ids, built.image_ids)
+    assert InvertedFile.load(folder, "another-vocabulary") == (None, -1)
+    query = shipped_vocabulary().quantise(_descriptors("watch", 2))
+    assert np.array_equal(saved.search(query, 3)[0], built.search(query, 3)[0])
+    with lookalike.Index.open(folder) as ix:
+        assert np.array_equal(ix._inverted_file().image_ids, built.image_ids)  # loaded as saved
+        ix.add([photos / "Leopards"])  # the catalogue changes: rebuilt and saved again
+        grown = ix._inverted_file()
+        assert len(grown) == 16
+        assert InvertedFile.load(folder, fingerprint)[1] == ix.catalogue.generation

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import functools
+import hashlib
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -56,6 +58,14 @@ class Vocabulary:
     def size(self) -> int:
         """Number of words (leaves)."""
         return self.branching ** len(self.levels)
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """Identifies the centroids, so saved word data is never read with another tree."""
+        digest = hashlib.sha256(np.int64(self.branching).tobytes())
+        for centroids in self.levels:
+            digest.update(centroids.tobytes())
+        return digest.hexdigest()[:16]
 
     def quantise(self, descriptors: np.ndarray) -> np.ndarray:
         """The word of each ORB descriptor ``(N, 32) uint8``, descending the tree greedily."""
@@ -142,14 +152,26 @@ def shipped_vocabulary() -> Vocabulary:
 class InvertedFile:
     """Which images contain each visual word; ranks images by tf-idf cosine to a query.
 
-    Built in memory from every image's word set (4 bytes per distinct word of an image:
-    ~1.3 KB per Caltech photo; 0.8 s for 8,910 images on two cores).
+    Built from every image's word set (4 bytes per distinct word of an image: ~1.3 KB per
+    Caltech photo; 0.8 s for 8,910 images on two cores) and saved in the index folder with
+    the catalogue generation it reflects, so a new process (a CLI search) loads it instead.
     """
 
-    def __init__(self, image_ids: np.ndarray, words: Sequence[np.ndarray], size: int):
+    FILE = "words-index.npz"
+
+    def __init__(self, image_ids: np.ndarray, postings: np.ndarray, starts: np.ndarray, norms: np.ndarray):
         self.image_ids = np.asarray(image_ids, dtype=np.int64)
-        self.size = size
-        count = len(self.image_ids)
+        self._postings = np.asarray(postings, dtype=np.int32)  # row numbers, grouped by word
+        self._starts = np.asarray(starts, dtype=np.int64)  # word w: postings[starts[w]:starts[w+1]]
+        self._norms = np.asarray(norms, dtype=np.float64)
+        self.size = len(self._starts) - 1
+        frequency = np.diff(self._starts)
+        self._idf = np.log(max(len(self.image_ids), 1) / np.maximum(frequency, 1)).astype(np.float32)
+
+    @classmethod
+    def build(cls, image_ids: np.ndarray, words: Sequence[np.ndarray], size: int) -> InvertedFile:
+        """The inverted file of ``words[i]`` (any order, repeats allowed) of ``image_ids[i]``."""
+        count = len(image_ids)
         lengths = np.fromiter((len(w) for w in words), dtype=np.int64, count=len(words))
         owners = np.repeat(np.arange(count, dtype=np.int64), lengths)
         flat = np.concatenate(words).astype(np.int64) if len(words) else np.zeros(0, np.int64)
@@ -157,12 +179,31 @@ class InvertedFile:
         keys = np.sort(flat * max(count, 1) + owners)  # (np.unique is 50x slower here)
         keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))] if len(keys) else keys
         word_of, owner_of = keys // max(count, 1), keys % max(count, 1)
-        self._postings = owner_of.astype(np.int32)
-        self._starts = np.searchsorted(word_of, np.arange(size + 1))
-        frequency = np.diff(self._starts)
-        self._idf = np.log(max(count, 1) / np.maximum(frequency, 1)).astype(np.float32)
-        weights = self._idf[word_of] ** 2
-        self._norms = np.sqrt(np.bincount(owner_of, weights=weights, minlength=count))
+        starts = np.searchsorted(word_of, np.arange(size + 1))
+        idf = np.log(max(count, 1) / np.maximum(np.diff(starts), 1)).astype(np.float32)
+        norms = np.sqrt(np.bincount(owner_of, weights=idf[word_of] ** 2, minlength=count))
+        return cls(image_ids, owner_of, starts, norms)
+
+    def save(self, folder: Path, generation: int, vocabulary: str) -> None:
+        path = Path(folder) / self.FILE
+        tmp = path.with_name(path.name + ".tmp.npz")
+        meta = json.dumps({"generation": generation, "vocabulary": vocabulary})
+        np.savez(tmp, ids=self.image_ids, postings=self._postings, starts=self._starts,
+                 norms=self._norms.astype(np.float32), meta=np.array(meta))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, folder: Path, vocabulary: str) -> tuple[InvertedFile | None, int]:
+        """The saved file and the catalogue generation it reflects, or ``(None, -1)``."""
+        try:
+            with np.load(Path(folder) / cls.FILE) as z:
+                meta = json.loads(str(z["meta"]))
+                if meta.get("vocabulary") != vocabulary:
+                    return None, -1
+                found = cls(z["ids"], z["postings"], z["starts"], z["norms"])
+                return found, int(meta.get("generation", -1))
+        except (OSError, ValueError, KeyError):
+            return None, -1
 
     def __len__(self) -> int:
         return len(self.image_ids)
