@@ -309,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
             "newly_indexed": report.embedded,
             "indexing_seconds": round(index_seconds, 1),
             "settings": {k: index.settings.as_dict()[k] for k in
-                         ("model", "rerank", "verify_top", "regions", "local_features")},
+                         ("model", "rerank", "verify_top", "regions", "word_candidates", "local_features")},
             "configs": {},
         }
         for name in args.config or ["default"]:

@@ -72,8 +72,9 @@ class Settings:
             search over the stored local features (:mod:`lookalike.index.words`), with the
             first ``verify_top`` matches: finds the originals of thumbnails, small crops and
             blurred copies whose global descriptor has changed too much. 0 turns it off; it
-            needs ``verify_top`` > 0 and stored local features. The word index is built in
-            memory on the first query (about 1.4 KB of RAM per image). Default 10
+            needs ``verify_top`` > 0 and stored local features. The word index is built on
+            the first query after the collection changed and saved in the index folder
+            (about 1.3 KB per image, in memory while searching). Default 10
             (docs/benchmarks.md, "Quality").
     """
 
