@@ -60,6 +60,11 @@ def test_search_json_schema(cli_index):
         assert os.path.isabs(m["path"]) and isinstance(m["score"], float)
         assert isinstance(m["labels"], list) and all(isinstance(x, str) for x in m["labels"])
     assert first["matches"][0]["path"] == str(query)
+    # The ranking options reach the search: with no verification, no word candidates either.
+    plain = json.loads(run("search", query, "--db", db, "--top", "3", "--json", "--verify", "0",
+                           "--words", "0", "--regions", "0", "--rerank", "none").stdout)
+    assert plain[0]["matches"][0]["path"] == str(query)
+    assert run("search", query, "--db", db, "--words", "-1", check=False).returncode == 2  # usage
 
 
 def test_search_text_and_plot(cli_index, tmp_path):

@@ -132,7 +132,11 @@ def test_min_score_drops_weak_matches(client, collection):
 def test_search_options_reach_the_ranking(client, collection):
     path = query_path(collection, "airplanes")
     index = client.app.state.lookalike.index
-    for options in ({"rerank": "none", "verify": 0, "regions": 0}, {"rerank": "qe", "verify": 5}):
+    for options in (
+        {"rerank": "none", "verify": 0, "regions": 0},
+        {"rerank": "qe", "verify": 5},
+        {"rerank": "none", "verify": 1, "words": 5, "regions": 0},
+    ):
         served = upload(client, path, k=10, **options).json()["matches"]
         direct = index.search(path, 10, **options).matches
         assert [m["id"] for m in served] == [m.image_id for m in direct]
@@ -140,6 +144,7 @@ def test_search_options_reach_the_ranking(client, collection):
     assert plain == sorted(plain, reverse=True)  # the plain cosine ranking
     assert_error(upload(client, path, rerank="magic"), 422, "rerank")
     assert_error(upload(client, path, verify=-1), 422, "verify")
+    assert_error(upload(client, path, words=-1), 422, "words")
 
 
 def test_route_and_k_are_validated(client):
