@@ -138,3 +138,15 @@ def test_word_index_is_saved_and_follows_the_collection(tmp_path, photos):
         grown = ix._inverted_file()
         assert len(grown) == 16
         assert InvertedFile.load(folder, fingerprint)[1] == ix.catalogue.generation
+
+
+def test_word_candidates_are_skipped_above_the_size_limit(built_index):
+    db, photos = built_index
+    im = Image.open(caltech_image("Motorbikes", 5)).convert("RGB")
+    w, h = im.size
+    query = im.crop((int(w * 0.1), int(h * 0.15), int(w * 0.8), int(h * 0.85))).rotate(90, expand=True)
+    small = lookalike.Settings(word_index_max_images=10)  # the test index has 40 images
+    with lookalike.Index.open(db, settings=small) as ix:
+        capped = ix.search(query, 10, rerank="none", verify=1, words=5, regions=0).matches
+        assert ix._words is None  # no word index was built or loaded
+        assert capped[0].path != str(photos / "Motorbikes" / "image_0005.jpg")

@@ -569,7 +569,7 @@ class Index:
         size = self._verifier.params.size
         query = extract(image, self._verifier.params)
         checked = [int(i) for i in checked]
-        if words and query.descriptors is not None:
+        if words and query.descriptors is not None and len(self.store) <= self.settings.word_index_max_images:
             seen = set(checked)
             found, _ = self._inverted_file().search(
                 shipped_vocabulary().quantise(query.descriptors), words,

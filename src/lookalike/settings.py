@@ -76,6 +76,9 @@ class Settings:
             the first query after the collection changed and saved in the index folder
             (about 1.3 KB per image, in memory while searching). Default 10
             (docs/benchmarks.md, "Quality").
+        word_index_max_images: Collections larger than this skip the word candidates: the
+            in-memory word index would take over ~330 MB (~1.3 GB at a million images, and
+            about twice that while it is built). Raise it on a machine with the memory.
     """
 
     model: str = "lite0-int8"
@@ -97,6 +100,7 @@ class Settings:
     local_features: bool = True
     regions: int = 10
     word_candidates: int = 10
+    word_index_max_images: int = 250_000
 
     def with_(self, **changes) -> Settings:
         """Return a copy with some fields changed."""
