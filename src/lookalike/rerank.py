@@ -21,7 +21,6 @@ the query, so ``min_score`` and score thresholds keep their meaning.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ import numpy as np
 
 from .embed.pooling import l2_normalise
 from .errors import LookalikeError
+from .index.vectors import load_with_meta, save_with_meta
 
 METHODS: tuple[str, ...] = ("none", "qe", "diffusion")
 
@@ -208,25 +208,21 @@ class KnnGraph:
 
     # --- persistence -----------------------------------------------------------------
     def save(self, folder: Path, generation: int) -> None:
-        path = Path(folder) / self.FILE
-        tmp = path.with_name(path.name + ".tmp.npz")
-        meta = json.dumps({"generation": generation, "fingerprint": self.fingerprint})
-        np.savez(tmp, ids=self.ids, neighbours=self.neighbours.astype(np.int64),
-                 sims=self.sims.astype(np.float16), meta=np.array(meta))
-        tmp.replace(path)
+        save_with_meta(
+            Path(folder) / self.FILE, {"generation": generation, "fingerprint": self.fingerprint},
+            ids=self.ids, neighbours=self.neighbours.astype(np.int64), sims=self.sims.astype(np.float16),
+        )
 
     @classmethod
     def load(cls, folder: Path, fingerprint: str) -> tuple[KnnGraph | None, int]:
         """The saved graph and the generation it reflects, or ``(None, -1)``."""
-        try:
-            with np.load(Path(folder) / cls.FILE) as z:
-                meta = json.loads(str(z["meta"]))
-                if meta.get("fingerprint") != fingerprint:
-                    return None, -1
-                graph = cls(z["ids"], z["neighbours"], z["sims"].astype(np.float32), fingerprint)
-                return graph, int(meta.get("generation", -1))
-        except (OSError, ValueError, KeyError):
+        names = ("ids", "neighbours", "sims")
+        saved = load_with_meta(Path(folder) / cls.FILE, names, fingerprint=fingerprint)
+        if saved is None:
             return None, -1
+        arrays, generation = saved
+        sims = arrays["sims"].astype(np.float32)
+        return cls(arrays["ids"], arrays["neighbours"], sims, fingerprint), generation
 
     # --- diffusion -------------------------------------------------------------------
     def diffuse(

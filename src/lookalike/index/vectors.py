@@ -241,3 +241,24 @@ def _atomic_save(path: Path, array: np.ndarray) -> None:
     tmp = path.with_name(path.name + ".tmp.npy")
     np.save(tmp, array)
     os.replace(tmp, path)
+
+
+def save_with_meta(path: Path, meta: dict, **arrays: np.ndarray) -> None:
+    """Arrays and a JSON ``meta`` dict in one ``.npz``, replaced atomically (derived data
+    such as the diffusion graph or the visual-word index, stamped with what it reflects)."""
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, meta=np.array(json.dumps(meta)), **arrays)
+    os.replace(tmp, path)
+
+
+def load_with_meta(path: Path, names: tuple[str, ...], **expected) -> tuple[dict[str, np.ndarray], int] | None:
+    """``(arrays, generation)`` written by :func:`save_with_meta`, or None when the file is
+    missing, unreadable, lacks one of ``names`` or its meta differs from ``expected``."""
+    try:
+        with np.load(path) as z:
+            meta = json.loads(str(z["meta"]))
+            if any(meta.get(key) != value for key, value in expected.items()):
+                return None
+            return {name: z[name] for name in names}, int(meta.get("generation", -1))
+    except (OSError, ValueError, KeyError):
+        return None

@@ -24,11 +24,12 @@ from __future__ import annotations
 import argparse
 import functools
 import hashlib
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from .vectors import load_with_meta, save_with_meta
 
 VOCABULARY_FILE = Path(__file__).with_name("orb-words-32x3.npz")
 DESCRIPTOR_BYTES = 32
@@ -185,25 +186,20 @@ class InvertedFile:
         return cls(image_ids, owner_of, starts, norms)
 
     def save(self, folder: Path, generation: int, vocabulary: str) -> None:
-        path = Path(folder) / self.FILE
-        tmp = path.with_name(path.name + ".tmp.npz")
-        meta = json.dumps({"generation": generation, "vocabulary": vocabulary})
-        np.savez(tmp, ids=self.image_ids, postings=self._postings, starts=self._starts,
-                 norms=self._norms.astype(np.float32), meta=np.array(meta))
-        tmp.replace(path)
+        save_with_meta(
+            Path(folder) / self.FILE, {"generation": generation, "vocabulary": vocabulary},
+            ids=self.image_ids, postings=self._postings, starts=self._starts,
+            norms=self._norms.astype(np.float32),
+        )
 
     @classmethod
     def load(cls, folder: Path, vocabulary: str) -> tuple[InvertedFile | None, int]:
         """The saved file and the catalogue generation it reflects, or ``(None, -1)``."""
-        try:
-            with np.load(Path(folder) / cls.FILE) as z:
-                meta = json.loads(str(z["meta"]))
-                if meta.get("vocabulary") != vocabulary:
-                    return None, -1
-                found = cls(z["ids"], z["postings"], z["starts"], z["norms"])
-                return found, int(meta.get("generation", -1))
-        except (OSError, ValueError, KeyError):
+        names = ("ids", "postings", "starts", "norms")
+        saved = load_with_meta(Path(folder) / cls.FILE, names, vocabulary=vocabulary)
+        if saved is None:
             return None, -1
+        return cls(*(saved[0][name] for name in names)), saved[1]
 
     def __len__(self) -> int:
         return len(self.image_ids)
