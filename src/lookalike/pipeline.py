@@ -246,17 +246,20 @@ class Indexer:
                 while len(inflight) > streams:
                     self._commit(*inflight.popleft(), report)
 
+            def take_one() -> None:
+                """Take the oldest decoded file into the batch; hand the batch on when full."""
+                nonlocal done
+                done = self._drain_one(pending, batch, reused, report, done, len(todo))
+                if len(batch) >= self.settings.batch_size:
+                    submit()
+
             try:
                 for stat in todo:
                     pending.append(pool.submit(self._prepare, stat, known_hashes))
                     while len(pending) >= window or (pending and pending[0].done()):
-                        done = self._drain_one(pending, batch, reused, report, done, len(todo))
-                        if len(batch) >= self.settings.batch_size:
-                            submit()
+                        take_one()
                 while pending:
-                    done = self._drain_one(pending, batch, reused, report, done, len(todo))
-                    if len(batch) >= self.settings.batch_size:
-                        submit()
+                    take_one()
                 submit()
                 while inflight:
                     self._commit(*inflight.popleft(), report)
