@@ -51,7 +51,7 @@ import lookalike  # noqa: E402
 from lookalike.index.vectors import FlatStore  # noqa: E402
 from lookalike.index.words import shipped_vocabulary  # noqa: E402
 from lookalike.rerank import RerankParams, expand_query  # noqa: E402
-from lookalike.search import RegionParams, closest_regions, regional_candidates, search_vectors  # noqa: E402
+from lookalike.search import RegionParams, regional_checks, search_vectors  # noqa: E402
 from lookalike.verify import Verifier, VerifyParams, extract  # noqa: E402
 
 
@@ -125,13 +125,10 @@ def main(argv: list[str] | None = None) -> int:
             steps["verify20_words10"].append(time.perf_counter() - t)
             t = time.perf_counter()
             raw_regions, boxes = index.embedder.region_vectors(image, regions.size, regions.levels)
-            region_vectors = store.centre.apply(raw_regions)
             steps["regions_embed"].append(time.perf_counter() - t)
-            t = time.perf_counter()
-            found = regional_candidates(region_vectors, inner.search, 10, params=regions)
-            found_ids = np.asarray([i for i, _ in found], dtype=np.int64)
-            closest = closest_regions(index._vectors_of(found_ids), region_vectors, regions.verify_regions)
-            extra = [(int(i), tuple(boxes[w])) for i, row in zip(found_ids, closest, strict=True) for w in row]
+            t = time.perf_counter()  # as Index._regional: centring, 30 searches, closest windows
+            extra = regional_checks(raw_regions, boxes, store.search, index._vectors_of, 10,
+                                    centre=store.centre.apply, params=regions)
             steps["regions_search"].append(time.perf_counter() - t)
             t = time.perf_counter()  # nothing to check first, so only the regional candidates
             index._verify(image, ids[0][:10], [], lambda extra=extra: extra)

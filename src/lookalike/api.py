@@ -37,9 +37,8 @@ from .search import (
     RegionParams,
     SearchOptions,
     SearchResult,
-    closest_regions,
     expand_matches,
-    regional_candidates,
+    regional_checks,
     search_vectors,
 )
 from .settings import Settings
@@ -517,20 +516,15 @@ class Index:
 
     def _regional(self, image: Image.Image, count: int, allowed, exclude: set[int]):
         """``count`` candidates found by regional descriptors of ``image`` (``Settings.regions``),
-        each paired with the boxes of the query regions closest to it: ``[(image_id, box)]``,
-        ``RegionParams.verify_regions`` pairs per candidate."""
+        each paired with the box of the query window closest to it: ``[(image_id, box)]``."""
         params = RegionParams()
         vectors, boxes = self.embedder.region_vectors(image, params.size, params.levels)
-        found = regional_candidates(  # the store centres the raw region descriptors
-            vectors, self.store.search, count, allowed=allowed, exclude=exclude, params=params
-        )
-        if not found:
-            return []
-        ids = np.asarray([image_id for image_id, _ in found], dtype=np.int64)
         centre = getattr(self.store, "centre", None)
-        regions = centre.apply(vectors) if centre is not None else vectors
-        closest = closest_regions(self._vectors_of(ids), regions, params.verify_regions)
-        return [(int(i), tuple(boxes[w])) for i, row in zip(ids, closest, strict=True) for w in row]
+        return regional_checks(  # the store centres the raw region descriptors when searching
+            vectors, boxes, self.store.search, self._vectors_of, count,
+            centre=centre.apply if centre is not None else None,
+            allowed=allowed, exclude=exclude, params=params,
+        )
 
     def _load_indexed(self, image_id: int, size: int) -> Image.Image | None:
         """The picture of an indexed image from the first of its files that decodes."""

@@ -94,22 +94,49 @@ def regional_candidates(
     allowed: np.ndarray | None = None,
     exclude: set[int] | frozenset[int] = frozenset(),
     params: RegionParams = RegionParams(),
-) -> list[tuple[int, int]]:
-    """The ``count`` images closest to any region of the query, best first, each with the
-    number of the region it matched best: ``[(image_id, region)]``.
+) -> list[int]:
+    """The ``count`` images closest to any region of the query, best first.
 
     ``search(vectors, k, candidates=allowed, rough=True)`` is the store's search in the
     space of ``region_vectors`` (rough: these are candidates for verification, an
     approximate store need not re-score many); ids in ``exclude`` are skipped.
     """
     scores, ids = search(region_vectors, params.per_region, candidates=allowed, rough=True)
-    best: dict[int, tuple[float, int]] = {}
-    for region, (row_scores, row_ids) in enumerate(zip(scores.tolist(), ids.tolist(), strict=True)):
+    best: dict[int, float] = {}
+    for row_scores, row_ids in zip(scores.tolist(), ids.tolist(), strict=True):
         for score, image_id in zip(row_scores, row_ids, strict=True):
-            if image_id not in exclude and score > best.get(image_id, (-np.inf, 0))[0]:
-                best[image_id] = (score, region)
-    ranked = sorted(best, key=lambda i: -best[i][0])[:count]
-    return [(i, best[i][1]) for i in ranked]
+            if image_id not in exclude and score > best.get(image_id, -np.inf):
+                best[image_id] = score
+    return sorted(best, key=lambda i: -best[i])[:count]
+
+
+def regional_checks(
+    region_vectors: np.ndarray,
+    boxes: np.ndarray,
+    search: Callable,
+    vectors_of: Callable[[np.ndarray], np.ndarray],
+    count: int,
+    *,
+    centre: Callable[[np.ndarray], np.ndarray] | None = None,
+    allowed: np.ndarray | None = None,
+    exclude: set[int] | frozenset[int] = frozenset(),
+    params: RegionParams = RegionParams(),
+) -> list[tuple[int, tuple[float, ...]]]:
+    """The :func:`regional_candidates`, each paired with the box of every query window it is
+    to be verified against (its ``params.verify_regions`` closest): ``[(image_id, box)]``.
+
+    ``vectors_of`` gives candidates' descriptors in the store's space, and ``centre`` maps
+    the raw region descriptors into it (``search`` does that itself).
+    """
+    found = regional_candidates(
+        region_vectors, search, count, allowed=allowed, exclude=exclude, params=params
+    )
+    if not found:
+        return []
+    ids = np.asarray(found, dtype=np.int64)
+    regions = centre(region_vectors) if centre is not None else region_vectors
+    closest = closest_regions(vectors_of(ids), regions, params.verify_regions)
+    return [(int(i), tuple(boxes[w])) for i, row in zip(ids, closest, strict=True) for w in row]
 
 
 def closest_regions(candidate_vectors: np.ndarray, region_vectors: np.ndarray, n: int) -> np.ndarray:
