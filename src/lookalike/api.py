@@ -580,7 +580,7 @@ class Index:
                 stored[image_id] = Features(points, descriptors)
             where.update(self.catalogue.locations_for([i for i in ids if i not in stored]))
 
-        prefetch([int(i) for i in checked])
+        prefetch(checked)
 
         def located_more():
             extra = more()

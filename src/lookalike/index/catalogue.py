@@ -27,12 +27,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import IndexFormatError
-from .words import WORD_DTYPE
+from .words import DESCRIPTOR_BYTES, WORD_DTYPE
 
 FORMAT_VERSION = 1
 VECTOR_DTYPE = np.float16
 FEATURE_POINT_DTYPE = np.float16  # keypoint coordinates, pixels at verification size (<= 2048)
-ORB_BYTES = 32  # one binary descriptor
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -252,7 +251,7 @@ class Catalogue:
             return out
         for image_id, points, descriptors in rows:
             pts = np.frombuffer(points, dtype=FEATURE_POINT_DTYPE).astype(np.float32).reshape(-1, 2)
-            desc = np.frombuffer(descriptors, dtype=np.uint8).reshape(len(pts), ORB_BYTES)
+            desc = np.frombuffer(descriptors, dtype=np.uint8).reshape(len(pts), DESCRIPTOR_BYTES)
             out[int(image_id)] = (pts, desc)
         return out
 

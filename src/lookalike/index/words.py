@@ -32,7 +32,7 @@ import numpy as np
 from .vectors import load_with_meta, save_with_meta
 
 VOCABULARY_FILE = Path(__file__).with_name("orb-words-32x3.npz")
-DESCRIPTOR_BYTES = 32
+DESCRIPTOR_BYTES = 32  # one ORB descriptor: 256 binary tests
 WORD_DTYPE = np.uint16  # 32,768 words
 
 
