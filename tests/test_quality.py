@@ -137,6 +137,29 @@ def test_neighbour_graph_follows_adds_and_removes(tmp_path):
         assert ix.search(photos / "Leopards" / "image_0001.jpg", 3, rerank="diffusion").matches
 
 
+def test_auto_reranking_diffuses_within_its_size_range(tmp_path):
+    photos = copy_subset(tmp_path / "photos", classes=SUBSET_CLASSES[:3])
+    query = caltech_image("Leopards", 20)  # not indexed
+    settings = lookalike.Settings(diffusion_min_images=10)
+    with lookalike.Index.open(tmp_path / "index", settings=settings) as ix:
+        ix.add([photos])
+        assert (tmp_path / "index" / KnnGraph.FILE).exists()  # built by add, not by a query
+        assert ix._rerank_method() == "diffusion" and ix._rerank_method("qe") == "qe"
+        default = [m.image_id for m in ix.search(query, 10, verify=0).matches]
+        diffused = [m.image_id for m in ix.search(query, 10, rerank="diffusion", verify=0).matches]
+        assert default == diffused
+        ix.remove([photos / "airplanes"])  # the graph follows removals at once
+        graph, _ = KnnGraph.load(tmp_path / "index", ix._graph.fingerprint)
+        assert set(graph.ids.tolist()) == set(ix.catalogue.all_vectors()[0].tolist())
+    for limits in ({"diffusion_max_images": 10}, {}):  # too many / too few images: qe
+        folder = tmp_path / f"qe{len(limits)}"
+        with lookalike.Index.open(folder, settings=lookalike.Settings(**limits)) as ix:
+            ix.add([photos])
+            assert ix._rerank_method() == "qe" and not (folder / KnnGraph.FILE).exists()
+            default = [m.image_id for m in ix.search(query, 10, verify=0).matches]
+            assert default == [m.image_id for m in ix.search(query, 10, rerank="qe", verify=0).matches]
+
+
 def test_diffusion_reorders_by_graph():
     # Two clusters; the query's first match is an outlier linked to cluster B, but most of
     # its top matches are in cluster A, so diffusion ranks cluster A first.

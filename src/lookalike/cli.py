@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON document (see docs/cli.md)")
     p.add_argument("--plot", metavar="PNG", help="write a picture of the query and its matches")
     p.add_argument("--add", action="store_true", help="add the query images to the index after searching")
-    p.add_argument("--rerank", choices=RERANK_METHODS, help="re-ranking: qe (default: query expansion), diffusion (category browsing) or none")
+    p.add_argument("--rerank", choices=RERANK_METHODS, help="re-ranking: auto (default: diffusion for 500-50,000 images, else qe), diffusion, qe (query expansion) or none")
     p.add_argument("--verify", type=_non_negative_int, metavar="N", help="spatially verify the first N matches so copies of the query come first (default 20; 0: off)")
     p.add_argument("--regions", type=_non_negative_int, metavar="N", help="if none of those verifies, search with regions of the query and verify N more candidates: finds photos pasted into a larger picture (default 10; 0: off)")
     p.add_argument("--words", type=_non_negative_int, metavar="N", help="also verify N candidates found by the query's visual words (local features): finds thumbnails, small crops and blurred copies (default 10; 0: off)")

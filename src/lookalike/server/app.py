@@ -277,8 +277,8 @@ def search_params(
     ] = None,
     route: Literal["global", "categories"] = "global",
     rerank: Annotated[
-        Literal["qe", "diffusion", "none"] | None,
-        Query(description="re-ranking (default: the index's, qe)"),
+        Literal["auto", "diffusion", "qe", "none"] | None,
+        Query(description="re-ranking (default: the index's, auto: diffusion for 500-50,000 images, else qe)"),
     ] = None,
     verify: Annotated[
         int | None,
