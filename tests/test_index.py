@@ -113,6 +113,18 @@ def test_changed_and_deleted_files(photos, tmp_path):
         assert len(index) == len(SUBSET_CLASSES) * PER_CLASS - PER_CLASS
 
 
+def test_image_ids_are_never_reused(photos, tmp_path):
+    # Files derived from the catalogue (stores, graph, word index) follow it by id.
+    with lookalike.Index.open(tmp_path / "index") as index:
+        index.add([photos / "watch", photos / "sunflower"])
+        newest = int(index.catalogue.all_vectors()[0].max())
+        newest_path = index.catalogue.locations_for([newest])[newest][0]
+        index.remove([newest_path])
+        index.add([photos / "Leopards" / "image_0001.jpg"])
+        ids = index.catalogue.all_vectors()[0]
+        assert newest not in ids.tolist() and int(ids.max()) == newest + 1
+
+
 def test_corrupt_file_is_reported_and_skipped(photos, tmp_path):
     (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg")
     truncated = (photos / "airplanes" / "image_0001.jpg").read_bytes()[:2000]

@@ -295,8 +295,13 @@ class Catalogue:
     @staticmethod
     def insert_image(db: sqlite3.Connection, image: NewImage) -> int:
         vector = np.asarray(image.vector, dtype=VECTOR_DTYPE).tobytes()
+        # Ids are never reused, not even the highest after it was deleted (SQLite's default),
+        # so the derived files that follow the catalogue by id (vector stores, the neighbour
+        # graph, the word index) cannot mistake a new image for a removed one.
         cur = db.execute(
-            "INSERT INTO images(hash, width, height, vector, added_at) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO images(id, hash, width, height, vector, added_at) VALUES ("
+            "(SELECT max(coalesce(max(id), 0), coalesce((SELECT CAST(value AS INTEGER) "
+            "FROM meta WHERE key = 'retired_image_id'), 0)) + 1 FROM images), ?, ?, ?, ?, ?)",
             (image.hash, image.width, image.height, vector, time.time()),
         )
         image_id = int(cur.lastrowid)
@@ -351,6 +356,11 @@ class Catalogue:
         if db.execute("SELECT 1 FROM files WHERE image_id = ? LIMIT 1", (image_id,)).fetchone():
             return None
         db.execute("DELETE FROM images WHERE id = ?", (image_id,))
+        db.execute(
+            "INSERT INTO meta(key, value) VALUES('retired_image_id', ?) ON CONFLICT(key) "
+            "DO UPDATE SET value = max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))",
+            (str(int(image_id)),),
+        )
         return int(image_id)
 
     @staticmethod
