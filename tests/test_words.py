@@ -140,6 +140,36 @@ def test_word_index_is_saved_and_follows_the_collection(tmp_path, photos):
         assert InvertedFile.load(folder, fingerprint)[1] == ix.catalogue.generation
 
 
+def test_small_changes_are_merged_into_the_word_index_without_a_rebuild(tmp_path, photos):
+    folder = tmp_path / "index"
+    fingerprint = shipped_vocabulary().fingerprint
+    with lookalike.Index.open(folder) as ix:
+        ix.add([photos / "watch", photos / "Leopards", photos / "airplanes"])
+        built = ix._inverted_file()
+        built_generation = ix.catalogue.generation
+        new = photos / "sunflower" / "image_0001.jpg"
+        ix.add([new])  # 1 image in 25: merged in, the saved file is not rebuilt
+        ix.remove([photos / "watch" / "image_0002.jpg"])
+        merged = ix._inverted_file()
+        assert InvertedFile.load(folder, fingerprint)[1] == built_generation
+        assert merged.pending == 2 and len(merged) == len(built)
+        new_id = ix.catalogue.image_for_location(str(new))
+        assert new_id not in built.image_ids
+        assert merged.search(shipped_vocabulary().quantise(_descriptors("sunflower", 1)), 1)[0][0] == new_id
+        gone = built.search(shipped_vocabulary().quantise(_descriptors("watch", 2)), 1)[0][0]
+        assert gone not in merged.search(shipped_vocabulary().quantise(_descriptors("watch", 2)), 30)[0]
+        # The same best match as a file built from scratch (lower ranks may differ by idf).
+        ids, words = ix._stored_words()
+        fresh = InvertedFile.build(ids, words, shipped_vocabulary().size)
+        for label, number in (("Leopards", 3), ("airplanes", 5), ("sunflower", 1)):
+            query = shipped_vocabulary().quantise(_descriptors(label, number))
+            assert merged.search(query, 1)[0][0] == fresh.search(query, 1)[0][0]
+        ix.add([photos / "sunflower"])  # 7 more: past the rebuild fraction, built and saved
+        rebuilt = ix._inverted_file()
+        assert rebuilt.pending == 0 and len(rebuilt) == 31
+        assert InvertedFile.load(folder, fingerprint)[1] == ix.catalogue.generation
+
+
 def test_word_candidates_are_skipped_above_the_size_limit(built_index):
     db, photos = built_index
     im = Image.open(caltech_image("Motorbikes", 5)).convert("RGB")

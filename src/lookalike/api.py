@@ -31,7 +31,7 @@ from .index.ann import CatalogueVectors
 from .index.catalogue import FORMAT_VERSION, Catalogue
 from .index.transform import MIN_IMAGES, Centre, CentredStore
 from .index.vectors import VectorStore, open_store
-from .index.words import InvertedFile, shipped_vocabulary
+from .index.words import REBUILD_FRACTION, InvertedFile, shipped_vocabulary
 from .pipeline import Indexer, IndexReport, ProgressCallback, discover, is_under
 from .search import (
     RegionParams,
@@ -60,8 +60,9 @@ class Index:
         self._store: CentredStore | None = None
         self._graph = None  # rerank.KnnGraph: built by add() when "auto" picks diffusion
         self._verifier = None  # verify.Verifier, with its per-generation feature cache
-        self._words: InvertedFile | None = None  # visual-word index, built on first use
+        self._words: InvertedFile | None = None  # visual-word index, current with the catalogue
         self._words_generation = -1
+        self._words_built: tuple[InvertedFile | None, int] | None = None  # last built, its generation
         self._verifier_generation = -1
 
     # --- opening ---------------------------------------------------------------------
@@ -633,29 +634,48 @@ class Index:
     def _inverted_file(self) -> InvertedFile:
         """The visual-word index of the stored local features, current with the catalogue.
 
-        Loaded from the index folder when it reflects the catalogue's generation, else built
-        (about 0.8 s for 10,000 images; images indexed before words were stored are quantised
-        here) and saved for the next process.
+        The last built file (saved in the index folder) is loaded and followed by id: images
+        added or removed since are merged in at query time (:meth:`InvertedFile.with_changes`).
+        It is rebuilt from the catalogue (about 0.8 s for 10,000 images; images indexed before
+        words were stored are quantised here) and saved when there is none yet or the changes
+        exceed ``words.REBUILD_FRACTION`` of it.
         """
         generation = self.catalogue.generation
         if self._words is not None and self._words_generation == generation:
             return self._words
         vocabulary = shipped_vocabulary()
-        found, saved = InvertedFile.load(self.path, vocabulary.fingerprint)
-        if found is None or saved != generation:
-            ids, words = [], []
-            for image_id, stored, descriptors in self.catalogue.visual_words():
-                if stored is None:
-                    stored = vocabulary.quantise(np.frombuffer(descriptors, dtype=np.uint8))
-                ids.append(image_id)
-                words.append(stored)
-            found = InvertedFile.build(np.asarray(ids, dtype=np.int64), words, vocabulary.size)
+        if self._words_built is None:
+            self._words_built = InvertedFile.load(self.path, vocabulary.fingerprint)
+        built, saved = self._words_built
+        found = None
+        if built is not None and saved == generation:
+            found = built
+        elif built is not None:
+            current = self.catalogue.local_feature_ids()
+            added = np.setdiff1d(current, built.image_ids, assume_unique=True)
+            removed = np.setdiff1d(built.image_ids, current, assume_unique=True)
+            if len(added) + len(removed) <= REBUILD_FRACTION * len(built.image_ids):
+                found = built.with_changes(*self._stored_words(added), removed)
+        if found is None:
+            found = InvertedFile.build(*self._stored_words(), vocabulary.size)
+            self._words_built = (found, generation)
             try:
                 found.save(self.path, generation, vocabulary.fingerprint)
             except OSError:
                 pass  # read-only index folder: kept in memory only
         self._words, self._words_generation = found, generation
         return found
+
+    def _stored_words(self, image_ids: np.ndarray | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
+        """``(ids, words)`` of the images with local features (all, or of ``image_ids``)."""
+        vocabulary = shipped_vocabulary()
+        ids, words = [], []
+        for image_id, stored, descriptors in self.catalogue.visual_words(image_ids):
+            if stored is None:
+                stored = vocabulary.quantise(np.frombuffer(descriptors, dtype=np.uint8))
+            ids.append(image_id)
+            words.append(stored)
+        return np.asarray(ids, dtype=np.int64), words
 
     def info(self) -> dict:
         """Counts, model, format version, size on disk and the most common labels."""

@@ -83,8 +83,9 @@ class Settings:
             first ``verify_top`` matches: finds the originals of thumbnails, small crops and
             blurred copies whose global descriptor has changed too much. 0 turns it off; it
             needs ``verify_top`` > 0 and stored local features. The word index is built on
-            the first query after the collection changed and saved in the index folder
-            (about 1.3 KB per image, in memory while searching). Default 10
+            the first query and saved in the index folder (about 1.3 KB per image, in
+            memory while searching); later changes are merged in by id until they exceed
+            20 % of it, when it is rebuilt. Default 10
             (docs/benchmarks.md, "Quality").
         word_index_max_images: Collections larger than this skip the word candidates: the
             in-memory word index would take over ~330 MB (~1.3 GB at a million images, and

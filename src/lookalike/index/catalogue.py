@@ -255,14 +255,29 @@ class Catalogue:
             out[int(image_id)] = (pts, desc)
         return out
 
-    def visual_words(self) -> Iterator[tuple[int, np.ndarray | None, bytes]]:
-        """Every image with local features: ``(image_id, words or None, descriptors blob)``.
+    def local_feature_ids(self) -> np.ndarray:
+        """Ids of the images with stored local features, ascending."""
+        try:
+            rows = self.db.execute("SELECT image_id FROM local_features ORDER BY image_id")
+            return np.fromiter((r[0] for r in rows), dtype=np.int64)
+        except sqlite3.OperationalError:  # a read-only catalogue from before the table
+            return np.zeros(0, dtype=np.int64)
+
+    def visual_words(
+        self, image_ids: Sequence[int] | None = None
+    ) -> Iterator[tuple[int, np.ndarray | None, bytes]]:
+        """Images with local features (all, or those of ``image_ids``):
+        ``(image_id, words or None, descriptors blob)``.
 
         ``words`` is None for images indexed before words were stored; the caller quantises
         their descriptors instead.
         """
+        sql = "SELECT image_id, words, descriptors FROM local_features"
         try:
-            rows = self.db.execute("SELECT image_id, words, descriptors FROM local_features")
+            if image_ids is None:
+                rows = self.db.execute(sql)
+            else:
+                rows = self._in_query(sql + " WHERE image_id IN ({})", [int(i) for i in image_ids])
             for image_id, words, descriptors in rows:
                 stored = np.frombuffer(words, dtype=WORD_DTYPE) if words is not None else None
                 yield int(image_id), stored, descriptors
