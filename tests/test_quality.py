@@ -16,6 +16,7 @@ from PIL import Image
 
 import lookalike
 from conftest import PER_CLASS, SUBSET_CLASSES, caltech_image, copy_subset
+from lookalike.evaluate import evaluate_index
 from lookalike.rerank import KnnGraph, RerankParams, pin_first
 
 
@@ -186,10 +187,17 @@ def test_eval_ann_recall_and_rerank(built_index):
         assert proc.returncode == 0, proc.stderr
         return json.loads(proc.stdout)
 
-    metrics = run("eval", "--db", db, "--json", "--ann-recall")
+    metrics = run("eval", "--db", db, "--json", "--ann-recall")  # the index's default search
     assert metrics["ann_recall@10"] == 1.0 and metrics["store"] == "flat"
-    qe = run("eval", "--db", db, "--json", "--rerank", "qe")
-    assert qe["queries"] == metrics["queries"] and qe["P@1"] >= 0.9
+    plain = run("eval", "--db", db, "--json", "--rerank", "none", "--verify", "0")
+    qe = run("eval", "--db", db, "--json", "--rerank", "qe", "--verify", "0")
+    assert qe["queries"] == plain["queries"] == metrics["queries"] and qe["P@1"] >= 0.9
+    assert metrics["mAP"] != plain["mAP"]  # the defaults re-rank: not the plain ranking
+    with lookalike.Index.open(db) as ix:  # the same numbers through the Python API
+        api = evaluate_index(ix)
+        assert api.as_dict()["mAP"] == metrics["mAP"]
+    sample = run("eval", "--db", db, "--json", "--queries", "7")
+    assert sample["queries"] == 7
 
 
 def _pasted(label: str, number: int, background: int, area: float = 0.2) -> Image.Image:

@@ -91,8 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     with_db(p)
     p.add_argument("--truth", metavar="CSV", help="ground truth CSV: query,relevant[;relevant...] (default: same folder = relevant)")
     p.add_argument("--json", action="store_true", help="print as JSON")
-    p.add_argument("--rerank", choices=RERANK_METHODS, default="none", help="re-ranking to evaluate (default none: the plain cosine ranking)")
-    p.add_argument("--verify", type=_non_negative_int, default=0, metavar="N", help="also spatially verify the first N matches of every query, with the regional stage (50-150 ms per query; default 0)")
+    p.add_argument("--rerank", choices=RERANK_METHODS, help="re-ranking to evaluate (default: the index's, as search; none with --verify 0: the plain cosine ranking)")
+    p.add_argument("--verify", type=_non_negative_int, metavar="N", help="spatially verify the first N matches of every query, with word candidates and the regional stage (default: the index's, 20; 50-150 ms per query)")
+    p.add_argument("--queries", type=_positive_int, metavar="N", help="evaluate a fixed-seed sample of N queries instead of every image")
     p.add_argument("--ann-recall", action="store_true", help="also report recall@10 of the index's vector store against exact search (1.0 for an exact store)")
 
     p = sub.add_parser("serve", help="web page and REST API for an index (see docs/server.md)")
@@ -209,9 +210,17 @@ def cmd_info(args) -> int:
 
 def cmd_eval(args) -> int:
     from .evaluate import ann_recall, evaluate_index
+    from .progress import Progress
 
     with _open(args) as index:
-        report = evaluate_index(index, args.truth, rerank=args.rerank, verify=args.verify)
+        progress = Progress("evaluating", unit="queries")
+        try:
+            report = evaluate_index(
+                index, args.truth, rerank=args.rerank, verify=args.verify,
+                sample=args.queries, progress=progress,
+            )
+        finally:
+            progress.close()
         metrics = report.as_dict()
         if args.ann_recall:
             recall = ann_recall(index)

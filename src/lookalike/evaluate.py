@@ -125,17 +125,23 @@ def evaluate_vectors(
     ks: Sequence[int] = (1, 10, 100),
     chunk: int = 256,
     pass_ids: bool = False,
+    sample: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> EvalReport:
     """Rank every query that has relevant images against the whole collection.
 
     ``rank(query_vectors, k)`` returns ``(scores, ids)`` best first, as a vector store does;
-    with ``pass_ids`` it is called as ``rank(query_vectors, k, query_ids)``.
+    with ``pass_ids`` it is called as ``rank(query_vectors, k, query_ids)``. ``sample``
+    evaluates that many of the queries (a fixed-seed sample); ``progress(done, total)``
+    is called after each chunk of queries.
     """
     ids = np.asarray(ids, dtype=np.int64)
     order = np.argsort(ids)
     sorted_ids = ids[order]
-    queries = np.asarray([q for q in truth if truth[q]], dtype=np.int64)
+    queries = np.asarray(sorted(q for q in truth if truth[q]), dtype=np.int64)
     queries = queries[np.isin(queries, ids)]
+    if sample is not None and sample < len(queries):
+        queries = np.sort(np.random.default_rng(0).choice(queries, sample, replace=False))
     per_query = []
     for start in range(0, len(queries), chunk):
         q = queries[start : start + chunk]
@@ -151,6 +157,8 @@ def evaluate_vectors(
         not_self = ranked != q[:, None]
         rows_without_self = [h[m] for h, m in zip(hits, not_self, strict=False)]
         per_query += score_hits(rows_without_self, relevant.sum(axis=1), ks)
+        if progress is not None:
+            progress(min(start + chunk, len(queries)), len(queries))
     return summarise(per_query)
 
 
@@ -159,15 +167,19 @@ def evaluate_index(
     truth_csv: str | None = None,
     *,
     ks: Sequence[int] = (1, 10, 100),
-    rerank: str | None = "none",
-    verify: int | None = 0,
+    rerank: str | None = None,
+    verify: int | None = None,
+    sample: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> EvalReport:
     """Evaluate an open :class:`lookalike.Index` through its own search path.
 
     Ground truth: the CSV if given, else class folders (relevant = same parent folder).
     Each query is an indexed image, ranked against all the others (itself left out, also
-    from query expansion and verification). ``rerank``/``verify`` are the search options
-    (None: the index's settings); the defaults measure the plain cosine ranking.
+    from re-ranking and verification). ``rerank``/``verify`` are the search options; the
+    defaults (None) are the index's settings, so what is measured is what a search returns.
+    ``rerank="none", verify=0`` measures the plain cosine ranking (one batched search).
+    ``sample`` evaluates that many queries (fixed seed) instead of all.
     """
     ids, vectors = index.catalogue.all_vectors()
     if len(ids) < 2:
@@ -178,9 +190,14 @@ def evaluate_index(
         truth = csv_ground_truth(truth_csv, id_of)
     else:
         truth = folder_ground_truth(locations)
-    if rerank == "none" and not verify:
-        return evaluate_vectors(ids, vectors, truth, index.store.search, ks=ks)
-    return evaluate_vectors(ids, vectors, truth, index_ranker(index, rerank, verify), ks=ks, pass_ids=True)
+    if rerank == "none" and verify == 0:
+        return evaluate_vectors(
+            ids, vectors, truth, index.store.search, ks=ks, sample=sample, progress=progress
+        )
+    return evaluate_vectors(
+        ids, vectors, truth, index_ranker(index, rerank, verify), ks=ks, pass_ids=True,
+        sample=sample, progress=progress, chunk=32,
+    )
 
 
 def index_ranker(index, rerank: str | None, verify: int | None, regions: int | None = None) -> Callable:

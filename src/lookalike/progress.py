@@ -8,14 +8,18 @@ from typing import TextIO
 
 
 class Progress:
-    """A callable ``(done, total)`` that shows files/s and the time left.
+    """A callable ``(done, total)`` that shows the rate (``unit``/s) and the time left.
 
     On a terminal it draws a tqdm bar; elsewhere it prints one line every ``interval``
     seconds, so logs stay readable.
     """
 
-    def __init__(self, label: str = "indexing", *, stream: TextIO | None = None, interval: float = 5.0):
+    def __init__(
+        self, label: str = "indexing", *, unit: str = "files", stream: TextIO | None = None,
+        interval: float = 5.0,
+    ):
         self.label = label
+        self.unit = unit
         self.stream = stream or sys.stderr
         self.interval = interval
         self._bar = None
@@ -30,7 +34,7 @@ class Progress:
             if self._bar is None:
                 from tqdm import tqdm
 
-                self._bar = tqdm(total=total, desc=self.label, unit="img", file=self.stream, smoothing=0.1)
+                self._bar = tqdm(total=total, desc=self.label, unit=self.unit, file=self.stream, smoothing=0.1)
             self._bar.update(done - self._bar.n)
             return
         now = time.perf_counter()
@@ -41,7 +45,7 @@ class Progress:
         rate = done / elapsed if elapsed > 0 else 0.0
         eta = (total - done) / rate if rate > 0 else float("nan")
         print(
-            f"{self.label}: {done}/{total} files, {rate:.1f} files/s, ETA {eta:.0f} s",
+            f"{self.label}: {done}/{total} {self.unit}, {rate:.1f} {self.unit}/s, ETA {eta:.0f} s",
             file=self.stream,
             flush=True,
         )
