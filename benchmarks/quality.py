@@ -46,6 +46,7 @@ CONFIGS = {
     "qe+verify10": ("qe", 10, 0),
     "diffusion+verify10": ("diffusion", 10, 0),
     "diffusion+verify10+regions5": ("diffusion", 10, 5),
+    "qe+verify+regions": ("qe", None, None),  # the default until session 3
     "default": (None, None, None),
 }
 
