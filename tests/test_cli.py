@@ -86,6 +86,8 @@ def test_info(cli_index):
     assert info["images"] == TOTAL and info["model"] == "lite0-int8" and info["format_version"] == 1
     assert info["images_with_local_features"] == TOTAL
     assert info["top_labels"] and info["bytes_on_disk"] > 0
+    # 40 images: exact store, and too few for a meaningful diffusion graph.
+    assert info["store"] == "flat" and info["rerank"] == "qe"
     assert "images" in run("info", "--db", db).stdout
 
 

@@ -678,7 +678,8 @@ class Index:
         return np.asarray(ids, dtype=np.int64), words
 
     def info(self) -> dict:
-        """Counts, model, format version, size on disk and the most common labels."""
+        """Counts, model, vector store, the re-ranking default queries get (``auto``
+        resolved), format version, size on disk and the most common labels."""
         names = imagenet_labels()
         size = sum(f.stat().st_size for f in self.path.iterdir() if f.is_file())
         return {
@@ -687,6 +688,8 @@ class Index:
             "files": self.catalogue.count_files(),
             "failed_files": len(self.catalogue.failures()),
             "images_with_local_features": self.catalogue.count_local_features(),
+            "store": getattr(self.store, "inner", self.store).kind,
+            "rerank": self._rerank_method(),
             "model": self.settings.model,
             "model_id": self.catalogue.get_meta("model_id"),
             "format_version": int(self.catalogue.get_meta("format_version", "0")),

@@ -199,6 +199,7 @@ def cmd_info(args) -> int:
     print(f"images       {info['images']} ({info['files']} files, {info['failed_files']} unreadable)")
     print(f"model        {info['model']} ({info['model_id']})")
     print(f"verifiable   {info['images_with_local_features']} images with stored local features")
+    print(f"search       {info['store']} store, {info['rerank']} re-ranking by default")
     print(f"format       {info['format_version']}")
     print(f"size         {info['bytes_on_disk'] / 1e6:.1f} MB on disk")
     if info["top_labels"]:
