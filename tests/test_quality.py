@@ -5,6 +5,7 @@ Uses the shared Caltech-101 subset (5 classes x 8 photos). No timing assertions.
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from PIL import Image
 import lookalike
 from conftest import PER_CLASS, SUBSET_CLASSES, caltech_image, copy_subset
 from lookalike.evaluate import evaluate_index
+from lookalike.progress import Progress
 from lookalike.rerank import KnnGraph, RerankParams, pin_first
 
 
@@ -143,8 +145,11 @@ def test_auto_reranking_diffuses_within_its_size_range(tmp_path):
     query = caltech_image("Leopards", 20)  # not indexed
     settings = lookalike.Settings(diffusion_min_images=10)
     with lookalike.Index.open(tmp_path / "index", settings=settings) as ix:
-        ix.add([photos])
+        log = io.StringIO()
+        ix.add([photos], progress=Progress(stream=log, interval=0))
         assert (tmp_path / "index" / KnnGraph.FILE).exists()  # built by add, not by a query
+        lines = log.getvalue().splitlines()  # files, then the graph as a stage of its own
+        assert lines[0].startswith("indexing:") and lines[-1].startswith("linking neighbours: 24/24 images")
         assert ix._rerank_method() == "diffusion" and ix._rerank_method("qe") == "qe"
         default = [m.image_id for m in ix.search(query, 10, verify=0).matches]
         diffused = [m.image_id for m in ix.search(query, 10, rerank="diffusion", verify=0).matches]

@@ -209,6 +209,9 @@ class Index:
         With ``prune=True`` catalogued files under the given folders that no longer exist are
         forgotten, which makes a re-run mirror the folders. Interrupting (Ctrl-C) keeps every
         finished batch; ``report.interrupted`` is then True and a re-run resumes.
+        ``progress(done, total)`` is called as files are done; when it also has a
+        ``stage(label, unit)`` method (:class:`lookalike.progress.Progress`), it then follows
+        the diffusion graph being brought up to date (images linked).
         """
         roots = [os.path.abspath(os.path.expanduser(p)) for p in paths]
         for root in roots:
@@ -228,7 +231,7 @@ class Index:
         self._refresh_store_if_drifted()
         if not report.interrupted:
             try:
-                self._prepare_ranking()
+                self._prepare_ranking(progress)
             except KeyboardInterrupt:
                 report.interrupted = True  # the next add or diffusion query finishes the graph
         return report
@@ -246,12 +249,20 @@ class Index:
             self._prepare_ranking()
         return len(gone)
 
-    def _prepare_ranking(self) -> None:
+    def _prepare_ranking(self, progress: ProgressCallback | None = None) -> None:
         """Bring the diffusion graph up to date now when default queries will diffuse, so the
         first query after indexing does not pay for it (one 50-neighbour search per new
-        image; 1.7 s for 8,910 images from scratch)."""
-        if self._rerank_method() == "diffusion":
-            self._knn_graph()
+        image; 1.7 s for 8,910 images from scratch, about a minute at 50,000).
+
+        A ``progress`` with a ``stage(label, unit)`` method (:class:`lookalike.progress.
+        Progress` has one) is told the new stage and then gets ``(linked, to link)``; a plain
+        callable is not called, since its counts are files."""
+        if self._rerank_method() != "diffusion":
+            return
+        stage = getattr(progress, "stage", None)
+        if stage is not None:
+            stage("linking neighbours", "images")
+        self._knn_graph(progress if stage is not None else None)
 
     # --- reading ---------------------------------------------------------------------
     def embed(self, images: Sequence[ImageLike]) -> Embeddings:
@@ -508,7 +519,7 @@ class Index:
         position = {int(i): r for r, i in enumerate(found)}
         return vectors[[position[int(i)] for i in ids]]
 
-    def _knn_graph(self):
+    def _knn_graph(self, progress: ProgressCallback | None = None):
         """The neighbour graph for diffusion, current with the catalogue (built lazily)."""
         import hashlib
 
@@ -529,10 +540,11 @@ class Index:
         changed = len(current) if graph is None else int(np.setxor1d(graph.ids, current).size)
         if graph is None or changed > len(current) // 2:
             graph = KnnGraph.build(
-                current, self._vectors_of, inner.search, RerankParams().graph_k, fingerprint
+                current, self._vectors_of, inner.search, RerankParams().graph_k, fingerprint,
+                progress=progress,
             )
         elif saved != generation:
-            graph.sync(current, self._vectors_of, inner.search)
+            graph.sync(current, self._vectors_of, inner.search, progress)
         try:
             graph.save(self.path, generation)
         except OSError:

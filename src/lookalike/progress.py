@@ -50,6 +50,14 @@ class Progress:
             flush=True,
         )
 
+    def stage(self, label: str, unit: str) -> None:
+        """Start a new stage of the same work (e.g. linking neighbours after indexing files):
+        the next calls count ``unit`` under ``label``."""
+        self.close()
+        self._bar = None
+        self.label, self.unit = label, unit
+        self._start = self._last = time.perf_counter()
+
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()

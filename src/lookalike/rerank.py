@@ -39,6 +39,8 @@ METHODS: tuple[str, ...] = ("auto", "none", "qe", "diffusion")
 VectorsOf = Callable[[np.ndarray], np.ndarray]
 # (queries, k, candidates) -> (scores, ids), as VectorStore.search.
 SearchFn = Callable[[np.ndarray, int, "np.ndarray | None"], tuple[np.ndarray, np.ndarray]]
+# (images linked so far, images to link), called after each chunk of neighbour searches.
+LinkProgress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -179,7 +181,7 @@ class KnnGraph:
     @classmethod
     def build(
         cls, ids: np.ndarray, vectors_of: VectorsOf, search: SearchFn, k: int,
-        fingerprint: str = "", chunk: int = 1024,
+        fingerprint: str = "", chunk: int = 1024, progress: LinkProgress | None = None,
     ) -> KnnGraph:
         ids = np.sort(np.asarray(ids, dtype=np.int64))
         nbrs = np.full((len(ids), k), -1, dtype=np.int64)
@@ -188,9 +190,14 @@ class KnnGraph:
             part = ids[start : start + chunk]
             n, s = _neighbours(part, vectors_of(part), search, k)
             nbrs[start : start + len(part)], sims[start : start + len(part)] = n, s
+            if progress is not None:
+                progress(start + len(part), len(ids))
         return cls(ids, nbrs, sims, fingerprint)
 
-    def sync(self, current: np.ndarray, vectors_of: VectorsOf, search: SearchFn) -> bool:
+    def sync(
+        self, current: np.ndarray, vectors_of: VectorsOf, search: SearchFn,
+        progress: LinkProgress | None = None,
+    ) -> bool:
         """Follow the collection: drop removed ids, link added ones. True if anything changed."""
         current = np.sort(np.asarray(current, dtype=np.int64))
         gone = ~np.isin(self.ids, current)
@@ -210,6 +217,8 @@ class KnnGraph:
                 n, s = _neighbours(part, vectors_of(part), search, k)
                 nbrs.append(n)
                 sims.append(s)
+                if progress is not None:
+                    progress(start + len(part), len(added))
             new_n, new_s = np.concatenate(nbrs), np.concatenate(sims)
             self.ids = np.concatenate([self.ids, added])
             self.neighbours = np.concatenate([self.neighbours, new_n])
