@@ -210,6 +210,8 @@ class InvertedFile:
         """This file followed by ``added_ids`` (with their words) and ``removed_ids``, in
         time proportional to the change. Scores use this file's idf, which drifts from the
         collection's as it changes: rebuild when the change is a sizeable part of it."""
+        if self.pending:
+            raise ValueError("changes are taken relative to a built file, not a changed one")
         changed = InvertedFile(self.image_ids, self._postings, self._starts, self._norms, self._idf)
         changed._removed = np.unique(np.asarray(removed_ids, dtype=np.int64))
         if len(added_ids):
