@@ -63,7 +63,6 @@ class Index:
         self._words: InvertedFile | None = None  # visual-word index, current with the catalogue
         self._words_generation = -1
         self._words_built: tuple[InvertedFile | None, int] | None = None  # last built, its generation
-        self._verifier_generation = -1
 
     # --- opening ---------------------------------------------------------------------
     @classmethod
@@ -592,12 +591,8 @@ class Index:
         query's visual words (then of ``more()``'s ids if none verifies)."""
         from .verify import Features, Verifier, extract
 
-        generation = self.catalogue.generation
-        if self._verifier is None:
+        if self._verifier is None:  # its feature cache stays valid: image ids are never reused
             self._verifier = Verifier()
-        elif self._verifier_generation != generation:
-            self._verifier.clear()  # image ids may have been removed and reused
-        self._verifier_generation = generation
         size = self._verifier.params.size
         query = extract(image, self._verifier.params)
         checked = [int(i) for i in checked]

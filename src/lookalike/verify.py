@@ -148,10 +148,6 @@ class Verifier:
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
 
-    def clear(self) -> None:
-        with self._lock:
-            self._cache.clear()
-
     def features_of(self, image_id: int, load: Loader) -> Features | None:
         with self._lock:
             if image_id in self._cache:
