@@ -16,8 +16,8 @@ against its index and times each step separately, with the same code the product
   inverted file (already built), 10 candidates;
 * ``verify20_words10``: verification of the first 20 matches and of those 10 word
   candidates, as a default query does;
-* ``regions_embed``: the regional pass: inference at 384 px and GeM over 30 windows;
-* ``regions_search``: the 30 regional searches (3 matches each), merged, and the window
+* ``regions_embed``: the regional pass: inference at 512 px and GeM over 30 windows;
+* ``regions_search``: the 30 regional searches (11 matches each), merged, and the window
   closest to each of the 10 candidates;
 * ``regions_verify10``: verification of the 10 regional candidates against their windows
   (each window's ORB features, the candidates' stored features, matching, RANSAC; it also

@@ -80,9 +80,14 @@ class SearchOptions:
 class RegionParams:
     """The regional search behind ``Settings.regions`` (measured in docs/benchmarks.md)."""
 
-    size: int = 384  # input side of the query's second pass: a 12x12 feature map
+    # Input side of the query's second pass: a 16x16 feature map. A photo pasted at 40 % of
+    # a picture's side is then ~200 px, as many as the original at the model's usual input.
+    size: int = 512
     levels: tuple[int, ...] = (1, 2, 3, 4)  # R-MAC grid: 1 + 4 + 9 + 16 windows
-    per_region: int = 3  # nearest images per window, merged by their best score
+    per_region: int = 3  # nearest images per window, merged by their best contrast
+    # A window's match counts by how far it stands out: its score minus the window's
+    # ``contrast_rank``-th best score (0-based), not the raw score.
+    contrast_rank: int = 10
     verify_regions: int = 1  # each candidate is verified against its closest window(s)
 
 
@@ -95,18 +100,32 @@ def regional_candidates(
     exclude: set[int] | frozenset[int] = frozenset(),
     params: RegionParams = RegionParams(),
 ) -> list[int]:
-    """The ``count`` images closest to any region of the query, best first.
+    """The ``count`` images that stand out most among the matches of any region of the query.
 
     ``search(vectors, k, candidates=allowed, rough=True)`` is the store's search in the
     space of ``region_vectors`` (rough: these are candidates for verification, an
     approximate store need not re-score many); ids in ``exclude`` are skipped.
+
+    Each window's matches are scored by their *contrast*, the similarity minus that of the
+    window's ``contrast_rank``-th match. Windows of background or texture resemble many
+    photos about equally, while the window that holds a pasted photo resembles its original
+    much more than anything else; raw scores let the first kind crowd out the second. On the
+    instance benchmark's 60 pasted photos the original is among the 10 candidates for 49
+    instead of 46 (512 px; 43 instead of 38 at 384 px), the same effect as hubness
+    corrections such as CSLS.
     """
-    scores, ids = search(region_vectors, params.per_region, candidates=allowed, rough=True)
+    depth = max(params.per_region, params.contrast_rank + 1)
+    scores, ids = search(region_vectors, depth, candidates=allowed, rough=True)
     best: dict[int, float] = {}
     for row_scores, row_ids in zip(scores.tolist(), ids.tolist(), strict=True):
-        for score, image_id in zip(row_scores, row_ids, strict=True):
-            if image_id not in exclude and score > best.get(image_id, -np.inf):
-                best[image_id] = score
+        valid = [s for s, i in zip(row_scores, row_ids, strict=True) if i >= 0]
+        floor = valid[min(params.contrast_rank, len(valid) - 1)] if valid else 0.0
+        for score, image_id in zip(row_scores[: params.per_region], row_ids[: params.per_region], strict=True):
+            if image_id < 0 or image_id in exclude:
+                continue
+            contrast = score - floor
+            if contrast > best.get(image_id, -np.inf):
+                best[image_id] = contrast
     return sorted(best, key=lambda i: -best[i])[:count]
 
 
