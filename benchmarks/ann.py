@@ -10,8 +10,8 @@ by log-normal noise (sigma 0.3), then is L2-normalised. Fixed seed, generated in
 memory stays flat. Queries are the real descriptors of 200 Caltech photos.
 
 Steps: write a catalogue of ``n`` images (1 file row and 5 label rows each, as indexing
-would); time ``Index.store`` on it (learn the centre, build the graph from the catalogue,
-save) = build time; exact ground truth in the same (centred) space by a streamed scan; then
+would); time ``Index.store`` on it (learn the transform, build the graph from the catalogue,
+save) = build time; exact ground truth in the same (transformed) space by a streamed scan; then
 in a *fresh process*: open time (``Index.open`` + store, memory-mapped), p50/p95 search
 latency (store only: centring, graph, exact re-scoring from the catalogue), recall@10 and
 RSS. Finally the end-to-end query (decode + embed + search) on an index of ``n-e2e`` whose
@@ -123,13 +123,13 @@ def real_features(paths: list[Path], withheld: set[int]) -> list:
     return out
 
 
-def ground_truth(base, labels, n: int, queries: np.ndarray, centre, k: int = 10) -> np.ndarray:
-    """Exact top-``k`` catalogue ids per query, in the store's (centred) space."""
-    q = centre.apply(queries)
+def ground_truth(base, labels, n: int, queries: np.ndarray, transform, k: int = 10) -> np.ndarray:
+    """Exact top-``k`` catalogue ids per query, in the store's (transformed) space."""
+    q = transform.apply(queries)
     best_s = np.full((len(q), k), -np.inf, dtype=np.float32)
     best_i = np.zeros((len(q), k), dtype=np.int64)
     for start, vectors, _ in synthetic_chunks(base, labels, n):
-        stored = centre.apply(vectors.astype(np.float16).astype(np.float32))  # as catalogued
+        stored = transform.apply(vectors.astype(np.float16).astype(np.float32))  # as catalogued
         s = q @ stored.T
         ids = np.arange(start + 1, start + len(vectors) + 1)  # catalogue ids are 1-based rowids
         all_s = np.concatenate([best_s, s], axis=1)
@@ -194,12 +194,12 @@ def build_and_measure(
     result["catalogue_write_s"] = round(write_catalogue(folder, base, labels, n, features), 1)
     with lookalike.Index.open(folder) as index:
         started = time.perf_counter()
-        store = index.store  # centre + graph from the catalogue, saved
+        store = index.store  # transform + graph from the catalogue, saved
         result["build_s"] = round(time.perf_counter() - started, 1)
         result["builder_peak_rss_mb"] = round(rss_mb("VmHWM"), 1)  # includes the generator
         result["store"] = type(store.inner).__name__
-        centre = store.centre
-    truth = ground_truth(base, labels, n, queries, centre)
+        transform = store.transform
+    truth = ground_truth(base, labels, n, queries, transform)
     np.save(scratch / "queries.npy", queries)
     np.save(scratch / "truth.npy", truth)
     out = subprocess.run(

@@ -137,7 +137,7 @@ def main() -> None:
             routed = None
             if not args.no_routing:
                 t0 = time.perf_counter()
-                routed = evaluate_vectors(ids, vectors, truth, category_routed_rank(index, ids, index.store.centre.apply(vectors)))
+                routed = evaluate_vectors(ids, vectors, truth, category_routed_rank(index, ids, index.store.transform.apply(vectors)))
                 routed_seconds = time.perf_counter() - t0
         result = {
             "benchmark": "caltech101 class-level retrieval, each image vs the rest"

@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             emb = index.embedder.embed_images([image])
             steps["embed"].append(time.perf_counter() - t)
             t = time.perf_counter()
-            vector = store.centre.apply(emb.vectors)[0]
+            vector = store.transform.apply(emb.vectors)[0]
             scores, ids = inner.search(vector[None, :], params.depth)
             steps["search"].append(time.perf_counter() - t)
             t = time.perf_counter()  # the seed's routing: label lookup in SQLite + a filtered search
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             steps["regions_embed"].append(time.perf_counter() - t)
             t = time.perf_counter()  # as Index._regional: centring, 30 searches, closest windows
             extra = regional_checks(raw_regions, boxes, store.search, index._vectors_of, 10,
-                                    centre=store.centre.apply, params=regions)
+                                    transform=store.transform.apply, params=regions)
             steps["regions_search"].append(time.perf_counter() - t)
             t = time.perf_counter()  # nothing to check first, so only the regional candidates
             index._verify(image, ids[0][:10], [], lambda extra=extra: extra)
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             del big
             times, qe_times = [], []
             for q in queries[:100]:
-                vector = store.centre.apply(index.embedder.embed_images([index._decode(q["path"])]).vectors)[0]
+                vector = store.transform.apply(index.embedder.embed_images([index._decode(q["path"])]).vectors)[0]
                 t = time.perf_counter()
                 s, i = flat.search(vector[None, :], params.depth)
                 times.append(time.perf_counter() - t)

@@ -153,7 +153,7 @@ def augmented_copies(paths: list[Path], count: int) -> Path:
 def descriptor_map(index: lookalike.Index, paths: list[Path], labels: list[str]) -> dict:
     ids = [index.catalogue.image_for_location(str(p)) for p in paths]
     vectors = index.catalogue.vectors_for(ids)
-    centred = index.store.centre.apply(vectors)
+    centred = index.store.transform.apply(vectors)
     return {
         "map_raw": round(caltech.mean_average_precision(vectors, labels), 4),
         "map_centred": round(caltech.mean_average_precision(centred, labels), 4),

@@ -1,4 +1,5 @@
-"""Centring on the collection mean: learned from real embeddings, re-learned as it grows."""
+"""The learned transform: centring and whitening, learned from real embeddings, re-learned as
+the collection grows."""
 
 from __future__ import annotations
 
@@ -7,18 +8,27 @@ import pytest
 
 import lookalike
 from conftest import copy_subset
-from lookalike.index.transform import MIN_IMAGES, Centre
+from lookalike.index.transform import MIN_IMAGES, Transform, mutual_neighbour_pairs
 
 CLASSES = ("airplanes", "Leopards", "Motorbikes", "watch", "sunflower", "chair", "pizza",
            "dolphin", "butterfly", "grand_piano", "ketch", "laptop", "revolver")
 
 
-def test_centre_policy():
-    assert not Centre.fit(np.ones((MIN_IMAGES - 1, 4), np.float32)).stale_for(MIN_IMAGES - 1)
-    assert Centre(None, 10).stale_for(MIN_IMAGES)
-    fitted = Centre(np.zeros(4, np.float32), 200)
+def test_transform_policy():
+    assert not Transform.fit(np.ones((MIN_IMAGES - 1, 4), np.float32)).stale_for(MIN_IMAGES - 1)
+    assert Transform(None, 10).stale_for(MIN_IMAGES)
+    fitted = Transform(np.zeros(4, np.float32), 200)
     assert not fitted.stale_for(250) and fitted.stale_for(301) and fitted.stale_for(133)
-    assert Centre.from_json(fitted.to_json()).count == 200
+    assert Transform.from_json(fitted.to_json()).count == 200
+    # Whitening switched on, or its threshold crossed, re-learns; switched off likewise.
+    assert not fitted.stale_for(250, whiten_min_images=1000)
+    assert fitted.stale_for(250, whiten_min_images=220)
+    unwhitened = Transform(np.zeros(4, np.float32), 1200)
+    assert unwhitened.stale_for(1200, whiten_min_images=1000)
+    assert not unwhitened.stale_for(1200, whiten_min_images=None)
+    # Learned for, even if too few pairs gave no whitening: not learned again and again.
+    tried = Transform.from_json(Transform(np.zeros(4, np.float32), 1200, None, whitened=True).to_json())
+    assert not tried.stale_for(1200, whiten_min_images=1000) and tried.stale_for(1200, None)
 
 
 def test_collection_mean_is_learned_and_applied(tmp_path):
@@ -27,7 +37,7 @@ def test_collection_mean_is_learned_and_applied(tmp_path):
         index.add([photos])
         ids, raw = index.catalogue.all_vectors()
         assert len(ids) == len(CLASSES) * 8 >= MIN_IMAGES
-        centre = Centre.from_json(index.catalogue.get_meta("centre"))
+        centre = Transform.from_json(index.catalogue.get_meta("transform"))
         np.testing.assert_allclose(centre.mean, raw.mean(axis=0), atol=1e-6)
         # The store holds centred, unit-length vectors...
         stored = index.store.inner.vectors
@@ -37,6 +47,47 @@ def test_collection_mean_is_learned_and_applied(tmp_path):
         result = index.search(photos / "ketch" / "image_0003.jpg", k=3)
         assert result.matches[0].path.endswith("ketch/image_0003.jpg")
         assert result.matches[0].score == pytest.approx(1.0, abs=2e-3)
-    # A reopened index uses the saved store and centre without re-learning.
+    # A reopened index uses the saved store and transform without re-learning.
     with lookalike.Index.open(tmp_path / "index") as index:
-        assert index.store.centre.count == len(CLASSES) * 8
+        assert index.store.transform.count == len(CLASSES) * 8
+        assert index.store.transform.whitening is None  # fewer than whiten_min_images
+
+
+WHITEN_CLASSES = ("airplanes", "Leopards", "Motorbikes", "watch", "sunflower", "chair", "pizza",
+                  "dolphin", "butterfly", "grand_piano", "ketch", "laptop", "revolver", "bonsai",
+                  "brain", "buddha", "car_side", "chandelier", "ewer", "hawksbill", "helicopter",
+                  "ibis", "kangaroo", "lotus", "menorah", "starfish", "stop_sign", "trilobite")
+
+
+def test_whitening_is_learned_from_neighbour_pairs(tmp_path):
+    photos = copy_subset(tmp_path / "photos", classes=WHITEN_CLASSES, per_class=20)
+    settings = lookalike.Settings(whiten_min_images=500, local_features=False)
+    with lookalike.Index.open(tmp_path / "index", settings=settings) as index:
+        index.add([photos])
+        ids, raw = index.catalogue.all_vectors()
+        assert len(ids) == len(WHITEN_CLASSES) * 20 >= 500
+        transform = index.store.transform
+        assert transform.whitening is not None, "560 photos give enough mutual-neighbour pairs"
+        # The pairs it learns from are mostly two photos of one kind of thing.
+        centred = Transform(raw.mean(axis=0), len(raw)).apply(raw)
+        pairs = mutual_neighbour_pairs(centred)
+        labels = np.array([index.catalogue.locations_for([int(i)])[int(i)][0].split("/")[-2] for i in ids])
+        assert len(pairs) == transform.whitening.pairs >= centred.shape[1] // 4
+        assert (labels[pairs[:, 0]] == labels[pairs[:, 1]]).mean() > 0.8
+        # The store holds whitened unit vectors, and queries are whitened the same way.
+        np.testing.assert_allclose(index.store.inner.vectors, transform.apply(raw), atol=1e-5)
+        np.testing.assert_allclose(np.linalg.norm(index.store.inner.vectors, axis=1), 1.0, atol=1e-5)
+        result = index.search(photos / "ketch" / "image_0003.jpg", k=3, verify=0)
+        assert result.matches[0].path.endswith("ketch/image_0003.jpg")
+        assert result.matches[0].score == pytest.approx(1.0, abs=2e-3)
+        fingerprint = transform.fingerprint
+    # Saved in the catalogue: a reopened index has the same transform, learned once.
+    with lookalike.Index.open(tmp_path / "index", settings=settings) as index:
+        assert index.store.transform.fingerprint == fingerprint
+    # Learning is deterministic (a fixed-seed sample; in memory the mean is summed in float32,
+    # the index streams it in float64), and turning it off re-learns without.
+    again = Transform.fit(raw, whiten_min_images=500)
+    np.testing.assert_allclose(again.whitening.projection, transform.whitening.projection, atol=1e-3)
+    with lookalike.Index.open(tmp_path / "index", settings=settings.with_(whiten=False)) as index:
+        assert index.store.transform.whitening is None
+        np.testing.assert_allclose(index.store.inner.vectors, centred, atol=1e-5)

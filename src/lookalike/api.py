@@ -29,7 +29,7 @@ from .errors import ImageError, IndexFormatError, LookalikeError
 from .images import is_supported, load_image
 from .index.ann import CatalogueVectors
 from .index.catalogue import FORMAT_VERSION, Catalogue
-from .index.transform import MIN_IMAGES, Centre, CentredStore
+from .index.transform import MIN_IMAGES, Transform, TransformedStore
 from .index.vectors import VectorStore, open_store
 from .index.words import REBUILD_FRACTION, InvertedFile, shipped_vocabulary
 from .pipeline import Indexer, IndexReport, ProgressCallback, discover, is_under
@@ -57,7 +57,7 @@ class Index:
         self.catalogue = catalogue
         self.settings = settings
         self.embedder = Embedder(settings)
-        self._store: CentredStore | None = None
+        self._store: TransformedStore | None = None
         self._graph = None  # rerank.KnnGraph: built by add() when "auto" picks diffusion
         self._verifier = None  # verify.Verifier, with its per-generation feature cache
         self._words: InvertedFile | None = None  # visual-word index, current with the catalogue
@@ -148,44 +148,58 @@ class Index:
     def store(self) -> VectorStore:
         """The vector store, loaded from disk or rebuilt from the catalogue when stale.
 
-        Stored descriptors are centred on the collection mean (:mod:`lookalike.index.transform`);
-        the mean is re-learned, and the store rebuilt, when the collection size has moved by
-        half since it was learned.
+        Stored descriptors are centred on the collection mean and whitened
+        (:mod:`lookalike.index.transform`); both are re-learned, and the store rebuilt, when
+        the collection size has moved by half since they were learned.
         """
         if self._store is None:
             self._store = self._open_store()
         return self._store
 
-    def _open_store(self, expected: int = 0) -> CentredStore:
+    def _whiten_min_images(self) -> int | None:
+        return self.settings.whiten_min_images if self.settings.whiten else None
+
+    def _open_store(self, expected: int = 0) -> TransformedStore:
         """Exact or approximate by collection size (``expected``: images about to be added)."""
-        centre = Centre.from_json(self.catalogue.get_meta("centre"))
-        refit = centre.stale_for(self.catalogue.count_images())
+        transform = Transform.from_json(self.catalogue.get_meta("transform"))
+        refit = transform.stale_for(self.catalogue.count_images(), self._whiten_min_images())
         if refit:
-            centre = self._refit_centre()
+            transform = self._refit_transform()
         inner = open_store(
             self.path,
             self.catalogue,
             self.settings,
-            transform=centre.apply,
-            fingerprint=centre.to_json(),
+            transform=transform.apply,
+            fingerprint=transform.fingerprint,
             rebuild=refit,
             expected=expected,
         )
-        return CentredStore(inner, centre)
+        return TransformedStore(inner, transform)
 
-    def _refit_centre(self) -> Centre:
-        # Streamed in chunks: a million float32 descriptors would need 5 GB at once.
+    def _refit_transform(self) -> Transform:
+        # The mean is streamed in chunks (a million float32 descriptors would need 5 GB at
+        # once); the whitening reads a sample of at most transform.WHITEN_SAMPLE of them.
         total, count = None, 0
         for _, chunk in CatalogueVectors(self.catalogue).chunks():
             part = chunk.sum(axis=0, dtype=np.float64)
             total, count = (part if total is None else total + part), count + len(chunk)
-        centre = Centre(None, count) if count < MIN_IMAGES else Centre(total / count, count)
-        self.catalogue.set_meta({"centre": centre.to_json()})
-        return centre
+        if count < MIN_IMAGES:
+            transform = Transform(None, count)
+        else:
+            source = CatalogueVectors(self.catalogue)
+            ids = source.ids()
+            transform = Transform.with_whitening(
+                (total / count).astype(np.float32), count,
+                lambda positions: source(ids[positions])[1], self._whiten_min_images(),
+            )
+        self.catalogue.set_meta({"transform": transform.to_json()})
+        return transform
 
     def _refresh_store_if_drifted(self) -> None:
-        """After writes: drop the store if the centre must be re-learned (rebuilt lazily)."""
-        if self._store is not None and self._store.centre.stale_for(self.catalogue.count_images()):
+        """After writes: drop the store if the transform must be re-learned (rebuilt lazily)."""
+        if self._store is not None and self._store.transform.stale_for(
+            self.catalogue.count_images(), self._whiten_min_images()
+        ):
             self._store = None
             self.store  # noqa: B018 - rebuild now, so the next search starts fast
 
@@ -437,8 +451,8 @@ class Index:
         if words < 0:
             raise LookalikeError("words must be 0 (off) or a number of candidates to check")
         store = self.store
-        inner = getattr(store, "inner", store)  # searches in the store's (centred) space
-        centre = getattr(store, "centre", None)
+        inner = getattr(store, "inner", store)  # searches in the store's (transformed) space
+        transform = getattr(store, "transform", None)
         params = RerankParams(min_images=self.settings.diffusion_min_images)
         skip = 1 if exclude_query else 0
         depth = top + skip
@@ -453,7 +467,7 @@ class Index:
             if own is not None:
                 keep = ids != own
                 scores, ids = scores[keep], ids[keep]
-            query = centre.apply(vector[None, :])[0] if centre is not None else vector
+            query = transform.apply(vector[None, :])[0] if transform is not None else vector
             order = ids
             if method != "none":
                 order = reorder_ids(
@@ -503,7 +517,7 @@ class Index:
         )
 
     def _vectors_of(self, ids) -> np.ndarray:
-        """Descriptors of indexed images in the store's space (centred), in the order given."""
+        """Descriptors of indexed images in the store's space (transformed), in the order given."""
         from .index.vectors import FlatStore
 
         ids = np.asarray(ids, dtype=np.int64)
@@ -513,20 +527,18 @@ class Index:
             rows = np.clip(np.searchsorted(inner.ids, ids), 0, len(inner.ids) - 1)
             if np.array_equal(inner.ids[rows], ids):
                 return inner.vectors[rows]
-        centre = getattr(store, "centre", None)
-        found, vectors = CatalogueVectors(self.catalogue, centre.apply if centre else None)(ids)
+        transform = getattr(store, "transform", None)
+        found, vectors = CatalogueVectors(self.catalogue, transform.apply if transform else None)(ids)
         position = {int(i): r for r, i in enumerate(found)}
         return vectors[[position[int(i)] for i in ids]]
 
     def _knn_graph(self, progress: ProgressCallback | None = None):
         """The neighbour graph for diffusion, current with the catalogue (built lazily)."""
-        import hashlib
-
         from .rerank import KnnGraph, RerankParams
 
         store = self.store
-        centre = getattr(store, "centre", None)
-        fingerprint = hashlib.sha256((centre.to_json() if centre else "").encode()).hexdigest()[:16]
+        transform = getattr(store, "transform", None)
+        fingerprint = transform.fingerprint if transform is not None else ""
         generation = self.catalogue.generation
         graph = self._graph
         if graph is not None and graph.fingerprint == fingerprint and self._graph_generation == generation:
@@ -556,10 +568,10 @@ class Index:
         each paired with the box of the query window closest to it: ``[(image_id, box)]``."""
         params = RegionParams()
         vectors, boxes = self.embedder.region_vectors(image, params.size, params.levels)
-        centre = getattr(self.store, "centre", None)
-        return regional_checks(  # the store centres the raw region descriptors when searching
+        transform = getattr(self.store, "transform", None)
+        return regional_checks(  # the store transforms the raw region descriptors when searching
             vectors, boxes, self.store.search, self._vectors_of, count,
-            centre=centre.apply if centre is not None else None,
+            transform=transform.apply if transform is not None else None,
             allowed=allowed, exclude=exclude, params=params,
         )
 

@@ -233,8 +233,8 @@ def ann_recall(index, k: int = 10, queries: int = 1000, seed: int = 0) -> dict:
         raise LookalikeError(f"the index needs more than {k + 1} images to measure recall@{k}")
     rng = np.random.default_rng(seed)
     q_ids = np.sort(rng.choice(all_ids, size=min(queries, len(all_ids)), replace=False))
-    centre = getattr(store, "centre", None)
-    transform = centre.apply if centre is not None else None
+    learned = getattr(store, "transform", None)
+    transform = learned.apply if learned is not None else None
     raw = index.catalogue.vectors_for(q_ids.tolist())
     q = transform(raw) if transform else raw
     # Exact: stream the catalogue, keep a running top-(k+1) per query.

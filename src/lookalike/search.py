@@ -136,7 +136,7 @@ def regional_checks(
     vectors_of: Callable[[np.ndarray], np.ndarray],
     count: int,
     *,
-    centre: Callable[[np.ndarray], np.ndarray] | None = None,
+    transform: Callable[[np.ndarray], np.ndarray] | None = None,
     allowed: np.ndarray | None = None,
     exclude: set[int] | frozenset[int] = frozenset(),
     params: RegionParams = RegionParams(),
@@ -144,7 +144,7 @@ def regional_checks(
     """The :func:`regional_candidates`, each paired with the box of every query window it is
     to be verified against (its ``params.verify_regions`` closest): ``[(image_id, box)]``.
 
-    ``vectors_of`` gives candidates' descriptors in the store's space, and ``centre`` maps
+    ``vectors_of`` gives candidates' descriptors in the store's space, and ``transform`` maps
     the raw region descriptors into it (``search`` does that itself).
     """
     found = regional_candidates(
@@ -153,7 +153,7 @@ def regional_checks(
     if not found:
         return []
     ids = np.asarray(found, dtype=np.int64)
-    regions = centre(region_vectors) if centre is not None else region_vectors
+    regions = transform(region_vectors) if transform is not None else region_vectors
     closest = closest_regions(vectors_of(ids), regions, params.verify_regions)
     return [(int(i), tuple(boxes[w])) for i, row in zip(ids, closest, strict=True) for w in row]
 
