@@ -215,6 +215,40 @@ def _pasted(label: str, number: int, background: int, area: float = 0.2) -> Imag
     return back
 
 
+def _collage(background: tuple[str, int], label: str, number: int, area: float = 0.2) -> Image.Image:
+    """A photo shrunk to ``area`` of an *indexed* photo and pasted onto it."""
+    back = Image.open(caltech_image(*background)).convert("RGB").resize((480, 360))
+    photo = Image.open(caltech_image(label, number)).convert("RGB")
+    scale = (area * back.width * back.height / (photo.width * photo.height)) ** 0.5
+    photo = photo.resize((round(photo.width * scale), round(photo.height * scale)))
+    back.paste(photo, (back.width - photo.width - 20, 30))
+    return back
+
+
+def test_regional_stage_runs_unless_a_match_is_sure(index):
+    """A collage of two indexed photos: a weak verified match (< VerifyParams.sure_inliers)
+    may explain only part of the query, so the regions are still searched and the pasted
+    photo is checked against its own region; a sure match ends the query as before."""
+    from lookalike.verify import VerifyParams
+
+    ix, photos = index
+    sure = VerifyParams().sure_inliers
+    watch = str(photos / "watch" / "image_0006.jpg")
+
+    def inliers_of(matches) -> int:
+        return next((m.inliers or 0 for m in matches if m.path == watch), 0)
+
+    weak = _collage(("sunflower", 5), "watch", 6)
+    plain = ix.search(weak, 5, rerank="none", verify=5, regions=0).matches
+    assert 15 <= max(m.inliers or 0 for m in plain) < sure  # verified, but weakly
+    found = ix.search(weak, 5, rerank="none", verify=5, regions=5).matches
+    assert found[0].path == watch and inliers_of(found) >= sure > inliers_of(plain)
+    strong = _collage(("Leopards", 3), "watch", 6)
+    plain = ix.search(strong, 5, rerank="none", verify=5, regions=0).matches
+    assert max(m.inliers or 0 for m in plain) >= sure  # the background photo, surely
+    assert inliers_of(ix.search(strong, 5, rerank="none", verify=5, regions=5).matches) == inliers_of(plain)
+
+
 def test_region_grid_covers_the_map():
     from lookalike.embed.pooling import region_grid
 

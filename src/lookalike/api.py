@@ -327,10 +327,10 @@ class Index:
             verify: Spatially verify this many first matches with local features, moving
                 verified copies of the query to the top (default ``settings.verify_top``,
                 20; 0 turns it off; :mod:`lookalike.verify`).
-            regions: When nothing among those verifies, search again with regional
-                descriptors of the query and verify this many more candidates (default
-                ``settings.regions``, 10; 0 turns it off): finds the original of a photo
-                pasted into a larger picture.
+            regions: When nothing among those verifies surely (60+ inliers), search again
+                with regional descriptors of the query and verify this many more
+                candidates (default ``settings.regions``, 10; 0 turns it off): finds the
+                original of a photo pasted into a larger picture.
             words: Also verify this many candidates found by the query's visual words
                 (default ``settings.word_candidates``, 10; 0 turns it off;
                 :mod:`lookalike.index.words`): finds originals of thumbnails, small crops
@@ -600,7 +600,7 @@ class Index:
         allowed=None, exclude: set[int] = frozenset(),
     ) -> tuple[list[int], dict[int, int]]:
         """Spatial verification of ``checked`` and of the ``words`` best candidates of the
-        query's visual words (then of ``more()``'s ids if none verifies)."""
+        query's visual words (then of ``more()``'s ids if none verifies surely)."""
         from .verify import Features, Verifier, extract
 
         if self._verifier is None:  # its feature cache stays valid: image ids are never reused
@@ -697,8 +697,9 @@ class Index:
         return np.asarray(ids, dtype=np.int64), words
 
     def info(self) -> dict:
-        """Counts, model, vector store, the re-ranking default queries get (``auto``
-        resolved), format version, size on disk and the most common labels."""
+        """Counts, model, vector store, the learned descriptor transform, the re-ranking
+        default queries get (``auto`` resolved), format version, size on disk and the most
+        common labels."""
         names = imagenet_labels()
         size = sum(f.stat().st_size for f in self.path.iterdir() if f.is_file())
         return {
@@ -708,6 +709,7 @@ class Index:
             "failed_files": len(self.catalogue.failures()),
             "images_with_local_features": self.catalogue.count_local_features(),
             "store": getattr(self.store, "inner", self.store).kind,
+            "transform": self.store.transform.describe(),
             "rerank": self._rerank_method(),
             "model": self.settings.model,
             "model_id": self.catalogue.get_meta("model_id"),

@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--add", action="store_true", help="add the query images to the index after searching")
     p.add_argument("--rerank", choices=RERANK_METHODS, help="re-ranking: auto (default: diffusion for 500-50,000 images, else qe), diffusion, qe (query expansion) or none")
     p.add_argument("--verify", type=_non_negative_int, metavar="N", help="spatially verify the first N matches so copies of the query come first (default 20; 0: off)")
-    p.add_argument("--regions", type=_non_negative_int, metavar="N", help="if none of those verifies, search with regions of the query and verify N more candidates: finds photos pasted into a larger picture (default 10; 0: off)")
+    p.add_argument("--regions", type=_non_negative_int, metavar="N", help="if none of those verifies surely (60+ inliers), search with regions of the query and verify N more candidates: finds photos pasted into a larger picture (default 10; 0: off)")
     p.add_argument("--words", type=_non_negative_int, metavar="N", help="also verify N candidates found by the query's visual words (local features): finds thumbnails, small crops and blurred copies (default 10; 0: off)")
 
     p = sub.add_parser("remove", help="forget files or folders from the index")
@@ -200,6 +200,7 @@ def cmd_info(args) -> int:
     print(f"model        {info['model']} ({info['model_id']})")
     print(f"verifiable   {info['images_with_local_features']} images with stored local features")
     print(f"search       {info['store']} store, {info['rerank']} re-ranking by default")
+    print(f"descriptors  {info['transform']}")
     print(f"format       {info['format_version']}")
     print(f"size         {info['bytes_on_disk'] / 1e6:.1f} MB on disk")
     if info["top_labels"]:

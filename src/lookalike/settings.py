@@ -82,11 +82,13 @@ class Settings:
             their files: faster (verifying 10 candidates: ~33 instead of ~84 ms), and it keeps
             working when the photos are offline or remote. Off: candidates' files are read
             at query time. Costs about 3 ms of CPU per indexed image.
-        regions: When none of the first ``verify_top`` matches verifies, the query is searched
-            again with 30 regional descriptors (one more inference at 512 px, pooled over an
-            R-MAC grid of 1 + 4 + 9 + 16 windows); the images that stand out most among
-            the windows' matches are candidates, and this many of them are verified, each against the window closest to it: this finds the original of a
-            photo pasted into a larger picture, or of a small crop. 0 turns it off; it
+        regions: When none of the first ``verify_top`` matches verifies surely (with 60
+            inliers or more: a weaker match may be only the background of a collage), the
+            query is searched again with 30 regional descriptors (one more inference at
+            512 px, pooled over an R-MAC grid of 1 + 4 + 9 + 16 windows); the images that
+            stand out most among the windows' matches are candidates, and this many of them
+            are verified, each against the window closest to it: this finds the original of
+            a photo pasted into a larger picture, or of a small crop. 0 turns it off; it
             needs ``verify_top`` > 0. Default 10 (docs/benchmarks.md, "Quality").
         word_candidates: Also verify this many candidates found by a bag-of-visual-words
             search over the stored local features (:mod:`lookalike.index.words`), with the

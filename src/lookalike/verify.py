@@ -38,6 +38,9 @@ class VerifyParams:
     features: int = 400  # ORB keypoints per image
     ratio: float = 0.8  # Lowe's ratio test on the two nearest descriptors
     min_inliers: int = 15  # homography inliers needed to call a match verified
+    # A best match with fewer inliers may explain only part of the query (the background of
+    # a collage that also holds an indexed photo), so the regional search still runs.
+    sure_inliers: int = 60
     reprojection: float = 8.0  # RANSAC inlier threshold in pixels (at ``size``)
     workers: int = 2  # threads verifying candidates in parallel (OpenCV releases the GIL)
     cache: int = 512  # candidates' features kept in memory
@@ -191,7 +194,9 @@ class Verifier:
         """``ranked`` ids with the verified ones among ``checked`` moved to the front.
 
         ``checked`` is usually the first matches of the plain cosine ranking (the list most
-        likely to hold the original of an edited copy). When none of them verifies, ``more()``
+        likely to hold the original of an edited copy). When none of them verifies with at least
+        ``params.sure_inliers`` inliers (a weaker match may be only the background of a
+        collage that also holds an indexed photo), ``more()``
         (if given) is asked for further candidates, each with the part of the query that
         found it (a box in fractions of the picture, or None for all of it): the regional
         search of :meth:`lookalike.Index.search`. Each is checked against the features of
@@ -207,7 +212,7 @@ class Verifier:
         query = query if query is not None else extract(query_image, self.params)
         counts = dict(zip(checked, self.count_inliers(query, checked, load), strict=True))
         verified = [i for i in checked if counts[i] >= self.params.min_inliers]
-        if not verified and more is not None:
+        if more is not None and max((counts[i] for i in verified), default=0) < self.params.sure_inliers:
             # A candidate checked already is checked again against its region: the original
             # of a pasted photo can rank first and still fail against the whole collage.
             pairs = [(int(i), box) for i, box in more() if box is not None or int(i) not in counts]

@@ -286,7 +286,7 @@ def search_params(
     ] = None,
     regions: Annotated[
         int | None,
-        Query(ge=0, le=50, description="regional candidates to verify when none of those verifies (default 10; 0: off)"),
+        Query(ge=0, le=50, description="regional candidates to verify when none of those verifies surely, with 60+ inliers (default 10; 0: off)"),
     ] = None,
     words: Annotated[
         int | None,
