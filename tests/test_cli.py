@@ -88,7 +88,7 @@ def test_info(cli_index):
     assert info["top_labels"] and info["bytes_on_disk"] > 0
     # 40 images: exact store, and too few for a meaningful diffusion graph.
     assert info["store"] == "flat" and info["rerank"] == "qe"
-    assert info["transform"] == "centred"  # whitening needs 1,000 images
+    assert info["transform"] == "none (fewer than 100 images)"  # centring needs 100
     assert "images" in run("info", "--db", db).stdout
 
 

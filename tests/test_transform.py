@@ -91,3 +91,8 @@ def test_whitening_is_learned_from_neighbour_pairs(tmp_path):
     with lookalike.Index.open(tmp_path / "index", settings=settings.with_(whiten=False)) as index:
         assert index.store.transform.whitening is None
         np.testing.assert_allclose(index.store.inner.vectors, centred, atol=1e-5)
+    # The approximate store re-scores raw catalogue descriptors: it is not whitened.
+    with lookalike.Index.open(tmp_path / "index", settings=settings.with_(ann_threshold=500)) as index:
+        assert index.store.inner.kind == "ann" and index.store.transform.whitening is None
+        assert index.search(photos / "ketch" / "image_0003.jpg", k=1, verify=0).matches[0].path.endswith(
+            "ketch/image_0003.jpg")

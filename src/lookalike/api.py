@@ -30,7 +30,7 @@ from .images import is_supported, load_image
 from .index.ann import CatalogueVectors
 from .index.catalogue import FORMAT_VERSION, Catalogue
 from .index.transform import MIN_IMAGES, Transform, TransformedStore
-from .index.vectors import VectorStore, open_store
+from .index.vectors import VectorStore, approximate_for, open_store
 from .index.words import REBUILD_FRACTION, InvertedFile, shipped_vocabulary
 from .pipeline import Indexer, IndexReport, ProgressCallback, discover, is_under
 from .search import (
@@ -156,15 +156,23 @@ class Index:
             self._store = self._open_store()
         return self._store
 
-    def _whiten_min_images(self) -> int | None:
-        return self.settings.whiten_min_images if self.settings.whiten else None
+    def _whiten_min_images(self, count: int) -> int | None:
+        """``Settings.whiten_min_images``, or None (no whitening) when it is off or the
+        collection uses the approximate store: that store re-scores its candidates from the
+        catalogue's raw descriptors, and whitening each costs a 1,280 x 1,280 product
+        (200 per search, 600 per regional stage)."""
+        if not self.settings.whiten or approximate_for(self.path, count, self.settings):
+            return None
+        return self.settings.whiten_min_images
 
     def _open_store(self, expected: int = 0) -> TransformedStore:
         """Exact or approximate by collection size (``expected``: images about to be added)."""
         transform = Transform.from_json(self.catalogue.get_meta("transform"))
-        refit = transform.stale_for(self.catalogue.count_images(), self._whiten_min_images())
+        count = self.catalogue.count_images()
+        whiten_min = self._whiten_min_images(max(count, expected))
+        refit = transform.stale_for(count, whiten_min)
         if refit:
-            transform = self._refit_transform()
+            transform = self._refit_transform(whiten_min)
         inner = open_store(
             self.path,
             self.catalogue,
@@ -176,7 +184,7 @@ class Index:
         )
         return TransformedStore(inner, transform)
 
-    def _refit_transform(self) -> Transform:
+    def _refit_transform(self, whiten_min_images: int | None) -> Transform:
         # The mean is streamed in chunks (a million float32 descriptors would need 5 GB at
         # once); the whitening reads a sample of at most transform.WHITEN_SAMPLE of them.
         total, count = None, 0
@@ -190,16 +198,15 @@ class Index:
             ids = source.ids()
             transform = Transform.with_whitening(
                 (total / count).astype(np.float32), count,
-                lambda positions: source(ids[positions])[1], self._whiten_min_images(),
+                lambda positions: source(ids[positions])[1], whiten_min_images,
             )
         self.catalogue.set_meta({"transform": transform.to_json()})
         return transform
 
     def _refresh_store_if_drifted(self) -> None:
         """After writes: drop the store if the transform must be re-learned (rebuilt lazily)."""
-        if self._store is not None and self._store.transform.stale_for(
-            self.catalogue.count_images(), self._whiten_min_images()
-        ):
+        count = self.catalogue.count_images()
+        if self._store is not None and self._store.transform.stale_for(count, self._whiten_min_images(count)):
             self._store = None
             self.store  # noqa: B018 - rebuild now, so the next search starts fast
 
@@ -567,7 +574,9 @@ class Index:
         """``count`` candidates found by regional descriptors of ``image`` (``Settings.regions``),
         each paired with the box of the query window closest to it: ``[(image_id, box)]``."""
         params = RegionParams()
-        vectors, boxes = self.embedder.region_vectors(image, params.size, params.levels)
+        exact = getattr(self.store, "inner", self.store).kind == "flat"
+        size = params.size if exact else params.size_approximate
+        vectors, boxes = self.embedder.region_vectors(image, size, params.levels)
         transform = getattr(self.store, "transform", None)
         return regional_checks(  # the store transforms the raw region descriptors when searching
             vectors, boxes, self.store.search, self._vectors_of, count,

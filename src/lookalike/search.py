@@ -83,6 +83,10 @@ class RegionParams:
     # Input side of the query's second pass: a 16x16 feature map. A photo pasted at 40 % of
     # a picture's side is then ~200 px, as many as the original at the model's usual input.
     size: int = 512
+    # On the approximate store (from Settings.ann_threshold images) each window's search is
+    # a graph search plus re-scoring from the catalogue, and the pass keeps 384 px (12x12)
+    # so that a query at 100,000 images stays within its latency budget (docs/benchmarks.md).
+    size_approximate: int = 384
     levels: tuple[int, ...] = (1, 2, 3, 4)  # R-MAC grid: 1 + 4 + 9 + 16 windows
     per_region: int = 3  # nearest images per window, merged by their best contrast
     # A window's match counts by how far it stands out: its score minus the window's

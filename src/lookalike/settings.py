@@ -48,7 +48,10 @@ class Settings:
             Learned from a sample of up to 10,000 images when the collection reaches
             ``whiten_min_images`` and re-learned, like the mean, when it has grown or shrunk
             by half (the store and the neighbour graph are then rebuilt). It is stored in
-            the catalogue (3.3 MB) and costs one 1,280 x 1,280 product per query.
+            the catalogue (3.3 MB) and costs one 1,280 x 1,280 product per query. Not used
+            with the approximate store (``ann_threshold``), which re-scores candidates from
+            the catalogue's raw descriptors: whitening each of them would cost as much as
+            the rest of the query.
         whiten_min_images: Smaller collections are only centred: learned from fewer than
             ~1,000 photos, the whitening overfits the few pairs it finds (docs/descriptor.md).
         ann_threshold: Collections of at least this many images search an approximate

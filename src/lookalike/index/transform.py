@@ -17,7 +17,8 @@ and queries are transformed; everything else passes through):
   copies 0.826 -> 0.846 (docs/descriptor.md, "Learned whitening"). It needs enough pairs:
   the covariance is shrunk towards its mean eigenvalue by ``SHRINK * dims / pairs``, so a
   small collection gets a transform close to the identity, and below ``min_images`` images
-  (``Settings.whiten_min_images``) none is learned.
+  (``Settings.whiten_min_images``) none is learned. :class:`lookalike.Index` does not whiten
+  collections on the approximate store, which re-scores raw descriptors from the catalogue.
 
 Both are re-learned when the collection has grown or shrunk by half since (the store is then
 rebuilt), so the transform follows the collection without rebuilding on every change.
@@ -160,7 +161,7 @@ class Transform:
 
     def describe(self) -> str:
         if self.mean is None:
-            return "none (too few images)"
+            return f"none (fewer than {MIN_IMAGES} images)"
         if self.whitening is None:
             return "centred"
         return f"centred + whitened ({self.whitening.pairs:,} neighbour pairs)"

@@ -170,6 +170,15 @@ class FlatStore:
         return cls(ids, vectors)
 
 
+def approximate_for(folder: Path, count: int, settings: Settings) -> bool:
+    """Whether a collection of ``count`` images in ``folder`` uses the approximate store:
+    from ``settings.ann_threshold`` images, and an index that has one keeps it down to half
+    the threshold, so a collection hovering around the threshold does not switch back and
+    forth."""
+    has_ann = (Path(folder) / "ann.json").exists()
+    return count >= settings.ann_threshold or (has_ann and count >= settings.ann_threshold // 2)
+
+
 def open_store(
     folder: Path,
     catalogue: Catalogue,
@@ -184,15 +193,14 @@ def open_store(
 
     Exact :class:`FlatStore` below ``settings.ann_threshold`` images (counting ``expected``
     images about to be added, so a large first run never grows a float matrix), the
-    approximate :class:`~lookalike.index.ann.AnnStore` from there on. An index that has an
-    approximate store keeps it down to half the threshold, so a collection hovering around
-    the threshold does not switch back and forth. ``transform`` maps raw descriptors into the
+    approximate :class:`~lookalike.index.ann.AnnStore` from there on (:func:`approximate_for`).
+    ``transform`` maps raw descriptors into the
     store's space; ``fingerprint`` names it, and ``rebuild`` forces a rebuild (new transform).
     """
     folder = Path(folder)
     count = max(catalogue.count_images(), expected)
     has_ann = (folder / "ann.json").exists()
-    if count >= settings.ann_threshold or (has_ann and count >= settings.ann_threshold // 2):
+    if approximate_for(folder, count, settings):
         from .ann import AnnParams, AnnStore, CatalogueVectors
 
         _unlink(folder, FlatStore.FILES)
