@@ -23,6 +23,8 @@ images each among the other's ``k`` nearest neighbours; the covariance of their 
 is shrunk by ``c * dims / pairs`` times its mean eigenvalue and inverted (x -> (x - m) C^-1/2,
 then L2). Experiments (``--only`` picks some):
 
+0. ``pairs``: how many mutual k-NN pairs the class collection has, and the share of them
+   whose two photos have the same label;
 1. ``grid``: cosine mAP for k in {1, 3, 5, 10} x c in {0.5, 1, 2, 4} (c * dims / pairs is the
    shrinkage), plus PCA to 512 / 256 dimensions after whitening;
 2. ``size``: the transform fitted on a random 500-4,000 of the class collection and applied
@@ -31,8 +33,11 @@ then L2). Experiments (``--only`` picks some):
    (a transform learned on other photos), against one fitted on the even ones;
 4. ``diffusion``: the product's diffusion (``KnnGraph.diffuse``, default ``RerankParams``,
    cosine top-1 kept first) on centred vs whitened descriptors, 2,000 / 1,000 / 600 queries.
+5. ``labels``: where class-level AP is lost with whitening + diffusion (each label's share of
+   1 - AP over the 2,000 queries), and mAP with ``Faces``/``Faces_easy`` counted as one label
+   (an analysis only: the protocol keeps them apart);
 
-    python benchmarks/study/whitening.py [--only grid,size,foreign,diffusion]
+    python benchmarks/study/whitening.py [--only pairs,grid,size,foreign,diffusion,labels]
         -> benchmarks/results/study-whitening.jsonl (one JSON row per measurement)
 """
 
@@ -80,7 +85,7 @@ def knn_graph(ids: np.ndarray, vectors: np.ndarray, k: int = 50) -> KnnGraph:
     return KnnGraph(ids, ids[nearest], np.take_along_axis(sims, nearest, 1))
 
 
-def mean_ap(ids, db, queries, relevant, own=None, graph: KnnGraph | None = None) -> float:
+def mean_ap(ids, db, queries, relevant, own=None, graph: KnnGraph | None = None, per_query: bool = False):
     """mAP of ``queries`` against ``db`` (rows); ``relevant(i)`` is a mask over rows; ``own[i]``
     the query's own row, left out. With ``graph``, the product's diffusion re-orders."""
     params, aps = RerankParams(), []
@@ -95,7 +100,7 @@ def mean_ap(ids, db, queries, relevant, own=None, graph: KnnGraph | None = None)
             ranked = pin_first(graph.diffuse(ranked, s[order], params), ranked)
         rel = relevant(i)
         aps.append(average_precision(rel[np.searchsorted(ids, ranked)], int(rel.sum())))
-    return round(float(np.mean(aps)), 4)
+    return np.asarray(aps) if per_query else round(float(np.mean(aps)), 4)
 
 
 def whitening(vectors: np.ndarray, k: int, c: float, dims: int | None = None):
@@ -112,7 +117,7 @@ def whitening(vectors: np.ndarray, k: int, c: float, dims: int | None = None):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="grid,size,foreign,diffusion")
+    parser.add_argument("--only", default="pairs,grid,size,foreign,diffusion,labels")
     parser.add_argument("--class-step", type=int, default=5)
     parser.add_argument("--groups-step", type=int, default=2)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "study-whitening.jsonl")
@@ -161,6 +166,11 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(row), flush=True)
 
     same = lambda x: x  # noqa: E731
+    if "pairs" in only:  # how often a mutual k-NN pair is two photos of one class
+        for k in (1, 3, 5, 10):
+            pairs = mutual_neighbour_pairs(X, k)
+            emit({"exp": "pairs", "k": k, "pairs": len(pairs),
+                  "same_label": round(float((labels[pairs[:, 0]] == labels[pairs[:, 1]]).mean()), 4)})
     if "grid" in only:
         emit({"exp": "grid", "transform": "centred only", **three(same, same, same)})
         for k in (1, 3, 5, 10):
@@ -193,6 +203,23 @@ def main(argv: list[str] | None = None) -> int:
         emit({"exp": "diffusion", "transform": "centred only", **three(same, same, same, 1, 1, graphs=True)})
         emit({"exp": "diffusion", "transform": "whitened k5 c2",
               **three(*(Whitening.fit(Z).apply for Z in (X, G, D)), 1, 1, graphs=True)})
+    if "labels" in only:  # where the class-level AP is lost: whitened + diffusion, 2,000 queries
+        Xw = Whitening.fit(X).apply(X)
+        aps = mean_ap(ids, Xw, Xw[class_queries], lambda i: labels == labels[class_queries[i]],
+                      class_queries, knn_graph(ids, Xw), per_query=True)
+        query_labels = labels[class_queries]
+        lost = {str(lab): float((1 - aps[query_labels == lab]).sum()) for lab in np.unique(query_labels)}
+        total = sum(lost.values())
+        faces = np.isin(query_labels, ["Faces", "Faces_easy"])
+        merged = np.where(np.isin(labels, ["Faces", "Faces_easy"]), "Faces*", labels)
+        merged_aps = mean_ap(ids, Xw, Xw[class_queries], lambda i: merged == merged[class_queries[i]],
+                             class_queries, knn_graph(ids, Xw), per_query=True)
+        emit({"exp": "labels", "mAP": round(float(aps.mean()), 4),
+              "faces_queries": int(faces.sum()), "faces_mAP": round(float(aps[faces].mean()), 4),
+              "faces_share_of_loss": round((lost["Faces"] + lost["Faces_easy"]) / total, 4),
+              "mAP_without_faces_queries": round(float(aps[~faces].mean()), 4),
+              "mAP_faces_labels_merged": round(float(merged_aps.mean()), 4),
+              "worst": sorted(((round(v / total, 4), k) for k, v in lost.items()), reverse=True)[:10]})
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "w") as f:
         for row in rows:
