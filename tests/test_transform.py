@@ -51,6 +51,13 @@ def test_collection_mean_is_learned_and_applied(tmp_path):
     with lookalike.Index.open(tmp_path / "index") as index:
         assert index.store.transform.count == len(CLASSES) * 8
         assert index.store.transform.whitening is None  # fewer than whiten_min_images
+        # A process killed after a new transform was saved but before the store was rebuilt
+        # in it: the saved store is in the old space and must not be loaded (saving the
+        # transform moved the catalogue generation past the store's).
+        other = Transform(raw[: len(raw) // 2].mean(axis=0), len(raw))
+        index.catalogue.set_meta({"transform": other.to_json()})
+    with lookalike.Index.open(tmp_path / "index") as index:
+        np.testing.assert_allclose(index.store.inner.vectors, other.apply(raw), atol=1e-5)
 
 
 WHITEN_CLASSES = ("airplanes", "Leopards", "Motorbikes", "watch", "sunflower", "chair", "pizza",
