@@ -126,9 +126,9 @@ def main(argv: list[str] | None = None) -> int:
             t = time.perf_counter()
             raw_regions, boxes = index.embedder.region_vectors(image, regions.size, regions.levels)
             steps["regions_embed"].append(time.perf_counter() - t)
-            t = time.perf_counter()  # as Index._regional: centring, 30 searches, closest windows
-            extra = regional_checks(raw_regions, boxes, store.search, index._vectors_of, 10,
-                                    transform=store.transform.apply, params=regions)
+            t = time.perf_counter()  # as Index._regional: transform, 30 searches, closest windows
+            extra = regional_checks(store.transform.apply(raw_regions), boxes, store.inner.search,
+                                    index._vectors_of, 10, params=regions)
             steps["regions_search"].append(time.perf_counter() - t)
             t = time.perf_counter()  # nothing to check first, so only the regional candidates
             index._verify(image, ids[0][:10], [], lambda extra=extra: extra)

@@ -458,8 +458,7 @@ class Index:
         if words < 0:
             raise LookalikeError("words must be 0 (off) or a number of candidates to check")
         store = self.store
-        inner = getattr(store, "inner", store)  # searches in the store's (transformed) space
-        transform = getattr(store, "transform", None)
+        inner, transform = store.inner, store.transform  # inner searches the transformed space
         params = RerankParams(min_images=self.settings.diffusion_min_images)
         skip = 1 if exclude_query else 0
         depth = top + skip
@@ -474,7 +473,7 @@ class Index:
             if own is not None:
                 keep = ids != own
                 scores, ids = scores[keep], ids[keep]
-            query = transform.apply(vector[None, :])[0] if transform is not None else vector
+            query = transform.apply(vector[None, :])[0]
             order = ids
             if method != "none":
                 order = reorder_ids(
@@ -528,14 +527,12 @@ class Index:
         from .index.vectors import FlatStore
 
         ids = np.asarray(ids, dtype=np.int64)
-        store = self.store
-        inner = getattr(store, "inner", store)
+        inner = self.store.inner
         if isinstance(inner, FlatStore) and len(inner.ids):
             rows = np.clip(np.searchsorted(inner.ids, ids), 0, len(inner.ids) - 1)
             if np.array_equal(inner.ids[rows], ids):
                 return inner.vectors[rows]
-        transform = getattr(store, "transform", None)
-        found, vectors = CatalogueVectors(self.catalogue, transform.apply if transform else None)(ids)
+        found, vectors = CatalogueVectors(self.catalogue, self.store.transform.apply)(ids)
         position = {int(i): r for r, i in enumerate(found)}
         return vectors[[position[int(i)] for i in ids]]
 
@@ -543,9 +540,7 @@ class Index:
         """The neighbour graph for diffusion, current with the catalogue (built lazily)."""
         from .rerank import KnnGraph, RerankParams
 
-        store = self.store
-        transform = getattr(store, "transform", None)
-        fingerprint = transform.fingerprint if transform is not None else ""
+        inner, fingerprint = self.store.inner, self.store.transform.fingerprint
         generation = self.catalogue.generation
         graph = self._graph
         if graph is not None and graph.fingerprint == fingerprint and self._graph_generation == generation:
@@ -553,7 +548,6 @@ class Index:
         saved = -1
         if graph is None or graph.fingerprint != fingerprint:
             graph, saved = KnnGraph.load(self.path, fingerprint)
-        inner = getattr(store, "inner", store)
         current = CatalogueVectors(self.catalogue).ids()
         changed = len(current) if graph is None else int(np.setxor1d(graph.ids, current).size)
         if graph is None or changed > len(current) // 2:
@@ -573,14 +567,11 @@ class Index:
     def _regional(self, image: Image.Image, count: int, allowed, exclude: set[int]):
         """``count`` candidates found by regional descriptors of ``image`` (``Settings.regions``),
         each paired with the box of the query window closest to it: ``[(image_id, box)]``."""
-        params = RegionParams()
-        exact = getattr(self.store, "inner", self.store).kind == "flat"
-        size = params.size if exact else params.size_approximate
+        params, store = RegionParams(), self.store
+        size = params.size if store.inner.kind == "flat" else params.size_approximate
         vectors, boxes = self.embedder.region_vectors(image, size, params.levels)
-        transform = getattr(self.store, "transform", None)
-        return regional_checks(  # the store transforms the raw region descriptors when searching
-            vectors, boxes, self.store.search, self._vectors_of, count,
-            transform=transform.apply if transform is not None else None,
+        return regional_checks(  # transformed once, then searched in the store's own space
+            store.transform.apply(vectors), boxes, store.inner.search, self._vectors_of, count,
             allowed=allowed, exclude=exclude, params=params,
         )
 
@@ -717,7 +708,7 @@ class Index:
             "files": self.catalogue.count_files(),
             "failed_files": len(self.catalogue.failures()),
             "images_with_local_features": self.catalogue.count_local_features(),
-            "store": getattr(self.store, "inner", self.store).kind,
+            "store": self.store.inner.kind,
             "transform": self.store.transform.describe(),
             "rerank": self._rerank_method(),
             "model": self.settings.model,

@@ -233,10 +233,8 @@ def ann_recall(index, k: int = 10, queries: int = 1000, seed: int = 0) -> dict:
         raise LookalikeError(f"the index needs more than {k + 1} images to measure recall@{k}")
     rng = np.random.default_rng(seed)
     q_ids = np.sort(rng.choice(all_ids, size=min(queries, len(all_ids)), replace=False))
-    learned = getattr(store, "transform", None)
-    transform = learned.apply if learned is not None else None
-    raw = index.catalogue.vectors_for(q_ids.tolist())
-    q = transform(raw) if transform else raw
+    transform = store.transform.apply
+    q = transform(index.catalogue.vectors_for(q_ids.tolist()))
     # Exact: stream the catalogue, keep a running top-(k+1) per query.
     best_s = np.full((len(q), 0), -np.inf, dtype=np.float32)
     best_i = np.zeros((len(q), 0), dtype=np.int64)
@@ -245,7 +243,7 @@ def ann_recall(index, k: int = 10, queries: int = 1000, seed: int = 0) -> dict:
         i = np.concatenate([best_i, np.broadcast_to(chunk_ids, (len(q), len(chunk_ids)))], axis=1)
         top = np.argsort(-s, axis=1, kind="stable")[:, : k + 1]
         best_s, best_i = np.take_along_axis(s, top, axis=1), np.take_along_axis(i, top, axis=1)
-    inner = getattr(store, "inner", store)
+    inner = store.inner
     _, approx = inner.search(q, k + 1)
     hits = 0
     for row, own in enumerate(q_ids):
@@ -255,7 +253,7 @@ def ann_recall(index, k: int = 10, queries: int = 1000, seed: int = 0) -> dict:
     return {
         "k": k,
         "queries": len(q_ids),
-        "store": getattr(inner, "kind", type(inner).__name__),
+        "store": inner.kind,
         "images": len(all_ids),
         f"recall@{k}": round(hits / (k * len(q_ids)), 4),
     }

@@ -122,13 +122,10 @@ def regional_candidates(
     scores, ids = search(region_vectors, depth, candidates=allowed, rough=True)
     best: dict[int, float] = {}
     for row_scores, row_ids in zip(scores.tolist(), ids.tolist(), strict=True):
-        valid = [s for s, i in zip(row_scores, row_ids, strict=True) if i >= 0]
-        floor = valid[min(params.contrast_rank, len(valid) - 1)] if valid else 0.0
+        floor = row_scores[min(params.contrast_rank, len(row_scores) - 1)] if row_scores else 0.0
         for score, image_id in zip(row_scores[: params.per_region], row_ids[: params.per_region], strict=True):
-            if image_id < 0 or image_id in exclude:
-                continue
             contrast = score - floor
-            if contrast > best.get(image_id, -np.inf):
+            if image_id not in exclude and contrast > best.get(image_id, -np.inf):
                 best[image_id] = contrast
     return sorted(best, key=lambda i: -best[i])[:count]
 
@@ -140,7 +137,6 @@ def regional_checks(
     vectors_of: Callable[[np.ndarray], np.ndarray],
     count: int,
     *,
-    transform: Callable[[np.ndarray], np.ndarray] | None = None,
     allowed: np.ndarray | None = None,
     exclude: set[int] | frozenset[int] = frozenset(),
     params: RegionParams = RegionParams(),
@@ -148,8 +144,8 @@ def regional_checks(
     """The :func:`regional_candidates`, each paired with the box of every query window it is
     to be verified against (its ``params.verify_regions`` closest): ``[(image_id, box)]``.
 
-    ``vectors_of`` gives candidates' descriptors in the store's space, and ``transform`` maps
-    the raw region descriptors into it (``search`` does that itself).
+    ``region_vectors`` are in the space that ``search`` searches and ``vectors_of`` gives
+    candidates' descriptors in (the store's inner space: transformed once by the caller).
     """
     found = regional_candidates(
         region_vectors, search, count, allowed=allowed, exclude=exclude, params=params
@@ -157,8 +153,7 @@ def regional_checks(
     if not found:
         return []
     ids = np.asarray(found, dtype=np.int64)
-    regions = transform(region_vectors) if transform is not None else region_vectors
-    closest = closest_regions(vectors_of(ids), regions, params.verify_regions)
+    closest = closest_regions(vectors_of(ids), region_vectors, params.verify_regions)
     return [(int(i), tuple(boxes[w])) for i, row in zip(ids, closest, strict=True) for w in row]
 
 
