@@ -279,3 +279,38 @@ def test_regional_search_finds_a_photo_pasted_into_another(index):
     ]
     with pytest.raises(lookalike.LookalikeError, match="regions must be"):
         ix.search(query, 5, regions=-1)
+
+
+def test_hubness_corrected_links():
+    # H is a hub: as close to A, B, C, D (0.70) as they are to their own partners (0.68),
+    # and very close to G. Raw similarity links A to H; CSLS, which discounts images that
+    # are close to their whole neighbourhood, links A to its partner B.
+    names = ["A", "B", "C", "D", "H", "G"]
+    sims = {("A", "B"): 0.68, ("C", "D"): 0.68, ("H", "G"): 0.95}
+    sims.update({(x, "H"): 0.70 for x in "ABCD"})
+    sims.update({(x, "G"): 0.40 for x in "ABCD"})
+    sims.update({("A", "C"): 0.2, ("A", "D"): 0.2, ("B", "C"): 0.2, ("B", "D"): 0.2})
+    full = np.eye(6)
+    for (x, y), v in sims.items():
+        full[names.index(x), names.index(y)] = full[names.index(y), names.index(x)] = v
+    np.fill_diagonal(full, -np.inf)
+    nbrs = np.argsort(-full, axis=1)[:, :5]
+    graph = KnnGraph(np.arange(6), nbrs, np.take_along_axis(full, nbrs, axis=1))
+    assert names[nbrs[0, 0]] == "H"  # raw: A's best neighbour is the hub
+    linked, weights = graph.links(keep=1, hub_k=2)
+    assert [names[i] for i in linked[:4, 0]] == ["B", "A", "D", "C"]
+    r = -np.sort(-full, axis=1)[:, :2].mean(axis=1)  # mean of the 2 best similarities
+    assert weights[0, 0] == pytest.approx(0.68 - (r[0] + r[1]) / 2 + r.mean(), abs=1e-6)
+    assert graph.links(keep=1, hub_k=2) is graph.links(keep=1, hub_k=2)  # computed once
+
+
+def test_neighbour_graph_stores_the_pool_and_diffusion_uses_links(index):
+    ix, _ = index
+    graph = ix._knn_graph()
+    params = RerankParams()
+    assert graph.k == params.graph_pool
+    linked, weights = graph.links(params.graph_k, params.hub_k)
+    assert linked.shape == (len(graph), min(params.graph_k, graph.k))
+    real = linked >= 0
+    assert np.all(linked[real] != np.repeat(graph.ids, linked.shape[1]).reshape(linked.shape)[real])
+    assert np.all(np.isfinite(weights[real])) and np.all(np.isneginf(weights[~real]))

@@ -48,6 +48,7 @@ import csv
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -78,17 +79,18 @@ def average_precision(hits: np.ndarray, n_relevant: int) -> float:
     return float(np.sum(np.arange(1, len(found) + 1) / (found + 1)) / n_relevant) if n_relevant else 0.0
 
 
-def knn_graph(ids: np.ndarray, vectors: np.ndarray, k: int = 50) -> KnnGraph:
+def knn_graph(ids: np.ndarray, vectors: np.ndarray, k: int = RerankParams().graph_pool) -> KnnGraph:
     sims = vectors @ vectors.T
     np.fill_diagonal(sims, -np.inf)
     nearest = np.argsort(-sims, axis=1)[:, :k]
     return KnnGraph(ids, ids[nearest], np.take_along_axis(sims, nearest, 1))
 
 
-def mean_ap(ids, db, queries, relevant, own=None, graph: KnnGraph | None = None, per_query: bool = False):
+def mean_ap(ids, db, queries, relevant, own=None, graph: KnnGraph | None = None, per_query: bool = False,
+            params: RerankParams | None = None):
     """mAP of ``queries`` against ``db`` (rows); ``relevant(i)`` is a mask over rows; ``own[i]``
     the query's own row, left out. With ``graph``, the product's diffusion re-orders."""
-    params, aps = RerankParams(), []
+    params, aps = params or RerankParams(), []
     scores = queries @ db.T
     for i, s in enumerate(scores):
         if own is not None:
@@ -115,15 +117,25 @@ def whitening(vectors: np.ndarray, k: int, c: float, dims: int | None = None):
     return lambda x: l2_normalise(w.apply(x) @ top)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="pairs,grid,size,foreign,diffusion,labels")
-    parser.add_argument("--class-step", type=int, default=5)
-    parser.add_argument("--groups-step", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "study-whitening.jsonl")
-    args = parser.parse_args(argv)
-    only = set(args.only.split(","))
+@dataclass
+class DevSets:
+    """The three dev sets, centred on each collection's mean (rows of ``X``, ``G``, ``D``)."""
 
+    ids: np.ndarray
+    X: np.ndarray
+    labels: np.ndarray
+    class_queries: np.ndarray  # rows of X: 2,000 fixed-seed queries
+    gids: np.ndarray
+    G: np.ndarray
+    group_queries: np.ndarray  # rows of G
+    group_relevant: list  # per group query: a mask over the rows of G
+    iids: np.ndarray
+    D: np.ndarray
+    Q: np.ndarray  # the 600 edited copies, centred on D's mean
+    inst_relevant: list  # per edited copy: a mask over the rows of D
+
+
+def load_sets() -> DevSets:
     ids, raw, where = raw_descriptors(QUALITY)
     labels = np.array([Path(p).parent.name for p in where])
     _, X = centre(raw)
@@ -145,6 +157,22 @@ def main(argv: list[str] | None = None) -> int:
     Q = l2_normalise(Q - imean)
     suffix = ["/".join(Path(p).parts[-2:]) for p in iwhere]
     inst_relevant = [np.isin(suffix, q["relevant"]) for q in spec]
+    return DevSets(ids, X, labels, class_queries, gids, G, group_queries, group_relevant, iids, D, Q, inst_relevant)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="pairs,grid,size,foreign,diffusion,labels")
+    parser.add_argument("--class-step", type=int, default=5)
+    parser.add_argument("--groups-step", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "study-whitening.jsonl")
+    args = parser.parse_args(argv)
+    only = set(args.only.split(","))
+
+    sets = load_sets()
+    ids, X, labels, class_queries = sets.ids, sets.X, sets.labels, sets.class_queries
+    gids, G, group_queries, group_relevant = sets.gids, sets.G, sets.group_queries, sets.group_relevant
+    iids, D, Q, inst_relevant = sets.iids, sets.D, sets.Q, sets.inst_relevant
 
     def three(fc, fg, fi, cstep=args.class_step, gstep=args.groups_step, graphs=False) -> dict:
         Xc, Gc, Ic = fc(X), fg(G), fi(D)

@@ -271,7 +271,7 @@ class Index:
 
     def _prepare_ranking(self, progress: ProgressCallback | None = None) -> None:
         """Bring the diffusion graph up to date now when default queries will diffuse, so the
-        first query after indexing does not pay for it (one 50-neighbour search per new
+        first query after indexing does not pay for it (one 100-neighbour search per new
         image; 1.7 s for 8,910 images from scratch, about a minute at 50,000 by extrapolation).
 
         A ``progress`` with a ``stage(label, unit)`` method (:class:`lookalike.progress.
@@ -550,10 +550,10 @@ class Index:
             graph, saved = KnnGraph.load(self.path, fingerprint)
         current = CatalogueVectors(self.catalogue).ids()
         changed = len(current) if graph is None else int(np.setxor1d(graph.ids, current).size)
-        if graph is None or changed > len(current) // 2:
+        pool = RerankParams().graph_pool  # a graph saved with another pool size is rebuilt
+        if graph is None or graph.k != pool or changed > len(current) // 2:
             graph = KnnGraph.build(
-                current, self._vectors_of, inner.search, RerankParams().graph_k, fingerprint,
-                progress=progress,
+                current, self._vectors_of, inner.search, pool, fingerprint, progress=progress,
             )
         elif saved != generation:
             graph.sync(current, self._vectors_of, inner.search, progress)

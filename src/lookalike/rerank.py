@@ -9,6 +9,8 @@ docs/benchmarks.md ("Quality"), and ``auto`` (the default), which picks one by c
   searched again. It needs nothing at index time and costs one more search.
 * ``diffusion``: ranking by diffusion on the collection's k-nearest-neighbour graph
   (Iscen et al., CVPR 2017), truncated to the ``depth`` best matches of the first search.
+  The graph stores each image's 100 nearest neighbours and links it to the 50 best of them
+  by hubness-corrected (CSLS) similarity (:meth:`KnnGraph.links`).
   Below ``min_images`` images a 50-neighbour graph means little, and ``qe`` is used instead.
   The graph (:class:`KnnGraph`) is index-time data: built at the end of ``Index.add`` when
   ``auto`` picks diffusion (else on the first diffusion query), saved in the index folder
@@ -49,7 +51,12 @@ class RerankParams:
 
     qe_n: int = 3  # matches added to the query
     qe_alpha: float = 3.0  # their weight is similarity**alpha
-    graph_k: int = 50  # neighbours per image in the diffusion graph
+    graph_k: int = 50  # neighbours per image that diffusion links (chosen from the pool)
+    # Neighbours stored per image (the pool): the links are its best ``graph_k`` by
+    # hubness-corrected similarity (KnnGraph.links), which reach past the plain top 50.
+    graph_pool: int = 100
+    # Neighbours whose mean similarity measures an image's hubness (0: links by raw similarity).
+    hub_k: int = 10
     depth: int = 1000  # matches of the first search that diffusion re-orders
     # 0.8 rather than 0.9 since session 5: on whitened descriptors it is better on all three
     # dev sets (class 0.830 -> 0.832, groups 0.862 -> 0.868, edited copies 0.840 -> 0.842;
@@ -159,7 +166,9 @@ class KnnGraph:
     """Each image's ``k`` nearest neighbours (ids and cosine similarities), by image id.
 
     Rows are kept sorted by id. Missing neighbours (after removals) are ``-1`` with
-    similarity ``-inf``; they are refilled the next time the graph is rebuilt.
+    similarity ``-inf``; they are refilled the next time the graph is rebuilt. Diffusion
+    does not use these raw lists directly but the hubness-corrected links drawn from them
+    (:meth:`links`).
     """
 
     FILE = "knn-graph.npz"
@@ -169,6 +178,7 @@ class KnnGraph:
         self.neighbours = np.asarray(neighbours, dtype=np.int64)
         self.sims = np.asarray(sims, dtype=np.float32)
         self.fingerprint = fingerprint
+        self._links: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
         order = np.argsort(self.ids, kind="stable")
         if len(order) and np.any(order != np.arange(len(order))):
             self.ids, self.neighbours, self.sims = self.ids[order], self.neighbours[order], self.sims[order]
@@ -207,6 +217,7 @@ class KnnGraph:
         added = current[~np.isin(current, self.ids)]
         if not gone.any() and not len(added):
             return False
+        self._links.clear()
         if gone.any():
             dead = self.ids[gone]
             self.ids, self.neighbours, self.sims = self.ids[~gone], self.neighbours[~gone], self.sims[~gone]
@@ -258,6 +269,48 @@ class KnnGraph:
         sims = arrays["sims"].astype(np.float32)
         return cls(arrays["ids"], arrays["neighbours"], sims, fingerprint), generation
 
+    # --- hubness-corrected links ---------------------------------------------------
+    def links(self, keep: int, hub_k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's ``keep`` best neighbours by CSLS similarity, and those similarities.
+
+        In high dimensions some images (hubs) are close to very many others and crowd into
+        everyone's neighbour list, while others (anti-hubs) are in nobody's; a graph built
+        on raw similarity spreads diffusion through the hubs. Cross-domain similarity local
+        scaling (Conneau et al., 2018; the contextual dissimilarity of Jegou et al., 2007)
+        corrects each similarity by how close both images are to their own neighbourhoods:
+        ``s(x, y) - (r(x) + r(y)) / 2``, with ``r`` the mean similarity of an image to its
+        ``hub_k`` nearest neighbours; the mean ``r`` is added back so that weights stay on
+        the cosine scale that ``gamma`` expects. The links are the ``keep`` best of each
+        stored list under that score (``hub_k`` 0: by raw similarity). On Caltech-101 this lifts diffusion's class-level mAP
+        by 0.013 and leaves small groups of views and edited copies level or better
+        (docs/descriptor.md, "Hubness-corrected links").
+        Computed once per graph state (a few milliseconds per 10,000 images).
+        """
+        key = (keep, hub_k)
+        if key not in self._links:
+            self._links[key] = self._corrected_links(keep, hub_k)
+        return self._links[key]
+
+    def _corrected_links(self, keep: int, hub_k: int) -> tuple[np.ndarray, np.ndarray]:
+        n, pool = self.neighbours.shape if self.neighbours.ndim == 2 else (len(self.ids), 0)
+        if n == 0 or pool == 0:
+            return self.neighbours, self.sims
+        rows = np.clip(np.searchsorted(self.ids, self.neighbours), 0, n - 1)
+        valid = (self.neighbours >= 0) & np.isfinite(self.sims) & (self.ids[rows] == self.neighbours)
+        raw = np.where(valid, self.sims, -np.inf)
+        corrected = raw
+        if hub_k > 0:
+            top = -np.partition(-raw, min(hub_k, pool) - 1, axis=1)[:, : min(hub_k, pool)]
+            finite = np.isfinite(top)
+            hubness = np.where(finite, top, 0.0).sum(axis=1) / np.maximum(finite.sum(axis=1), 1)
+            corrected = raw - (hubness[:, None] + hubness[rows]) / 2 + hubness.mean()
+        corrected = np.where(valid, corrected, -np.inf).astype(np.float32)
+        if keep >= pool:
+            return self.neighbours, corrected
+        best = np.argpartition(-corrected, keep - 1, axis=1)[:, :keep]
+        return (np.take_along_axis(self.neighbours, best, axis=1),
+                np.take_along_axis(corrected, best, axis=1))
+
     # --- diffusion -------------------------------------------------------------------
     def diffuse(
         self, ids: np.ndarray, scores: np.ndarray, params: RerankParams, exclude: int | None = None
@@ -281,8 +334,9 @@ class KnnGraph:
         rows = np.clip(rows, 0, max(len(self.ids) - 1, 0))
         known = self.ids[rows] == head if len(self.ids) else np.zeros(n, bool)
         adjacency = np.zeros((n, n), dtype=np.float32)
-        nbrs = self.neighbours[rows[known]]
-        sims = self.sims[rows[known]]
+        linked, weights = self.links(params.graph_k, params.hub_k)
+        nbrs = linked[rows[known]]
+        sims = weights[rows[known]]
         local = np.searchsorted(sorted_head, nbrs)
         local = np.clip(local, 0, n - 1)
         inside = (sorted_head[local] == nbrs) & (nbrs >= 0) & np.isfinite(sims)
