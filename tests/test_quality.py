@@ -302,6 +302,8 @@ def test_hubness_corrected_links():
     r = -np.sort(-full, axis=1)[:, :2].mean(axis=1)  # mean of the 2 best similarities
     assert weights[0, 0] == pytest.approx(0.68 - (r[0] + r[1]) / 2 + r.mean(), abs=1e-6)
     assert graph.links(keep=1, hub_k=2) is graph.links(keep=1, hub_k=2)  # computed once
+    sparse = KnnGraph(np.arange(6) * 10_000, nbrs * 10_000, graph.sims)  # ids far apart
+    assert np.array_equal(sparse.links(keep=1, hub_k=2)[0], linked * 10_000)
 
 
 def test_neighbour_graph_stores_the_pool_and_diffusion_uses_links(index):
