@@ -23,16 +23,14 @@ per-label loss of the product setting (as the whitening study's ``labels`` row).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from whitening import REPO, knn_graph, load_sets, mean_ap  # noqa: E402
+from whitening import REPO, Recorder, knn_graph, load_sets, mean_ap  # noqa: E402
 
 from lookalike.index.transform import Whitening  # noqa: E402
 from lookalike.rerank import RerankParams  # noqa: E402
@@ -53,12 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     whitened = {name: Whitening.fit(db).apply for name, (_, db, *_rest) in queries.items()}
 
-    rows = []
-
-    def emit(row: dict) -> None:
-        row["at"] = time.strftime("%Y-%m-%d %H:%M")
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+    emit = Recorder()
 
     def score(name: str, pool: int, params: RerankParams, per_query: bool = False):
         ids, db, outside, relevant, own = queries[name]
@@ -82,10 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             emit({"exp": "labels", "hub_k": hub_k, "mAP": round(float(aps.mean()), 4),
                   "faces_mAP": round(float(aps[faces].mean()), 4),
                   "mAP_without_faces_queries": round(float(aps[~faces].mean()), 4)})
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with open(args.out, "w") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
+    emit.save(args.out)
     return 0
 
 

@@ -117,6 +117,24 @@ def whitening(vectors: np.ndarray, k: int, c: float, dims: int | None = None):
     return lambda x: l2_normalise(w.apply(x) @ top)
 
 
+class Recorder:
+    """Measurement rows: each printed as it comes (with its time), all written as JSON lines."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+
+    def __call__(self, row: dict) -> None:
+        row["at"] = time.strftime("%Y-%m-%d %H:%M")
+        self.rows.append(row)
+        print(json.dumps(row), flush=True)
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w") as f:
+            for row in self.rows:
+                f.write(json.dumps(row) + "\n")
+
+
 @dataclass
 class DevSets:
     """The three dev sets, centred on each collection's mean (rows of ``X``, ``G``, ``D``)."""
@@ -186,12 +204,7 @@ def main(argv: list[str] | None = None) -> int:
                             knn_graph(iids, Ic) if graphs else None),
         }
 
-    rows = []
-
-    def emit(row: dict) -> None:
-        row["at"] = time.strftime("%Y-%m-%d %H:%M")
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+    emit = Recorder()
 
     same = lambda x: x  # noqa: E731
     if "pairs" in only:  # how often a mutual k-NN pair is two photos of one class
@@ -248,10 +261,7 @@ def main(argv: list[str] | None = None) -> int:
               "mAP_without_faces_queries": round(float(aps[~faces].mean()), 4),
               "mAP_faces_labels_merged": round(float(merged_aps.mean()), 4),
               "worst": sorted(((round(v / total, 4), k) for k, v in lost.items()), reverse=True)[:10]})
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with open(args.out, "w") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
+    emit.save(args.out)
     return 0
 
 
