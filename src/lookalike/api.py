@@ -272,7 +272,8 @@ class Index:
     def _prepare_ranking(self, progress: ProgressCallback | None = None) -> None:
         """Bring the diffusion graph up to date now when default queries will diffuse, so the
         first query after indexing does not pay for it (one 100-neighbour search per new
-        image; 1.7 s for 8,910 images from scratch, about a minute at 50,000 by extrapolation).
+        image; about 2 s for 8,677 images from scratch, about a minute at 50,000 by
+        extrapolation).
 
         A ``progress`` with a ``stage(label, unit)`` method (:class:`lookalike.progress.
         Progress` has one) is told the new stage and then gets ``(linked, to link)``; a plain

@@ -71,7 +71,7 @@ class Settings:
             50-neighbour graph of a few hundred photos links unrelated ones.
         diffusion_max_images: Above this many images ``auto`` uses query expansion. The
             graph costs one 100-neighbour search per indexed image at the end of
-            ``Index.add`` (1.7 s for 8,910 images; quadratic in the collection size with
+            ``Index.add`` (about 2 s for 8,677 images, as with 50 neighbours; quadratic in the collection size with
             the exact store, so ~50 s for a full rebuild at 50,000 by extrapolation), and a diffusion query
             ~8 ms more than query expansion. Default 50,000, the exact store's limit
             (``ann_threshold``).

@@ -199,7 +199,6 @@ def open_store(
     """
     folder = Path(folder)
     count = max(catalogue.count_images(), expected)
-    has_ann = (folder / "ann.json").exists()
     if approximate_for(folder, count, settings):
         from .ann import AnnParams, AnnStore, CatalogueVectors
 
@@ -213,7 +212,7 @@ def open_store(
         return AnnStore.open(
             folder, source, params=params, fingerprint=fingerprint, rebuild=rebuild
         )
-    if has_ann:
+    if (folder / "ann.json").exists():  # shrunk below the approximate store's range
         from .ann import AnnStore
 
         _unlink(folder, AnnStore.FILES)
