@@ -5,10 +5,10 @@ Runs the instance benchmark's queries (benchmarks/instance.py, built on demand) 
 against its index and times each step separately, with the same code the product runs:
 
 * ``embed``: decode + Lite0 inference of the query;
-* ``search``: the cosine search (exact FlatStore at this size), 1,000 matches;
+* ``search``: the cosine search (exact FlatStore at this size), ``RerankParams.depth`` (3,000) matches;
 * ``search_categories_2019``: the seed's category routing (label lookup + filtered search);
 * ``qe``: the expanded query's second search (+ reading 3 vectors);
-* ``diffusion``: graph diffusion over the first 1,000 matches (graph already built);
+* ``diffusion``: graph diffusion over those matches (graph and its links already built);
 * ``verify10`` / ``verify20``: ORB features of the query, the 10 (20) candidates' stored
   features read from the catalogue (files read and decoded where an image has none),
   matching and RANSAC (the in-memory feature cache off);

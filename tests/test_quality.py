@@ -316,3 +316,34 @@ def test_neighbour_graph_stores_the_pool_and_diffusion_uses_links(index):
     real = linked >= 0
     assert np.all(linked[real] != np.repeat(graph.ids, linked.shape[1]).reshape(linked.shape)[real])
     assert np.all(np.isfinite(weights[real])) and np.all(np.isneginf(weights[~real]))
+
+
+def test_sparse_diffusion_matches_the_dense_formula(index):
+    """Diffusion walks only the mutual links among its candidates (sparse, so ``depth`` can
+    be large); its ranking must be the textbook one: f = seeds + alpha * D^-1/2 A D^-1/2 f,
+    A = min(L, L^T) of the links' weights**gamma, over the real test index's graph."""
+    ix, _ = index
+    graph = ix._knn_graph()
+    params = RerankParams(depth=len(graph) - 1)
+    ids, vectors = graph.ids, ix._vectors_of(graph.ids)
+    first = ids[np.argsort(-(vectors @ vectors[3]))][1:]  # image 3's ranking, itself left out
+    scores = np.sort(-(vectors @ vectors[3]))[1:] * -1
+    linked, weights = graph.links(params.graph_k, params.hub_k)
+    place = {int(i): p for p, i in enumerate(first)}
+    dense = np.zeros((len(first), len(first)))
+    for row, image_id in enumerate(ids):
+        for other, w in zip(linked[row], weights[row], strict=True):
+            if int(image_id) in place and int(other) in place and np.isfinite(w):
+                dense[place[int(image_id)], place[int(other)]] = max(w, 0) ** params.gamma
+    dense = np.minimum(dense, dense.T)
+    assert (dense > 0).sum() > 5 * len(first)  # a real graph, many mutual links
+    inv = np.where(dense.sum(1) > 0, 1 / np.sqrt(np.maximum(dense.sum(1), 1e-12)), 0)
+    seeds = np.zeros(len(first))
+    seeds[: params.diffusion_seeds] = np.maximum(scores[: params.diffusion_seeds], 0) ** params.gamma
+    f = seeds.copy()
+    for _ in range(params.iterations):
+        f = params.diffusion_alpha * (inv[:, None] * dense * inv[None, :]) @ f + seeds
+    expected = first[np.argsort(-f, kind="stable")]
+    got = graph.diffuse(first, scores, params)
+    assert np.array_equal(got[:20], expected[:20])
+    assert sorted(got.tolist()) == sorted(first.tolist())

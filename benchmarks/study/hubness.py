@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         Q = Z[own] if outside is None else w(outside)
         return mean_ap(ids, Z, Q, relevant, own, knn_graph(ids, Z, pool), per_query, params)
 
-    base = RerankParams()
+    base = RerankParams(depth=1000)  # as measured in session 6 (study/depth.py: the depth)
     if "grid" in only:
         grid = [(100, 0), (50, 10), (100, 5), (100, 10), (100, 25), (200, 10)]
         for pool, hub_k in grid:
