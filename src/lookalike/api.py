@@ -552,16 +552,19 @@ class Index:
         current = CatalogueVectors(self.catalogue).ids()
         changed = len(current) if graph is None else int(np.setxor1d(graph.ids, current).size)
         pool = RerankParams().graph_pool  # a graph saved with another pool size is rebuilt
+        stale = saved != generation  # else the saved file is current: no rewrite
         if graph is None or graph.k != pool or changed > len(current) // 2:
             graph = KnnGraph.build(
                 current, self._vectors_of, inner.search, pool, fingerprint, progress=progress,
             )
-        elif saved != generation:
+            stale = True
+        elif stale:
             graph.sync(current, self._vectors_of, inner.search, progress)
-        try:
-            graph.save(self.path, generation)
-        except OSError:
-            pass  # read-only index folder: kept in memory only
+        if stale:
+            try:
+                graph.save(self.path, generation)
+            except OSError:
+                pass  # read-only index folder: kept in memory only
         self._graph, self._graph_generation = graph, generation
         return graph
 

@@ -258,14 +258,19 @@ def save_with_meta(path: Path, meta: dict, **arrays: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
-def load_with_meta(path: Path, names: tuple[str, ...], **expected) -> tuple[dict[str, np.ndarray], int] | None:
+def load_with_meta(
+    path: Path, names: tuple[str, ...], optional: tuple[str, ...] = (), **expected
+) -> tuple[dict[str, np.ndarray], int] | None:
     """``(arrays, generation)`` written by :func:`save_with_meta`, or None when the file is
-    missing, unreadable, lacks one of ``names`` or its meta differs from ``expected``."""
+    missing, unreadable, lacks one of ``names`` or its meta differs from ``expected``.
+    Arrays named in ``optional`` are included when the file has them."""
     try:
         with np.load(path) as z:
             meta = json.loads(str(z["meta"]))
             if any(meta.get(key) != value for key, value in expected.items()):
                 return None
-            return {name: z[name] for name in names}, int(meta.get("generation", -1))
+            arrays = {name: z[name] for name in names}
+            arrays.update({name: z[name] for name in optional if name in z.files})
+            return arrays, int(meta.get("generation", -1))
     except (OSError, ValueError, KeyError):
         return None
