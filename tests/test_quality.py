@@ -18,6 +18,7 @@ from PIL import Image
 import lookalike
 from conftest import PER_CLASS, SUBSET_CLASSES, caltech_image, copy_subset
 from lookalike.evaluate import evaluate_index
+from lookalike.index.vectors import save_with_meta
 from lookalike.progress import Progress
 from lookalike.rerank import KnnGraph, RerankParams, pin_first
 
@@ -340,6 +341,13 @@ def test_saved_graph_carries_its_mutual_links(index, built_index):
     with lookalike.Index.open(db) as again:
         again.search(photos / "watch" / "image_0001.jpg", 5, rerank="diffusion", verify=0)
     assert (db / KnnGraph.FILE).stat().st_mtime_ns == stamp
+    # A file written before the links were saved gets them on its first use.
+    save_with_meta(db / KnnGraph.FILE, {"generation": generation, "fingerprint": graph.fingerprint},
+                   ids=loaded.ids, neighbours=loaded.neighbours, sims=loaded.sims.astype(np.float16))
+    assert not KnnGraph.load(db, graph.fingerprint)[0].links_saved
+    with lookalike.Index.open(db) as again:
+        again.search(photos / "watch" / "image_0001.jpg", 5, rerank="diffusion", verify=0)
+    assert KnnGraph.load(db, graph.fingerprint)[0].links_saved
 
 def test_sparse_diffusion_matches_the_dense_formula(index):
     """Diffusion walks only the mutual links among its candidates (sparse, so ``depth`` can

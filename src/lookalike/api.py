@@ -552,7 +552,9 @@ class Index:
         current = CatalogueVectors(self.catalogue).ids()
         changed = len(current) if graph is None else int(np.setxor1d(graph.ids, current).size)
         pool = RerankParams().graph_pool  # a graph saved with another pool size is rebuilt
-        stale = saved != generation  # else the saved file is current: no rewrite
+        # Else the saved file is current (and, unless written before session 7, holds the
+        # links): no rewrite.
+        stale = saved != generation or graph is None or not graph.links_saved
         if graph is None or graph.k != pool or changed > len(current) // 2:
             graph = KnnGraph.build(
                 current, self._vectors_of, inner.search, pool, fingerprint, progress=progress,

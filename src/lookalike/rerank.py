@@ -186,6 +186,7 @@ class KnnGraph:
         self.sims = _as_saved(sims)
         self.fingerprint = fingerprint
         self._links: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+        self.links_saved = False  # its file holds the default links (older files do not)
         order = np.argsort(self.ids, kind="stable")
         if len(order) and np.any(order != np.arange(len(order))):
             self.ids, self.neighbours, self.sims = self.ids[order], self.neighbours[order], self.sims[order]
@@ -271,6 +272,7 @@ class KnnGraph:
             link_params=np.array([params.graph_k, params.hub_k]),
             link_rows=rows.astype(np.int32), link_weights=weights.astype(np.float32),
         )
+        self.links_saved = True
 
     @classmethod
     def load(cls, folder: Path, fingerprint: str) -> tuple[KnnGraph | None, int]:
@@ -290,6 +292,7 @@ class KnnGraph:
             graph._links[("mutual", keep, hub_k)] = (
                 arrays["link_rows"].astype(np.int64), arrays["link_weights"]
             )
+            graph.links_saved = True
         return graph, generation
 
     # --- hubness-corrected links ---------------------------------------------------
