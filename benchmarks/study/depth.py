@@ -35,12 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     sets = load_sets()
     emit = Recorder()
     runs = {}  # name: (ids, whitened db, queries, relevant(i), own rows or None, graph)
-    for name, ids, db, outside, relevant, own in (
-        ("class", sets.ids, sets.X, None, lambda i: sets.labels == sets.labels[sets.class_queries[i]],
-         sets.class_queries),
-        ("groups", sets.gids, sets.G, None, lambda i: sets.group_relevant[i], sets.group_queries),
-        ("inst", sets.iids, sets.D, sets.Q, lambda i: sets.inst_relevant[i], None),
-    ):
+    for name, (ids, db, outside, relevant, own) in sets.rankings().items():
         white = Whitening.fit(db).apply
         Z = white(db)
         runs[name] = (ids, Z, Z[own] if outside is None else white(outside), relevant, own, knn_graph(ids, Z))

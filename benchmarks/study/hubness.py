@@ -43,12 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     only = set(args.only.split(","))
     sets = load_sets()
-    queries = {  # name: (ids, centred db, outside queries or None, relevant(i), own rows or None)
-        "class": (sets.ids, sets.X, None, lambda i: sets.labels == sets.labels[sets.class_queries[i]],
-                  sets.class_queries),
-        "groups": (sets.gids, sets.G, None, lambda i: sets.group_relevant[i], sets.group_queries),
-        "inst": (sets.iids, sets.D, sets.Q, lambda i: sets.inst_relevant[i], None),
-    }
+    queries = sets.rankings()
     whitened = {name: Whitening.fit(db).apply for name, (_, db, *_rest) in queries.items()}
 
     emit = Recorder()

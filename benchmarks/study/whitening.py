@@ -152,6 +152,16 @@ class DevSets:
     Q: np.ndarray  # the 600 edited copies, centred on D's mean
     inst_relevant: list  # per edited copy: a mask over the rows of D
 
+    def rankings(self) -> dict:
+        """``name: (ids, centred db, outside queries or None, relevant(i), own rows or None)``
+        for the class, groups and instance sets, as the diffusion studies rank them."""
+        return {
+            "class": (self.ids, self.X, None, lambda i: self.labels == self.labels[self.class_queries[i]],
+                      self.class_queries),
+            "groups": (self.gids, self.G, None, lambda i: self.group_relevant[i], self.group_queries),
+            "inst": (self.iids, self.D, self.Q, lambda i: self.inst_relevant[i], None),
+        }
+
 
 def load_sets() -> DevSets:
     ids, raw, where = raw_descriptors(QUALITY)

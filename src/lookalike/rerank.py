@@ -285,8 +285,7 @@ class KnnGraph:
         if saved is None:
             return None, -1
         arrays, generation = saved
-        sims = arrays["sims"].astype(np.float32)
-        graph = cls(arrays["ids"], arrays["neighbours"], sims, fingerprint)
+        graph = cls(arrays["ids"], arrays["neighbours"], arrays["sims"], fingerprint)
         if "link_weights" in arrays and len(arrays["link_rows"]) == len(graph):
             keep, hub_k = (int(v) for v in arrays["link_params"])
             graph._links[("mutual", keep, hub_k)] = (
@@ -416,21 +415,18 @@ class KnnGraph:
         Cached with the links: a query then only looks up its candidates' rows."""
         key = ("mutual", keep, hub_k)
         if key not in self._links:
-            linked, weights = self.links(keep, hub_k)
+            linked, weights = self.links(keep, hub_k)  # -inf where there is no link
             n = len(self.ids)
-            rows = np.where(linked >= 0, self._rows_of(linked), -1) if n else linked
-            valid = (rows >= 0) & np.isfinite(weights)
-            valid &= self.ids[np.maximum(rows, 0)] == linked if n else valid
-            # Sort each row's links by row number: the flattened codes row * (n + 1) + link
-            # (n for no link) are then sorted, and one binary search finds each reverse.
-            by_row = np.argsort(np.where(valid, rows, n), axis=1, kind="stable")
-            rows, weights, valid = (np.take_along_axis(a, by_row, axis=1) for a in (rows, weights, valid))
+            valid = np.isfinite(weights)
+            rows = np.where(valid, self._rows_of(linked), -1) if n else linked
+            # Find each link's reverse: codes source * (n + 1) + target, sorted once.
             source = np.arange(n)[:, None]
-            code = (source * (n + 1) + np.where(valid, rows, n)).ravel()
+            code = np.where(valid, source * (n + 1) + rows, -1).ravel()
             back = (rows * (n + 1) + source).ravel()
-            at = np.clip(np.searchsorted(code, back), 0, max(code.size - 1, 0))
-            mutual = valid & (code[at] == back).reshape(rows.shape) if code.size else valid
-            both = np.minimum(weights, weights.ravel()[at].reshape(rows.shape)) if code.size else weights
+            by_code = np.argsort(code)
+            at = by_code[np.clip(np.searchsorted(code[by_code], back), 0, max(code.size - 1, 0))]
+            mutual = valid & (code[at] == back).reshape(valid.shape) if code.size else valid
+            both = np.minimum(weights, weights.ravel()[at].reshape(valid.shape)) if code.size else weights
             self._links[key] = (np.where(mutual, rows, -1), np.where(mutual, both, -np.inf).astype(np.float32))
         return self._links[key]
 
