@@ -1,0 +1,1 @@
+"""Answering a query: options, the ranking stages and the cascade that runs them."""
