@@ -14,12 +14,15 @@ from pathlib import Path
 
 from . import __version__
 from .errors import LookalikeError
-from .rerank import METHODS as RERANK_METHODS
-from .search import ROUTES
+from .query.options import RERANK_METHODS, ROUTES, SearchOptions
+from .settings import DEFAULT_PIPELINE, Settings
 
 DEFAULT_DB = "lookalike-index"
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
+
+
+DEFAULTS = Settings()
 
 
 def _default_db() -> str:
@@ -48,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lookalike {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    def with_pipeline(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--pipeline", metavar="SPEC", help=f"the ranking stages (default: {DEFAULT_PIPELINE}; see docs/descriptor.md)")
+
     def with_db(p: argparse.ArgumentParser) -> None:
         p.add_argument(
             "--db",
@@ -58,8 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("index", help="index image folders (incremental: only new or changed files)")
     p.add_argument("paths", nargs="+", metavar="DIR", help="folders or image files to index")
     with_db(p)
-    p.add_argument("--model", help="model for a new index: lite0-int8 (default), lite0 (float: about 1.4x slower, mAP +0.002), lite1, lite2")
-    p.add_argument("--batch-size", type=_positive_int, help="images per inference batch (default 32)")
+    p.add_argument("--model", help=f"model for a new index: {DEFAULTS.model} (default), lite0, lite1 or lite2 (float, larger and slower: docs/benchmarks.md)")
+    p.add_argument("--batch-size", type=_positive_int, help=f"images per inference batch (default {DEFAULTS.batch_size})")
     p.add_argument("--threads", type=int, help="inference threads (default: all cores)")
     p.add_argument("--no-prune", action="store_true", help="keep entries of files that were deleted")
     p.add_argument("--json", action="store_true", help="print the run report as JSON")
@@ -67,17 +73,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("search", help="find the indexed images most similar to query images")
     p.add_argument("queries", nargs="+", metavar="QUERY", help="image files or folders of images")
     with_db(p)
-    p.add_argument("--top", "-k", type=_positive_int, default=10, help="matches per query (default 10)")
+    p.add_argument("--top", "-k", type=_positive_int, default=SearchOptions.default("k"), help="matches per query (default %(default)s)")
     p.add_argument("--label", action="append", metavar="NAME", help="only images with this ImageNet label (repeatable)")
-    p.add_argument("--route", choices=ROUTES, default="global", help="global (default) or categories (the 2019 behaviour)")
+    p.add_argument("--route", choices=ROUTES, default=SearchOptions.default("route"), help="global (default): every image; categories: only images sharing a predicted category with the query, as the 2019 script searched")
     p.add_argument("--min-score", type=float, help="drop matches with cosine similarity below this")
     p.add_argument("--json", action="store_true", help="print one JSON document (see docs/cli.md)")
     p.add_argument("--plot", metavar="PNG", help="write a picture of the query and its matches")
     p.add_argument("--add", action="store_true", help="add the query images to the index after searching")
-    p.add_argument("--rerank", choices=RERANK_METHODS, help="re-ranking: auto (default: diffusion for 500-50,000 images, else qe), diffusion, qe (query expansion) or none")
-    p.add_argument("--verify", type=_non_negative_int, metavar="N", help="spatially verify the first N matches so copies of the query come first (default 20; 0: off)")
-    p.add_argument("--regions", type=_non_negative_int, metavar="N", help="if none of those verifies surely (60+ inliers), search with regions of the query and verify N more candidates: finds photos pasted into a larger picture (default 10; 0: off)")
-    p.add_argument("--words", type=_non_negative_int, metavar="N", help="also verify N candidates found by the query's visual words (local features): finds thumbnails, small crops and blurred copies (default 10; 0: off)")
+    with_pipeline(p)
+    p.add_argument("--rerank", choices=RERANK_METHODS, help="shorthand for the pipeline's re-ranking: auto (diffusion or query expansion by collection size), diffusion, qe or none")
+    p.add_argument("--verify", type=_non_negative_int, metavar="N", help="shorthand: spatially verify the first N matches so copies of the query come first (0: no verification at all)")
+    p.add_argument("--words", type=_non_negative_int, metavar="N", help="shorthand: also verify N candidates found by the query's visual words: finds thumbnails, small crops and blurred copies (0: off)")
+    p.add_argument("--regions", type=_non_negative_int, metavar="N", help="shorthand: if no match is a sure copy, verify N candidates of a search by regions of the query: finds photos pasted into a larger picture (0: off)")
 
     p = sub.add_parser("remove", help="forget files or folders from the index")
     p.add_argument("paths", nargs="+", metavar="PATH")
@@ -91,8 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     with_db(p)
     p.add_argument("--truth", metavar="CSV", help="ground truth CSV: query,relevant[;relevant...] (default: same folder = relevant)")
     p.add_argument("--json", action="store_true", help="print as JSON")
-    p.add_argument("--rerank", choices=RERANK_METHODS, help="re-ranking to evaluate (default: the index's, as search; none with --verify 0: the plain cosine ranking)")
-    p.add_argument("--verify", type=_non_negative_int, metavar="N", help="spatially verify the first N matches of every query, with word candidates and the regional stage (default: the index's, 20; 50-150 ms per query)")
+    with_pipeline(p)
+    p.add_argument("--rerank", choices=RERANK_METHODS, help="shorthand for the pipeline's re-ranking (none with --verify 0: the plain cosine ranking)")
+    p.add_argument("--verify", type=_non_negative_int, metavar="N", help="shorthand: spatially verify the first N matches of every query (0: no verification)")
     p.add_argument("--queries", type=_positive_int, metavar="N", help="evaluate a fixed-seed sample of N queries instead of every image")
     p.add_argument("--ann-recall", action="store_true", help="also report recall@10 of the index's vector store against exact search (1.0 for an exact store)")
 
@@ -152,11 +160,14 @@ def cmd_search(args) -> int:
     from .api import expand_query_paths
 
     queries = expand_query_paths(args.queries)
+    options = SearchOptions(
+        k=args.top, label=args.label, route=args.route, min_score=args.min_score,
+        pipeline=args.pipeline, rerank=args.rerank, verify=args.verify, words=args.words,
+        regions=args.regions,
+    )
     with _open(args) as index:
-        results = index.search_many(
-            queries, args.top, labels=args.label, route=args.route, min_score=args.min_score,
-            rerank=args.rerank, verify=args.verify, regions=args.regions, words=args.words,
-        )
+        index.pipeline(options)  # a bad --pipeline fails before anything is embedded
+        results = index.search_many(queries, options=options)
         if args.json:
             print(json.dumps([r.as_dict() for r in results], indent=2))
         else:
@@ -217,9 +228,9 @@ def cmd_eval(args) -> int:
     with _open(args) as index:
         progress = Progress("evaluating", unit="queries")
         try:
+            options = SearchOptions(pipeline=args.pipeline, rerank=args.rerank, verify=args.verify)
             report = evaluate_index(
-                index, args.truth, rerank=args.rerank, verify=args.verify,
-                sample=args.queries, progress=progress,
+                index, args.truth, options=options, sample=args.queries, progress=progress
             )
         finally:
             progress.close()

@@ -11,11 +11,15 @@ import csv
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import LookalikeError
-from .search import SearchOptions
+from .query.options import SearchOptions
+
+if TYPE_CHECKING:
+    from .api import Index
 
 RankFn = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
 
@@ -163,24 +167,25 @@ def evaluate_vectors(
 
 
 def evaluate_index(
-    index,
+    index: Index,
     truth_csv: str | None = None,
     *,
     ks: Sequence[int] = (1, 10, 100),
-    rerank: str | None = None,
-    verify: int | None = None,
+    options: SearchOptions | None = None,
     sample: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    **changes: Any,
 ) -> EvalReport:
-    """Evaluate an open :class:`lookalike.Index` through its own search path.
+    """Evaluate an open :class:`lookalike.Index` through its own ranking (:meth:`Index.rank`).
 
     Ground truth: the CSV if given, else class folders (relevant = same parent folder).
     Each query is an indexed image, ranked against all the others (itself left out, also
-    from re-ranking and verification). ``rerank``/``verify`` are the search options; the
-    defaults (None) are the index's settings, so what is measured is what a search returns.
-    ``rerank="none", verify=0`` measures the plain cosine ranking (one batched search).
-    ``sample`` evaluates that many queries (fixed seed) instead of all.
+    from re-ranking and verification). ``options`` and ``changes`` are search options
+    (``pipeline``, ``rerank``, ``verify``, ...); the defaults are the index's settings, so
+    what is measured is what a search returns. A pipeline of ``cosine`` alone is measured
+    as one batched search. ``sample`` evaluates that many queries (fixed seed) instead of all.
     """
+    options = SearchOptions.from_any(options, **changes)
     ids, vectors = index.catalogue.all_vectors()
     if len(ids) < 2:
         raise LookalikeError("the index needs at least two images to evaluate")
@@ -190,34 +195,30 @@ def evaluate_index(
         truth = csv_ground_truth(truth_csv, id_of)
     else:
         truth = folder_ground_truth(locations)
-    if rerank == "none" and verify == 0:
+    if index.pipeline(options).spec == "cosine":
         return evaluate_vectors(
             ids, vectors, truth, index.store.search, ks=ks, sample=sample, progress=progress
         )
     return evaluate_vectors(
-        ids, vectors, truth, index_ranker(index, rerank, verify), ks=ks, pass_ids=True,
+        ids, vectors, truth, index_ranker(index, options), ks=ks, pass_ids=True,
         sample=sample, progress=progress, chunk=32,
     )
 
 
-def index_ranker(index, rerank: str | None, verify: int | None, regions: int | None = None) -> Callable:
-    """``rank(vectors, k, query_ids)`` through :meth:`Index._ranked_pairs` (the search path)."""
+def index_ranker(index: Index, options: SearchOptions) -> Callable:
+    """``rank(vectors, k, query_ids)`` through :meth:`Index.rank` (the search path), each
+    query's own image left out."""
 
-    def rank(vectors: np.ndarray, k: int, query_ids: np.ndarray):
-        if rerank == "none" and verify == 0:  # the plain ranking: one batched search
-            return index.store.search(vectors, k)
-        labels = np.zeros((len(vectors), 0), dtype=np.int64)
-        options = SearchOptions(k=k, rerank=rerank, verify=verify, regions=regions)
-        ranked, _ = index._ranked_pairs(
-            vectors, labels, options, query_ids=[int(i) for i in query_ids], exclude_query=True
+    def rank(vectors: np.ndarray, k: int, query_ids: np.ndarray) -> tuple[None, np.ndarray]:
+        ranked = index.rank(
+            vectors, options.with_(k=k), query_ids=[int(i) for i in query_ids], exclude_query=True
         )
-        ids = np.asarray([[i for i, _ in pairs] for pairs, _ in ranked], dtype=np.int64)
-        return None, ids
+        return None, np.asarray([r.ids for r in ranked], dtype=np.int64)
 
     return rank
 
 
-def ann_recall(index, k: int = 10, queries: int = 1000, seed: int = 0) -> dict:
+def ann_recall(index: Index, k: int = 10, queries: int = 1000, seed: int = 0) -> dict:
     """Recall@k of the index's vector store against exact search, on its own images.
 
     ``queries`` indexed images (a fixed-seed sample) are searched in the store and by an

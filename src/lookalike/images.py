@@ -18,6 +18,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, BinaryIO, Union
 
@@ -182,6 +183,26 @@ def load_image(
     return _load(
         source, _name(source), max_pixels=max_pixels, max_bytes=max_bytes, target_size=target_size
     )
+
+
+def load_first_readable(
+    locations: Iterable[str],
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    target_size: int | None = None,
+) -> Image.Image | None:
+    """The picture of the first of ``locations`` (files of one image) that decodes, or None:
+    copies of an image are interchangeable, and one that vanished or broke is skipped."""
+    for location in locations:
+        if os.path.isfile(location):
+            try:
+                return load_image(
+                    location, max_pixels=max_pixels, max_bytes=max_bytes, target_size=target_size
+                )
+            except ImageError:
+                continue
+    return None
 
 
 def image_size(source: ImageSource, *, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[int, int]:

@@ -37,7 +37,7 @@ from .index.catalogue import Catalogue, FileStat, NewImage
 from .index.vectors import VectorStore
 from .index.words import shipped_vocabulary
 from .settings import Settings
-from .verify import VerifyParams, extract
+from .verify import extract
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -113,6 +113,15 @@ def is_under(location: str, roots: Iterable[str]) -> bool:
     return any(location == r or location.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
 
 
+def forget(catalogue: Catalogue, store: VectorStore, locations: list[str]) -> list[int]:
+    """Forget file locations, and the images left without any file (in the catalogue, then
+    in the store); returns those images' ids."""
+    with catalogue.transaction() as db:
+        orphans = Catalogue.delete_locations(db, locations)
+    store.remove(np.asarray(orphans, dtype=np.int64))
+    return orphans
+
+
 @dataclass
 class _Prepared:
     stat: FileStat
@@ -142,9 +151,9 @@ class Indexer:
         self.progress = progress or (lambda done, total: None)
         self._batch_embedder = embedder.for_parallel_batches()
         self._vocabulary = shipped_vocabulary() if settings.local_features else None
-        self._verify_params = VerifyParams()
+        self._verify_params = settings.verify
         # Decode big JPEGs at a reduced scale, but large enough for the local features
-        # (their longer side is VerifyParams.size: 320 px is 240 on the short side at 4:3).
+        # (their longer side is VerifyParams.size: at 4:3 that is 3/4 of it on the short side).
         self._decode_size = embedder.input_size
         if settings.local_features:
             self._decode_size = max(self._decode_size, self._verify_params.size * 3 // 4)
@@ -187,9 +196,7 @@ class Indexer:
         gone = [loc for loc in known if loc not in present and is_under(loc, prune_roots)]
         gone += [loc for loc in failures if loc not in present and is_under(loc, prune_roots)]
         if gone:
-            with self.catalogue.transaction() as db:
-                orphans = Catalogue.delete_locations(db, gone)
-            self.store.remove(np.asarray(orphans, dtype=np.int64))
+            forget(self.catalogue, self.store, gone)
             report.removed = len(set(gone) & set(known))
 
     def _prepare(self, stat: FileStat, known_hashes: set[str]) -> _Prepared:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .errors import ImageError, LookalikeError
 from .images import load_image
-from .search import SearchResult
+from .query.results import SearchResult
 
 _THUMB = 256
 

@@ -1,8 +1,12 @@
-"""One settings object for everything tunable, with every default documented.
+"""One settings object for everything tunable; every default lives here and nowhere else.
 
 Settings are passed explicitly (``Index.open(path, settings=...)``); nothing reads globals.
-Settings that change what a vector *means* (model, pooling, input size) are stored in the
-index when it is created and win over whatever is passed when it is opened again.
+The knobs of each part are grouped in a small frozen object nested in :class:`Settings`
+(``Settings().verify.min_inliers``), so every knob exists once, under one name. Help texts
+and docs read these defaults instead of restating them. Settings that change what a vector
+*means* (model, pooling) are stored in the index when it is created and win over whatever
+is passed when it is opened again. Measured effects of the defaults: docs/descriptor.md and
+docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -10,6 +14,10 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
+
+# The query pipeline: the stages of lookalike.query.spec, in order.
+DEFAULT_PIPELINE = "cosine,auto,verify:20,words:10,regions:10"
 
 
 def default_cache_dir() -> Path:
@@ -22,89 +30,107 @@ def default_cache_dir() -> Path:
 
 
 @dataclass(frozen=True)
+class TransformParams:
+    """The learned descriptor transform (:mod:`lookalike.index.transform`)."""
+
+    whiten: bool = True  # whiten as well as centre (never on the approximate store)
+    whiten_min_images: int = 1000  # below this a whitening overfits its few pairs
+    min_images: int = 100  # images before a mean is learned at all
+    refit_ratio: float = 1.5  # re-learn when the collection grew or shrank by this factor
+    sample: int = 10_000  # images the whitening is learned from (fixed-seed sample)
+    neighbours: int = 5  # mutual nearest neighbours that make a pair
+    shrink: float = 2.0  # covariance shrinkage: shrink * dims / pairs x the mean eigenvalue
+
+
+@dataclass(frozen=True)
+class AnnParams:
+    """The approximate store (:mod:`lookalike.index.ann`) for large collections."""
+
+    threshold: int = 50_000  # collections this large use it instead of the exact matrix
+    dims: int = 256  # principal axes kept in the int8 codes
+    connectivity: int = 16
+    expansion_add: int = 128
+    expansion_search: int = 256  # beam width of a search: recall vs latency
+    rescore: int = 200  # graph candidates re-scored exactly per query (at least k)
+    rough_rescore: int = 20  # the same for rough (candidate-generating) searches
+    scan_max: int = 20_000  # larger filters search the graph, smaller ones scan codes
+    calibrate_at: int = 4096  # vectors that fit the codec; until then all are exact
+
+
+@dataclass(frozen=True)
+class RerankParams:
+    """Query expansion and diffusion (:mod:`lookalike.query.rerank`, :mod:`lookalike.index.graph`)."""
+
+    qe_n: int = 3  # matches added to the query
+    qe_alpha: float = 3.0  # their weight is similarity**alpha
+    graph_k: int = 50  # links per image that diffusion walks (chosen from the pool)
+    graph_pool: int = 100  # neighbours stored per image in the graph file
+    hub_k: int = 10  # neighbours whose mean similarity is an image's hubness (0: off)
+    depth: int = 3000  # first matches that diffusion re-orders
+    diffusion_alpha: float = 0.8
+    diffusion_seeds: int = 5  # first matches that start the diffusion
+    gamma: float = 3.0  # similarity**gamma as edge and seed weights
+    iterations: int = 20
+    min_images: int = 500  # ``auto`` diffuses from this many images (else query expansion)
+    max_images: int = 50_000  # ... up to this many (the graph grows quadratically)
+
+
+@dataclass(frozen=True)
+class VerifyParams:
+    """Spatial verification with local features (:mod:`lookalike.verify`)."""
+
+    size: int = 320  # pictures are resized so that their longer side is this
+    features: int = 400  # ORB keypoints per picture
+    ratio: float = 0.8  # Lowe's ratio test on the two nearest descriptors
+    min_inliers: int = 15  # homography inliers that make a match verified
+    sure_inliers: int = 60  # a weaker best match may be only a collage's background
+    reprojection: float = 8.0  # RANSAC inlier threshold in pixels (at ``size``)
+    workers: int = 2  # threads verifying candidates in parallel
+    cache: int = 512  # candidates' features kept in memory
+    margin: float = 0.0  # widen a query region by this fraction when verifying it
+
+
+@dataclass(frozen=True)
+class RegionParams:
+    """The regional search (:mod:`lookalike.query.regions`) for photos pasted into others."""
+
+    size: int = 512  # input side of the query's regional pass
+    size_approximate: int = 384  # the same on the approximate store (latency budget)
+    levels: tuple[int, ...] = (1, 2, 3, 4)  # R-MAC grid: 1 + 4 + 9 + 16 windows
+    per_region: int = 3  # nearest images per window
+    contrast_rank: int = 10  # a window's match scores minus its contrast_rank-th score
+    verify_regions: int = 1  # each candidate is verified against its closest window(s)
+
+
+@dataclass(frozen=True)
+class WordParams:
+    """The visual-word index (:mod:`lookalike.index.words`)."""
+
+    max_images: int = 250_000  # larger collections skip word candidates (memory)
+    rebuild_fraction: float = 0.2  # changes merged at query time until this share
+
+
+@dataclass(frozen=True)
 class Settings:
     """Tunable behaviour of indexing and search.
 
     Attributes:
-        model: Registered model name: ``lite0-int8`` (default), ``lite0``, ``lite1``,
-            ``lite2``. ``lite0-int8`` is EfficientNet-Lite0 quantised to 8 bits: 1.4x the
-            float model's speed on a CPU for a Caltech-101 mAP change of -0.002
-            (docs/benchmarks.md). Lite1/Lite2 are larger and slower.
-        gem_p: Generalised-mean pooling exponent for the global descriptor. 1.0 is average
-            pooling; 3.0 is the usual choice for retrieval (see docs/descriptor.md).
+        model: Registered model name (``lookalike.embed.registry``): ``lite0-int8``
+            (EfficientNet-Lite0 quantised to 8 bits), ``lite0``, ``lite1``, ``lite2``.
+        gem_p: Generalised-mean pooling exponent of the global descriptor (1: average).
         batch_size: Images per ONNX Runtime call while indexing.
         threads: ONNX Runtime intra-op threads; 0 means all cores.
-        decode_workers: Threads decoding images in parallel with inference; 0 means cores.
+        decode_workers: Threads decoding images in parallel with inference; 0: cores.
         max_pixels: Refuse images larger than this (decompression-bomb guard).
         max_file_bytes: Refuse files larger than this many bytes.
-        top_labels: How many ImageNet labels (with probabilities) to store per image.
+        top_labels: ImageNet labels (with probabilities) stored per image.
         cache_dir: Where built ONNX models are cached (keyed by the weights' hash).
-        device: ``auto`` runs the model on an NVIDIA GPU when onnxruntime-gpu provides CUDA,
-            else on the CPU; ``cpu`` never uses a GPU.
-        whiten: Whiten the (centred) descriptors with a transform learned from the collection's
-            own mutual-nearest-neighbour pairs (:mod:`lookalike.index.transform`): it scales
-            down the directions in which two views of one thing differ. Cosine mAP +0.02 on
-            each dev set (class level, groups of views, edited copies; docs/descriptor.md).
-            Learned from a sample of up to 10,000 images when the collection reaches
-            ``whiten_min_images`` and re-learned, like the mean, when it has grown or shrunk
-            by half (the store and the neighbour graph are then rebuilt). It is stored in
-            the catalogue (3.3 MB) and costs one 1,280 x 1,280 product per query. Not used
-            with the approximate store (``ann_threshold``), which re-scores candidates from
-            the catalogue's raw descriptors: whitening each of them would cost as much as
-            the rest of the query.
-        whiten_min_images: Smaller collections are only centred: learned from fewer than
-            ~1,000 photos, the whitening overfits the few pairs it finds (docs/descriptor.md).
-        ann_threshold: Collections of at least this many images search an approximate
-            (HNSW, int8 codes) index instead of the exact float32 matrix. Below it exact search
-            costs a few milliseconds; at 50,000 the matrix is 256 MB and a query ~15 ms, and
-            beyond it memory and latency grow linearly (docs/benchmarks.md).
-        ann_dims: Principal axes kept in the approximate index's int8 codes.
-        ann_expansion_search: Beam width of the approximate search (recall vs. latency).
-        ann_rerank: Approximate candidates re-scored exactly per query.
-        rerank: Query-time re-ranking of the cosine ranking (:mod:`lookalike.rerank`):
-            ``auto`` (default: ``diffusion`` for collections of ``diffusion_min_images`` to
-            ``diffusion_max_images`` images, ``qe`` otherwise), ``diffusion`` (kNN-graph
-            diffusion: +0.05-0.07 class-level mAP, needs a neighbour graph kept in the index
-            folder), ``qe`` (alpha query expansion with the 3 best matches, one more
-            search) or ``none``.
-        diffusion_min_images: Below this many images ``auto`` uses query expansion: a
-            50-neighbour graph of a few hundred photos links unrelated ones.
-        diffusion_max_images: Above this many images ``auto`` uses query expansion. The
-            graph costs one 100-neighbour search per indexed image at the end of
-            ``Index.add`` (about 2 s for 8,677 images, as with 50 neighbours; quadratic in the collection size with
-            the exact store, so ~50 s for a full rebuild at 50,000 by extrapolation), and a diffusion query
-            ~8 ms more than query expansion. Default 50,000, the exact store's limit
-            (``ann_threshold``).
-        verify_top: Spatial verification (:mod:`lookalike.verify`) of this many first
-            matches with local features; verified copies of the query move to the top.
-            0 turns it off. Default 20: with stored local features a candidate costs about
-            2 ms, and 20 find 1.7 points more copies than 10 (docs/benchmarks.md, "Quality").
-        local_features: Compute the local features that spatial verification compares
-            (400 ORB keypoints at 320 px) while indexing and store them in the catalogue,
-            about 14 KB per image, so that verifying a query's candidates reads none of
-            their files: faster (verifying 10 candidates: ~33 instead of ~84 ms), and it keeps
-            working when the photos are offline or remote. Off: candidates' files are read
-            at query time. Costs about 3 ms of CPU per indexed image.
-        regions: When none of the first ``verify_top`` matches verifies surely (with 60
-            inliers or more: a weaker match may be only the background of a collage), the
-            query is searched again with 30 regional descriptors (one more inference at
-            512 px, pooled over an R-MAC grid of 1 + 4 + 9 + 16 windows); the images that
-            stand out most among the windows' matches are candidates, and this many of them
-            are verified, each against the window closest to it: this finds the original of
-            a photo pasted into a larger picture, or of a small crop. 0 turns it off; it
-            needs ``verify_top`` > 0. Default 10 (docs/benchmarks.md, "Quality").
-        word_candidates: Also verify this many candidates found by a bag-of-visual-words
-            search over the stored local features (:mod:`lookalike.index.words`), with the
-            first ``verify_top`` matches: finds the originals of thumbnails, small crops and
-            blurred copies whose global descriptor has changed too much. 0 turns it off; it
-            needs ``verify_top`` > 0 and stored local features. The word index is built on
-            the first query and saved in the index folder (about 1.3 KB per image, in
-            memory while searching); later changes are merged in by id until they exceed
-            20 % of it, when it is rebuilt. Default 10
-            (docs/benchmarks.md, "Quality").
-        word_index_max_images: Collections larger than this skip the word candidates: the
-            in-memory word index would take over ~330 MB (~1.3 GB at a million images, and
-            about twice that while it is built). Raise it on a machine with the memory.
+        device: ``auto`` runs the model on an NVIDIA GPU when onnxruntime-gpu provides
+            CUDA, else on the CPU; ``cpu`` never uses a GPU.
+        local_features: Store each image's local features while indexing, so verifying a
+            query's candidates reads none of their files (and works when they are offline).
+        pipeline: The query's ranking stages (:mod:`lookalike.query.spec`).
+        transform, ann, rerank, verify, regions, words: each part's own knobs.
     """
 
     model: str = "lite0-int8"
@@ -117,23 +143,17 @@ class Settings:
     top_labels: int = 5
     cache_dir: Path = field(default_factory=default_cache_dir)
     device: str = "auto"
-    whiten: bool = True
-    whiten_min_images: int = 1000
-    ann_threshold: int = 50_000
-    ann_dims: int = 256
-    ann_expansion_search: int = 256
-    ann_rerank: int = 200
-    rerank: str = "auto"
-    diffusion_min_images: int = 500
-    diffusion_max_images: int = 50_000
-    verify_top: int = 20
     local_features: bool = True
-    regions: int = 10
-    word_candidates: int = 10
-    word_index_max_images: int = 250_000
+    pipeline: str = DEFAULT_PIPELINE
+    transform: TransformParams = field(default_factory=TransformParams)
+    ann: AnnParams = field(default_factory=AnnParams)
+    rerank: RerankParams = field(default_factory=RerankParams)
+    verify: VerifyParams = field(default_factory=VerifyParams)
+    regions: RegionParams = field(default_factory=RegionParams)
+    words: WordParams = field(default_factory=WordParams)
 
-    def with_(self, **changes) -> Settings:
-        """Return a copy with some fields changed."""
+    def with_(self, **changes: Any) -> Settings:
+        """A copy with some fields changed (nested groups are replaced whole)."""
         return replace(self, **changes)
 
     def as_dict(self) -> dict:

@@ -9,9 +9,10 @@ Class-level results, where nothing verifies, are therefore left exactly as they 
 
 Candidates' local features are computed while indexing and stored in the catalogue
 (``Settings.local_features``), so a query reads no candidate files; images indexed without
-them are read from their files (decoded with :func:`lookalike.images.load_image` at a
-reduced size), and such files that have gone or cannot be decoded are not verified. Features
-are kept in a small in-memory cache, so a server answering related queries reads each once.
+them are read from their files at a reduced size, and such files that have gone or cannot be
+decoded are not verified. Features are kept in a small in-memory cache, so a server
+answering related queries reads each once. The query stages that use this module are in
+:mod:`lookalike.query.verification`.
 
 OpenCV (``opencv-python-headless``) is imported on first use.
 """
@@ -28,23 +29,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import LookalikeError
-
-
-@dataclass(frozen=True)
-class VerifyParams:
-    """Knobs of spatial verification (defaults measured in docs/benchmarks.md)."""
-
-    size: int = 320  # images are resized so that their longer side is this many pixels
-    features: int = 400  # ORB keypoints per image
-    ratio: float = 0.8  # Lowe's ratio test on the two nearest descriptors
-    min_inliers: int = 15  # homography inliers needed to call a match verified
-    # A best match with fewer inliers may explain only part of the query (the background of
-    # a collage that also holds an indexed photo), so the regional search still runs.
-    sure_inliers: int = 60
-    reprojection: float = 8.0  # RANSAC inlier threshold in pixels (at ``size``)
-    workers: int = 2  # threads verifying candidates in parallel (OpenCV releases the GIL)
-    cache: int = 512  # candidates' features kept in memory
-    margin: float = 0.0  # widen a query region by this fraction of the picture when verifying it
+from .settings import VerifyParams
 
 
 @dataclass
@@ -182,54 +167,20 @@ class Verifier:
             return list(self._pool.map(fn, items))
         return [fn(item) for item in items]
 
-    def reorder(
-        self,
-        query_image: Image.Image,
-        ranked: Sequence[int],
-        checked: Sequence[int],
-        load: Loader,
-        more: Callable[[], Sequence[tuple[int, Box | None]]] | None = None,
-        query: Features | None = None,
-    ) -> tuple[list[int], dict[int, int]]:
-        """``ranked`` ids with the verified ones among ``checked`` moved to the front.
+    def count_region_inliers(
+        self, query_image: Image.Image, query: Features,
+        pairs: Sequence[tuple[int, Box | None]], load: Loader,
+    ) -> list[int]:
+        """Inliers of each ``(image_id, box)``: the candidate against the part of the query in
+        ``box`` (None: all of it), so a photo pasted into a larger picture is matched with
+        the full keypoint budget of its own region."""
+        parts: dict[Box | None, Features] = {None: query}
 
-        ``checked`` is usually the first matches of the plain cosine ranking (the list most
-        likely to hold the original of an edited copy). When none of them verifies with at least
-        ``params.sure_inliers`` inliers (a weaker match may be only the background of a
-        collage that also holds an indexed photo), ``more()``
-        (if given) is asked for further candidates, each with the part of the query that
-        found it (a box in fractions of the picture, or None for all of it): the regional
-        search of :meth:`lookalike.Index.search`. Each is checked against the features of
-        that part, so a photo pasted into a larger picture gets the full keypoint budget.
-        Verified ids that ``ranked`` lacks are added. ``query`` is the query picture's
-        features when the caller has extracted them already. Returns the new order and the
-        inlier count of every checked candidate.
-        """
-        ranked = [int(i) for i in ranked]
-        checked = [int(i) for i in checked]
-        if not checked and more is None:
-            return ranked, {}
-        query = query if query is not None else extract(query_image, self.params)
-        counts = dict(zip(checked, self.count_inliers(query, checked, load), strict=True))
-        verified = [i for i in checked if counts[i] >= self.params.min_inliers]
-        if more is not None and max((counts[i] for i in verified), default=0) < self.params.sure_inliers:
-            # A candidate checked already is checked again against its region: the original
-            # of a pasted photo can rank first and still fail against the whole collage.
-            pairs = [(int(i), box) for i, box in more() if box is not None or int(i) not in counts]
-            parts: dict[Box | None, Features] = {None: query}
+        def one(pair: tuple[int, Box | None]) -> int:
+            image_id, box = pair
+            if box not in parts:  # two threads may both extract it: same result
+                parts[box] = extract(crop(query_image, box, self.params.margin), self.params)
+            feats = self.features_of(image_id, load)
+            return inliers(parts[box], feats, self.params) if feats is not None else 0
 
-            def one(pair: tuple[int, Box | None]) -> int:
-                image_id, box = pair
-                if box not in parts:  # two threads may both extract it: same result
-                    parts[box] = extract(crop(query_image, box, self.params.margin), self.params)
-                feats = self.features_of(image_id, load)
-                return inliers(parts[box], feats, self.params) if feats is not None else 0
-
-            for (image_id, _), count in zip(pairs, self._map(one, pairs), strict=True):
-                counts[image_id] = max(count, counts.get(image_id, 0))
-            verified = [i for i in counts if counts[i] >= self.params.min_inliers]
-        if not verified:
-            return ranked, counts
-        verified.sort(key=lambda i: -counts[i])  # stable: ties keep their global order
-        moved = set(verified)
-        return verified + [i for i in ranked if i not in moved], counts
+        return self._map(one, pairs)

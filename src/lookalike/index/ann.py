@@ -33,8 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..settings import AnnParams
 from .catalogue import VECTOR_DTYPE, Catalogue
-from .vectors import _atomic_save, _atomic_write, top_k
+from .files import atomic_save, atomic_write, save_quietly
+from .vectors import top_k
 
 # ids -> (ids found, their float32 descriptors): where exact vectors are read from.
 VectorSource = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -81,7 +83,7 @@ class Int8Codec:
     def save(self, path: Path) -> None:
         head = np.zeros_like(self.mean)
         head[0] = self.scale
-        _atomic_save(path, np.vstack([head[None, :], self.mean[None, :], self.basis.T]))
+        atomic_save(path, np.vstack([head[None, :], self.mean[None, :], self.basis.T]))
 
     @classmethod
     def load(cls, path: Path) -> Int8Codec:
@@ -91,20 +93,6 @@ class Int8Codec:
         return cls(
             np.ascontiguousarray(array[1]), np.ascontiguousarray(array[2:].T), float(array[0, 0])
         )
-
-
-@dataclass(frozen=True)
-class AnnParams:
-    """Graph and search knobs (see :class:`lookalike.settings.Settings` for the defaults)."""
-
-    dims: int = 256  # principal axes kept in the codes
-    connectivity: int = 16
-    expansion_add: int = 128
-    expansion_search: int = 256
-    rerank: int = 200  # graph candidates re-scored exactly per query (at least k)
-    rough_rerank: int = 20  # the same for ``search(..., rough=True)``
-    scan_max: int = 20_000  # larger candidate sets search the graph, smaller scan codes
-    calibrate_at: int = 4096  # vectors that fit the codec; until then all are scored exactly
 
 
 class CatalogueVectors:
@@ -225,18 +213,25 @@ class AnnStore:
         rough: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         """See :class:`~lookalike.index.vectors.VectorStore`. ``rough`` re-scores
-        ``params.rough_rerank`` graph candidates instead of ``params.rerank``: each is a
-        descriptor read from the catalogue (14 regional queries at 100k: 43 -> 14 ms)."""
+        ``params.rough_rescore`` graph candidates instead of ``params.rescore``: each is a
+        descriptor read from the catalogue, the main cost of a regional query."""
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
-        rerank = self.params.rough_rerank if rough else self.params.rerank
+        rescore = self.params.rough_rescore if rough else self.params.rescore
         if candidates is not None:
             candidates = np.unique(np.asarray(candidates, dtype=np.int64))
-        if self._index is None or (candidates is not None and len(candidates) <= max(k, rerank)):
+        if self._index is None or (candidates is not None and len(candidates) <= max(k, rescore)):
             ids = self.ids() if candidates is None else candidates
             return self._rescore(queries, [ids] * len(queries), k)
         if candidates is not None and len(candidates) <= self.params.scan_max:
-            return self._rescore(queries, self._scan(queries, k, candidates, rerank), k)
-        return self._rescore(queries, self._propose(queries, k, candidates, rerank), k)
+            return self._rescore(queries, self._scan(queries, k, candidates, rescore), k)
+        return self._rescore(queries, self._propose(queries, k, candidates, rescore), k)
+
+    def vectors(self, ids: np.ndarray) -> np.ndarray:
+        """Exact vectors of ``ids`` from the source (the catalogue), in the order asked."""
+        ids = np.asarray(ids, dtype=np.int64)
+        found, vectors = self.exact(ids)
+        position = {int(i): r for r, i in enumerate(found)}
+        return vectors[[position[int(i)] for i in ids]]
 
     def save(self, folder: Path, generation: int) -> None:
         folder = Path(folder)
@@ -260,7 +255,7 @@ class AnnStore:
             "fingerprint": self.fingerprint,
             "connectivity": self.params.connectivity,
         }
-        _atomic_write(folder / "ann.json", json.dumps(meta).encode())
+        atomic_write(folder / "ann.json", json.dumps(meta).encode())
 
     # --- opening and building --------------------------------------------------------
     @classmethod
@@ -290,7 +285,7 @@ class AnnStore:
             store._repair(source)
         else:
             store = cls.build(source, params, fingerprint)
-        store._save_quietly(folder, generation)
+        save_quietly(lambda: store.save(folder, generation))
         return store
 
     @classmethod
@@ -374,18 +369,13 @@ class AnnStore:
         for start in range(0, len(missing), 20_000):
             self.add(*source(missing[start : start + 20_000]))
 
-    def _save_quietly(self, folder: Path, generation: int) -> None:
-        try:
-            self.save(folder, generation)
-        except OSError:
-            pass  # a read-only index folder still searches; the repair is redone next time
 
     def _propose(
-        self, queries: np.ndarray, k: int, candidates: np.ndarray | None, rerank: int
+        self, queries: np.ndarray, k: int, candidates: np.ndarray | None, rescore: int
     ) -> list[np.ndarray]:
-        """Graph candidates per query (allowed ids only), at least ``rerank`` when possible;
+        """Graph candidates per query (allowed ids only), at least ``rescore`` when possible;
         a filter keeps ``1/fraction`` times more, as the graph cannot skip disallowed ids."""
-        want = max(k, rerank)
+        want = max(k, rescore)
         total = len(self)
         if candidates is not None:  # oversample by how rare the allowed ids are
             want = min(total, math.ceil(want * total / max(len(candidates), 1)))
@@ -401,7 +391,7 @@ class AnnStore:
         return out
 
     def _scan(
-        self, queries: np.ndarray, k: int, candidates: np.ndarray, rerank: int
+        self, queries: np.ndarray, k: int, candidates: np.ndarray, rescore: int
     ) -> list[np.ndarray]:
         """The allowed ids whose codes are closest to each query (a filter of up to
         ``scan_max`` ids: reading codes from the graph costs microseconds per id, reading
@@ -410,7 +400,7 @@ class AnnStore:
         in_graph = candidates[self._index.contains(keys)]
         codes = np.stack(self._index.get(in_graph.astype(np.uint64))).astype(np.int32)
         buffered = self._buffer_ids[np.isin(self._buffer_ids, candidates)]
-        want = min(max(k, rerank), len(in_graph))
+        want = min(max(k, rescore), len(in_graph))
         out = []
         for code in self.codec.encode(queries).astype(np.int32):
             distances = ((codes - code) ** 2).sum(axis=1)

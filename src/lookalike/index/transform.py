@@ -7,7 +7,7 @@ and queries are transformed; everything else passes through):
 * **Centring.** Subtracting the collection's mean descriptor before L2 normalisation removes
   the direction every CNN descriptor shares ("this is a photo"), so cosine similarity
   measures what differs between images. Caltech-101 mAP 0.739 -> 0.755, instance-level
-  recall@1 0.670 -> 0.700 (docs/descriptor.md). Learned from ``MIN_IMAGES`` images on.
+  recall@1 0.670 -> 0.700 (docs/descriptor.md). Learned from ``TransformParams.min_images`` images on.
 * **Whitening learned from neighbour pairs** (:class:`Whitening`). Pairs of images that are
   each among the other's 5 nearest neighbours are mostly two views of the same thing; the
   covariance of their *differences* says which directions vary between such views (lighting,
@@ -15,9 +15,9 @@ and queries are transformed; everything else passes through):
   from the collection instead of labelled 3D models) scales those nuisance directions down.
   Cosine mAP rises on every dev set: class 0.740 -> 0.760, groups 0.846 -> 0.869, edited
   copies 0.826 -> 0.846 (docs/descriptor.md, "Learned whitening"). It needs enough pairs:
-  the covariance is shrunk towards its mean eigenvalue by ``SHRINK * dims / pairs``, so a
+  the covariance is shrunk towards its mean eigenvalue by ``shrink * dims / pairs``, so a
   small collection gets a transform close to the identity, and below ``min_images`` images
-  (``Settings.whiten_min_images``) none is learned. :class:`lookalike.Index` does not whiten
+  (``TransformParams.whiten_min_images``) none is learned. :class:`lookalike.Index` does not whiten
   collections on the approximate store, which re-scores raw descriptors from the catalogue.
 
 Both are re-learned when the collection has grown or shrunk by half since (the store is then
@@ -35,13 +35,10 @@ from pathlib import Path
 import numpy as np
 
 from ..embed.pooling import l2_normalise
+from ..settings import TransformParams
 from .vectors import VectorStore
 
-MIN_IMAGES = 100  # images before a mean is learned
-REFIT_RATIO = 1.5  # re-learn when the collection is this factor larger or smaller
-WHITEN_SAMPLE = 10_000  # images the whitening is learned from (a fixed-seed sample)
-NEIGHBOURS = 5  # mutual nearest neighbours that make a pair
-SHRINK = 2.0  # shrinkage = SHRINK * dims / pairs, times the mean eigenvalue
+DEFAULTS = TransformParams()
 
 
 def _encode(array: np.ndarray, dtype) -> str:
@@ -53,7 +50,7 @@ def _decode(text: str, dtype, shape: tuple[int, ...] | None = None) -> np.ndarra
     return array.reshape(shape) if shape else array
 
 
-def mutual_neighbour_pairs(vectors: np.ndarray, k: int = NEIGHBOURS, chunk: int = 1024) -> np.ndarray:
+def mutual_neighbour_pairs(vectors: np.ndarray, k: int = DEFAULTS.neighbours, chunk: int = 1024) -> np.ndarray:
     """``(P, 2)`` index pairs ``i < j`` of unit vectors that are each among the other's ``k``
     nearest neighbours. Chunked, so 10,000 vectors need ~40 MB rather than 400."""
     n = len(vectors)
@@ -80,7 +77,7 @@ class Whitening:
         self.pairs = pairs
 
     @classmethod
-    def fit(cls, vectors: np.ndarray, neighbours: int = NEIGHBOURS, shrink: float = SHRINK) -> Whitening | None:
+    def fit(cls, vectors: np.ndarray, neighbours: int = DEFAULTS.neighbours, shrink: float = DEFAULTS.shrink) -> Whitening | None:
         """Learned from ``vectors`` (centred, unit length); None without enough pairs."""
         vectors = np.asarray(vectors, dtype=np.float32)
         pairs = mutual_neighbour_pairs(vectors, neighbours)
@@ -120,36 +117,39 @@ class Transform:
 
     @classmethod
     def fit(
-        cls, vectors: np.ndarray, whiten_min_images: int | None = None, seed: int = 0
+        cls, vectors: np.ndarray, whiten_min_images: int | None = None, seed: int = 0,
+        params: TransformParams = DEFAULTS,
     ) -> Transform:
         """Learned from raw descriptors (all of them in memory; :meth:`Index` streams)."""
         vectors = np.asarray(vectors, dtype=np.float32)
-        if len(vectors) < MIN_IMAGES:
+        if len(vectors) < params.min_images:
             return cls(None, len(vectors))
         mean = vectors.mean(axis=0)
-        return cls.with_whitening(mean, len(vectors), lambda n: vectors[n], whiten_min_images, seed)
+        return cls.with_whitening(mean, len(vectors), lambda n: vectors[n], whiten_min_images, seed, params)
 
     @classmethod
     def with_whitening(
         cls, mean: np.ndarray, count: int, rows: Callable[[np.ndarray], np.ndarray],
-        whiten_min_images: int | None, seed: int = 0,
+        whiten_min_images: int | None, seed: int = 0, params: TransformParams = DEFAULTS,
     ) -> Transform:
         """``mean`` plus a whitening learned from a fixed-seed sample of the collection's
         raw descriptors (``rows(positions)``, positions sorted), when it is large enough."""
         centred = cls(mean, count)
-        if whiten_min_images is None or count < max(whiten_min_images, MIN_IMAGES):
+        if whiten_min_images is None or count < max(whiten_min_images, params.min_images):
             return centred
         rng = np.random.default_rng(seed)
-        sample = np.sort(rng.choice(count, min(count, WHITEN_SAMPLE), replace=False))
-        return cls(mean, count, Whitening.fit(centred.apply(rows(sample))), whitened=True)
+        sample = np.sort(rng.choice(count, min(count, params.sample), replace=False))
+        return cls(mean, count, Whitening.fit(centred.apply(rows(sample)), params.neighbours, params.shrink), whitened=True)
 
-    def stale_for(self, count: int, whiten_min_images: int | None = None) -> bool:
+    def stale_for(
+        self, count: int, whiten_min_images: int | None = None, params: TransformParams = DEFAULTS
+    ) -> bool:
         """Whether a collection of ``count`` images should re-learn the transform."""
         if self.mean is None:
-            return count >= MIN_IMAGES
-        if not self.count / REFIT_RATIO <= count <= self.count * REFIT_RATIO:
+            return count >= params.min_images
+        if not self.count / params.refit_ratio <= count <= self.count * params.refit_ratio:
             return True
-        wanted = whiten_min_images is not None and count >= max(whiten_min_images, MIN_IMAGES)
+        wanted = whiten_min_images is not None and count >= max(whiten_min_images, params.min_images)
         return wanted != self.whitened  # switched on or off, or its threshold crossed
 
     def apply(self, vectors: np.ndarray) -> np.ndarray:
@@ -161,7 +161,7 @@ class Transform:
 
     def describe(self) -> str:
         if self.mean is None:
-            return f"none (fewer than {MIN_IMAGES} images)"
+            return "none (too few images to learn from)"
         if self.whitening is None:
             return "centred"
         return f"centred + whitened ({self.whitening.pairs:,} neighbour pairs)"
@@ -207,11 +207,19 @@ class Transform:
 
 
 class TransformedStore:
-    """A vector store whose inputs and queries go through a :class:`Transform` first."""
+    """A vector store whose inputs and queries go through a :class:`Transform` first.
 
-    def __init__(self, inner: VectorStore, transform: Transform):
+    ``source`` gives exact vectors by id (the catalogue's, transformed) for ids the inner
+    store does not hold yet: another process may have indexed them since it was loaded.
+    """
+
+    def __init__(
+        self, inner: VectorStore, transform: Transform,
+        source: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
+    ):
         self.inner = inner
         self.transform = transform
+        self.source = source
 
     def __len__(self) -> int:
         return len(self.inner)
@@ -226,6 +234,18 @@ class TransformedStore:
         self, queries: np.ndarray, k: int, candidates: np.ndarray | None = None, *, rough: bool = False
     ):
         return self.inner.search(self.transform.apply(np.atleast_2d(queries)), k, candidates, rough=rough)
+
+    def vectors(self, ids: np.ndarray) -> np.ndarray:
+        """Vectors of ``ids`` in the store's (transformed) space, in the order asked."""
+        try:
+            return self.inner.vectors(ids)
+        except KeyError:
+            if self.source is None:
+                raise
+        ids = np.asarray(ids, dtype=np.int64)
+        found, vectors = self.source(ids)
+        position = {int(i): r for r, i in enumerate(found)}
+        return vectors[[position[int(i)] for i in ids]]
 
     def save(self, folder: Path, generation: int) -> None:
         self.inner.save(folder, generation)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .vectors import load_with_meta, save_with_meta
+from .files import load_with_meta, save_with_meta
 
 VOCABULARY_FILE = Path(__file__).with_name("orb-words-32x3.npz")
 DESCRIPTOR_BYTES = 32  # one ORB descriptor: 256 binary tests
@@ -148,11 +148,6 @@ def _k_majority(members: np.ndarray, k: int, iterations: int, rng) -> tuple[np.n
 def shipped_vocabulary() -> Vocabulary:
     """The vocabulary that ships with lookalike (loaded once per process)."""
     return Vocabulary.load(VOCABULARY_FILE)
-
-
-# The word index is rebuilt when the images added and removed since it was built exceed this
-# fraction of it: until then they are merged in at query time, scored with its idf.
-REBUILD_FRACTION = 0.2
 
 
 class InvertedFile:

@@ -42,7 +42,8 @@ from ..embed.labels import imagenet_labels
 from ..errors import ImageError, LookalikeError
 from ..images import load_image, load_image_url
 from ..pipeline import is_under
-from ..search import Match, SearchResult, resolve_label
+from ..query.candidates import resolve_label
+from ..query.results import Match, SearchResult
 
 STATIC_DIR = Path(__file__).with_name("static")
 MAX_K = 500
@@ -251,7 +252,7 @@ class SearchParams:
 
     def as_kwargs(self) -> dict:
         return {
-            "labels": self.labels, "route": self.route, "min_score": self.min_score,
+            "label": self.labels, "route": self.route, "min_score": self.min_score,
             "rerank": self.rerank, "verify": self.verify, "regions": self.regions,
             "words": self.words,
         }

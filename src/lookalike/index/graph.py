@@ -1,42 +1,23 @@
-"""Query-time re-ranking of a global-descriptor ranking: query expansion and diffusion.
+"""The collection's k-nearest-neighbour graph, which diffusion re-ranks on.
 
-Two methods, both switchable per query (``Index.search(..., rerank=...)``) and measured in
-docs/benchmarks.md ("Quality"), and ``auto`` (the default), which picks one by collection size
-(:func:`resolve_method`):
-
-* ``qe``: alpha query expansion. The query becomes
-  ``L2(q + sum_{i<n} max(s_i, 0)^alpha x_i)`` over its ``n`` best matches, and the store is
-  searched again. It needs nothing at index time and costs one more search.
-* ``diffusion``: ranking by diffusion on the collection's k-nearest-neighbour graph
-  (Iscen et al., CVPR 2017), truncated to the ``depth`` (3,000) best matches of the first
-  search and computed on the sparse mutual links among them.
-  The graph stores each image's 100 nearest neighbours and links it to the 50 best of them
-  by hubness-corrected (CSLS) similarity (:meth:`KnnGraph.links`).
-  Below ``min_images`` images a 50-neighbour graph means little, and ``qe`` is used instead.
-  The graph (:class:`KnnGraph`) is index-time data: built at the end of ``Index.add`` when
-  ``auto`` picks diffusion (else on the first diffusion query), saved in the index folder
-  with the catalogue generation it reflects, and *synchronised* by id when the collection
-  changes (new images get their neighbours, removed ones are dropped), so it stays correct
-  under incremental adds and removes without a rebuild.
-* ``none``: the plain cosine ranking.
-
-Re-ranking only changes the *order*; the score of each match stays its cosine similarity to
-the query, so ``min_score`` and score thresholds keep their meaning.
+Index-time data, kept in the index folder (``knn-graph.npz``) with the catalogue generation it
+reflects and *synchronised* by id when the collection changes (new images get their
+neighbours, removed ones are dropped), so it follows incremental adds and removes without a
+rebuild. Each image stores its ``graph_pool`` nearest neighbours; diffusion walks the
+``graph_k`` best of them by hubness-corrected similarity, kept only where both ends link
+(:meth:`KnnGraph.links`). Diffusion itself (Iscen et al., CVPR 2017) runs on the sparse mutual
+links among a query's first matches (:meth:`KnnGraph.diffuse`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .embed.pooling import l2_normalise
-from .errors import LookalikeError
-from .index.vectors import load_with_meta, save_with_meta
-
-METHODS: tuple[str, ...] = ("auto", "none", "qe", "diffusion")
+from ..settings import RerankParams
+from .files import load_with_meta, save_with_meta
 
 # ids -> their vectors in the store's space, rows in the order asked.
 VectorsOf = Callable[[np.ndarray], np.ndarray]
@@ -46,129 +27,6 @@ SearchFn = Callable[[np.ndarray, int, "np.ndarray | None"], tuple[np.ndarray, np
 LinkProgress = Callable[[int, int], None]
 
 
-@dataclass(frozen=True)
-class RerankParams:
-    """Knobs of the re-rankers (defaults measured in docs/benchmarks.md)."""
-
-    qe_n: int = 3  # matches added to the query
-    qe_alpha: float = 3.0  # their weight is similarity**alpha
-    graph_k: int = 50  # neighbours per image that diffusion links (chosen from the pool)
-    # Neighbours stored per image (the pool): the links are its best ``graph_k`` by
-    # hubness-corrected similarity (KnnGraph.links), which reach past the plain top 50.
-    graph_pool: int = 100
-    # Neighbours whose mean similarity measures an image's hubness (0: links by raw similarity).
-    hub_k: int = 10
-    # Matches of the first search that diffusion re-orders. 3,000 rather than 1,000 since
-    # session 7: the cosine ranking leaves some true matches beyond the first 1,000 (2.2 % of
-    # a Caltech-101 query's, 0.6 % beyond 3,000) and only a deeper diffusion can lift them:
-    # class mAP +0.004, groups and edited copies level (docs/descriptor.md, "Diffusion
-    # depth"). Diffusion walks the sparse links, so 3,000 costs about what 1,000 did with
-    # the old dense matrix.
-    depth: int = 3000
-    # 0.8 rather than 0.9 since session 5: on whitened descriptors it is better on all three
-    # dev sets (class 0.830 -> 0.832, groups 0.862 -> 0.868, edited copies 0.840 -> 0.842;
-    # scratch sweep in docs/descriptor.md), as session 3's grid had found for the class level.
-    diffusion_alpha: float = 0.8
-    # First matches that start the diffusion. 5 rather than the literature's 10: it keeps
-    # small groups of true matches on top (benchmarks/groups.py: mAP 0.825 -> 0.838 without
-    # verification) and class-level mAP is as good (Caltech-101: 0.828 -> 0.831).
-    diffusion_seeds: int = 5
-    gamma: float = 3.0  # similarity**gamma as edge and seed weights
-    iterations: int = 20
-    min_images: int = 500  # smaller collections use query expansion instead of diffusion
-
-
-def check_method(method: str) -> str:
-    if method not in METHODS:
-        raise LookalikeError(f"unknown re-ranking '{method}'; choose one of: {', '.join(METHODS)}")
-    return method
-
-
-def resolve_method(method: str, images: int, min_images: int, max_images: int) -> str:
-    """The re-ranking a query on ``images`` images gets: ``auto`` becomes ``diffusion`` from
-    ``min_images`` to ``max_images`` images and ``qe`` outside that range.
-
-    Diffusion is the better ranking (+0.05-0.07 class-level mAP on Caltech-101, instance
-    recall unchanged), but its graph costs one k-NN search per indexed image, a few seconds
-    per 10,000 images with the exact store and quadratic in the collection size; below a few
-    hundred images 50 neighbours span several categories. Explicit methods are kept.
-    """
-    method = check_method(method)
-    if method != "auto":
-        return method
-    return "diffusion" if min_images <= images <= max_images else "qe"
-
-
-def expand_query(
-    query: np.ndarray, scores: np.ndarray, vectors: np.ndarray, n: int, alpha: float
-) -> np.ndarray:
-    """Alpha query expansion of one query with its best matches (``scores``, ``vectors``)."""
-    n = min(n, len(scores))
-    if n == 0:
-        return query
-    weights = np.maximum(scores[:n], 0.0) ** alpha
-    expanded = query + weights @ vectors[:n]
-    return l2_normalise(expanded[None, :])[0]
-
-
-def rerank(
-    method: str,
-    query: np.ndarray,
-    scores: np.ndarray,
-    ids: np.ndarray,
-    *,
-    k: int,
-    search: SearchFn,
-    vectors_of: VectorsOf,
-    candidates: np.ndarray | None = None,
-    graph: Callable[[], KnnGraph] | None = None,
-    params: RerankParams | None = None,
-    exclude: int | None = None,
-) -> np.ndarray:
-    """New order (image ids, at most ``k``) for one query's first ranking ``(scores, ids)``.
-
-    ``exclude`` is an id that must not feed the expansion (the query itself, when an indexed
-    image is the query and evaluation leaves it out).
-    """
-    params = params or RerankParams()
-    if method == "auto":
-        raise LookalikeError("resolve 'auto' with resolve_method() first")
-    if method == "none" or len(ids) == 0:
-        return ids[:k]
-    if method == "qe":
-        keep = ids != exclude if exclude is not None else np.ones(len(ids), bool)
-        top_ids, top_scores = ids[keep][: params.qe_n], scores[keep][: params.qe_n]
-        expanded = expand_query(
-            query, top_scores, vectors_of(top_ids), params.qe_n, params.qe_alpha
-        )
-        _, new_ids = search(expanded[None, :], k, candidates)
-        return new_ids[0]
-    if method == "diffusion":
-        if graph is None:
-            raise LookalikeError("diffusion needs the index's neighbour graph")
-        built = graph()
-        if len(built) < params.min_images:  # too few images for a meaningful graph
-            return rerank("qe", query, scores, ids, k=k, search=search, vectors_of=vectors_of,
-                          candidates=candidates, params=params, exclude=exclude)
-        return pin_first(built.diffuse(ids, scores, params, exclude=exclude), ids, exclude)[:k]
-    raise LookalikeError(f"unknown re-ranking '{method}'")
-
-
-def pin_first(order: np.ndarray, ids: np.ndarray, exclude: int | None = None) -> np.ndarray:
-    """``order`` with the cosine ranking's first id (``ids[0]``, skipping ``exclude``) first.
-
-    Diffusion spreads a query's score over its neighbours' neighbours, which is what helps
-    category browsing, but it demotes a lone near-copy of the query that has no "class" to
-    support it. Keeping the cosine top-1 in place costs class-level mAP 0.001 on Caltech-101
-    and restores instance recall@1 to the cosine ranking's (benchmarks/study/diffusion.py).
-    """
-    first = next((int(i) for i in ids if exclude is None or int(i) != exclude), None)
-    if first is None:
-        return order
-    return np.concatenate([[first], order[order != first]]).astype(order.dtype, copy=False)
-
-
-# ----------------------------------------------------------------------------- the graph
 class KnnGraph:
     """Each image's ``k`` nearest neighbours (ids and cosine similarities), by image id.
 

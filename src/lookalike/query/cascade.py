@@ -1,0 +1,132 @@
+"""The cascade: runs a query's stages in order and turns the ranking into scored ids.
+
+Every query goes the same way: candidates (label filter, routing), the first cosine search
+in the store's space, then each stage of the pipeline (:mod:`lookalike.query.spec`), then
+the verified copies first, the first ``k`` kept, each with its cosine score. This is the
+public ranking that :meth:`lookalike.Index.rank`, :mod:`lookalike.evaluate` and the
+benchmarks use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+
+from ..index.catalogue import Catalogue
+from .candidates import candidate_ids
+from .options import SearchOptions
+from .stages import Collection, Query, Ranking, Stage
+
+
+@dataclass(frozen=True)
+class Cosine:
+    """``cosine``: the first ranking, by cosine similarity in the store's (transformed) space."""
+
+    kind = "first"
+    spec = "cosine"
+
+    def depth(self, collection: Collection) -> int:
+        return 0
+
+    def apply(self, query: Query, ranking: Ranking, collection: Collection) -> None:
+        """The first search is made by the cascade (it needs every stage's depth first)."""
+
+
+@dataclass
+class Ranked:
+    """One query's ranking: image ids best first, their cosine scores, the inlier counts of
+    the candidates spatial verification checked, and the route taken (see
+    :class:`~lookalike.query.results.SearchResult`)."""
+
+    ids: np.ndarray
+    scores: np.ndarray
+    inliers: dict[int, int] = field(default_factory=dict)
+    route: str = "global"
+
+    def pairs(self) -> list[tuple[int, float]]:
+        return list(zip(self.ids.tolist(), self.scores.tolist(), strict=True))
+
+
+class Cascade:
+    """A query pipeline: the stages of a spec string, in order."""
+
+    def __init__(self, stages: Sequence[Stage]):
+        self.stages = list(stages)
+
+    @property
+    def spec(self) -> str:
+        return ",".join(stage.spec for stage in self.stages)
+
+    def __repr__(self) -> str:
+        return f"Cascade({self.spec!r})"
+
+    def rank(self, query: Query, collection: Collection) -> Ranked:
+        """The first ``query.k`` matches of one query (without the excluded image)."""
+        skip = query.skip
+        depth = max([query.k, skip] + [stage.depth(collection) + skip for stage in self.stages])
+        store = collection.store
+        scores, ids = store.inner.search(query.vector[None, :], depth, candidates=query.allowed)
+        scores, ids = scores[0], ids[0]
+        if query.exclude is not None:
+            keep = ids != query.exclude
+            scores, ids = scores[keep], ids[keep]
+        ranking = Ranking(ids, scores, order=ids)
+        for stage in self.stages:
+            stage.apply(query, ranking, collection)
+        order = np.asarray(ranking.verified_first()[: query.k], dtype=np.int64)
+        return Ranked(order, _cosines(order, ids, scores, query.vector, store), ranking.inliers)
+
+
+def _cosines(order: np.ndarray, ids: np.ndarray, scores: np.ndarray, query: np.ndarray, store) -> np.ndarray:
+    """Scores stay cosines to the query: from the first search, else computed."""
+    sorter = np.argsort(ids, kind="stable")
+    pos = sorter[np.clip(np.searchsorted(ids, order, sorter=sorter), 0, max(len(ids) - 1, 0))]
+    found = ids[pos] == order if len(ids) else np.zeros(len(order), bool)
+    out = np.zeros(len(order), dtype=np.float32)
+    out[found] = scores[pos[found]]
+    if not found.all():
+        out[~found] = store.vectors(order[~found]) @ query
+    return out
+
+
+def rank_queries(
+    cascade: Cascade,
+    collection: Collection,
+    catalogue: Catalogue,
+    vectors: np.ndarray,
+    label_ids: np.ndarray,
+    options: SearchOptions,
+    *,
+    pictures: Sequence[Callable[[], Image.Image | None]] | None = None,
+    exclude: Sequence[int] | None = None,
+) -> list[Ranked]:
+    """Rank raw query descriptors (``vectors``, with their predicted ``label_ids``).
+
+    ``pictures[i]()`` loads query ``i``'s picture for verification; ``exclude[i]`` is an
+    indexed image left out of query ``i``'s ranking ("each image against the rest").
+    """
+    transform = collection.store.transform
+    out = []
+    for number, (vector, query_labels) in enumerate(
+        zip(np.atleast_2d(vectors), label_ids, strict=False)
+    ):
+        allowed, route = candidate_ids(
+            catalogue, label=options.label, route=options.route,
+            query_label_ids=query_labels, k=options.k,
+        )
+        query = Query(
+            transform.apply(vector[None, :])[0], options.k, allowed,
+            exclude=None if exclude is None else int(exclude[number]),
+        )
+        if pictures is not None:
+            query.picture = pictures[number]
+        ranked = cascade.rank(query, collection)
+        ranked.route = route
+        if options.min_score is not None:
+            keep = ranked.scores >= options.min_score
+            ranked.ids, ranked.scores = ranked.ids[keep], ranked.scores[keep]
+        out.append(ranked)
+    return out
