@@ -3,7 +3,7 @@ shared :class:`~lookalike.Index` from the modules of this package.
 
 * :mod:`.config`: :class:`ServerConfig` and the request limits.
 * :mod:`.state`: the shared index and its lock, the indexing job, the thumbnail cache.
-* :mod:`.search_params`: the query parameters every search endpoint shares.
+* :mod:`.search_options`: query parameters -> ``SearchOptions`` -> the Index.
 * :mod:`.routes_search`, :mod:`.routes_images`, :mod:`.routes_collection`: the endpoints.
 * :mod:`.models`: the JSON in and out. :mod:`.errors`: every error as ``{"error": "..."}``.
 * :mod:`.middleware`: body limit, Host guard, security headers.

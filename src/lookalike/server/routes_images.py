@@ -14,7 +14,7 @@ from ..embed.labels import imagenet_labels
 from ..images import load_image
 from .dependencies import ImageId, State
 from .models import ImageOut, SearchOut, image_urls, result_out
-from .search_params import Params
+from .search_options import Options
 from .state import known_locations
 
 image_routes = APIRouter(prefix="/api/images", tags=["images"])
@@ -39,11 +39,8 @@ def sniff_media_type(path: str) -> str:
 
 
 @image_routes.get("/{image_id}/similar", response_model=SearchOut, summary="More like this")
-def search_similar(state: State, params: Params, image_id: ImageId) -> dict:
-    with state.reading() as index:
-        known_locations(index, image_id)
-        result = index.search_by_id(image_id, params.k, **params.as_kwargs())
-    return result_out(result)
+def search_similar(state: State, options: Options, image_id: ImageId) -> dict:
+    return result_out(state.search(image_id, options))
 
 
 @image_routes.get("/{image_id}", response_model=ImageOut, summary="An indexed image's details")

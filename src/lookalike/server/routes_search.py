@@ -17,7 +17,7 @@ from ..errors import ImageError
 from ..images import load_image, load_image_url
 from .dependencies import State
 from .models import SearchOut, UrlQuery, result_out
-from .search_params import Params
+from .search_options import Options
 from .state import ServerState
 
 search_routes = APIRouter(prefix="/api", tags=["search"])
@@ -60,14 +60,14 @@ def fetch_url(state: ServerState, url: str) -> Image.Image:
 @search_routes.post("/search", response_model=SearchOut, summary="Search by an uploaded image")
 def search_upload(
     state: State,
-    params: Params,
+    options: Options,
     file: Annotated[UploadFile, File(description="the query image (any format Pillow reads)")],
 ) -> dict:
-    result = state.search(decode_upload(state, file), params)
+    result = state.search(decode_upload(state, file), options)
     return result_out(result, query=file.filename or "<upload>")
 
 
 @search_routes.post("/search/url", response_model=SearchOut, summary="Search by an image URL")
-def search_url(state: State, params: Params, body: UrlQuery) -> dict:
-    result = state.search(fetch_url(state, body.url), params)
+def search_url(state: State, options: Options, body: UrlQuery) -> dict:
+    result = state.search(fetch_url(state, body.url), options)
     return result_out(result, query=body.url)

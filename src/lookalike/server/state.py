@@ -21,9 +21,10 @@ from fastapi import HTTPException
 from PIL import Image
 
 from ..api import Index
+from ..query.options import SearchOptions
 from ..search import SearchResult
 from .config import ServerConfig
-from .search_params import SearchParams
+from .search_options import search_index
 
 
 class LRUCache:
@@ -117,9 +118,13 @@ class ServerState:
         with self.lock:
             self.index.close()
 
-    def search(self, image: Image.Image, params: SearchParams) -> SearchResult:
+    def search(self, query: Image.Image | int, options: SearchOptions) -> SearchResult:
+        """Search for an image, or for more like the indexed image with this id (404 if none:
+        an unknown id is a missing resource, not a bad request)."""
         with self.reading() as index:
-            return index.search(image, params.k, **params.as_kwargs())
+            if isinstance(query, int):
+                known_locations(index, query)
+            return search_index(index, query, options)
 
     def locate(self, image_id: int) -> str:
         """A readable file of an indexed image, or 404: ids are the only way to name files."""
