@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 MAX_K = 500  # most matches one request may ask for
+MAX_VERIFY = 100  # most first matches one request may have spatially verified
+MAX_WORDS = 100  # most visual-word candidates one request may have verified
+MAX_REGIONS = 50  # most regional candidates one request may have verified
 MAX_IMAGE_ID = 2**63 - 1  # SQLite's integer range; larger ids would raise OverflowError
 MULTIPART_OVERHEAD = 64 * 1024  # headers and boundaries around an uploaded file
 

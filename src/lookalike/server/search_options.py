@@ -2,8 +2,8 @@
 :class:`~lookalike.query.options.SearchOptions`, and :func:`search_index` is the one place
 that hands it to the :class:`~lookalike.Index`.
 
-The schema shows the defaults, read from :class:`SearchOptions` (``None``: the index's
-settings decide, as in the CLI).
+Help texts say what each option does; the schema shows the defaults, read from
+:class:`SearchOptions` (``None``: the index's settings decide, as in the CLI).
 """
 
 from __future__ import annotations
@@ -15,37 +15,63 @@ from PIL import Image
 
 from ..api import Index
 from ..errors import LookalikeError
-from ..query.options import SearchOptions
+from ..query.options import RERANK_METHODS, ROUTES, SearchOptions
 from ..search import SearchResult, resolve_label
-from .config import MAX_K
+from .config import MAX_K, MAX_REGIONS, MAX_VERIFY, MAX_WORDS
 
+_INDEX_DEFAULT = "(default: the index's setting)"
 _default = SearchOptions.default
 
 
 def search_options(
     k: Annotated[int, Query(ge=1, le=MAX_K, description="how many matches")] = _default("k"),
     label: Annotated[
-        list[str] | None, Query(description="keep images with one of these ImageNet labels")
+        list[str] | None,
+        Query(description="keep images with one of these ImageNet labels (repeatable)"),
     ] = None,
     min_score: Annotated[
-        float | None, Query(ge=-1.0, le=1.0, description="drop matches scoring below this")
+        float | None,
+        Query(ge=-1.0, le=1.0, description="drop matches whose cosine similarity is below this"),
     ] = _default("min_score"),
-    route: Literal["global", "categories"] = _default("route"),
+    route: Annotated[
+        Literal[ROUTES],  # the choices, from their one source
+        Query(
+            description="global: every image; categories: only images sharing a predicted "
+            "ImageNet category with the query (every image when too few do)"
+        ),
+    ] = _default("route"),
     rerank: Annotated[
-        Literal["auto", "diffusion", "qe", "none"] | None,
-        Query(description="re-ranking (default: the index's, auto: diffusion for 500-50,000 images, else qe)"),
+        Literal[RERANK_METHODS] | None,
+        Query(
+            description="re-ranking of the cosine ranking: auto picks diffusion or query "
+            f"expansion by collection size; none: off {_INDEX_DEFAULT}"
+        ),
     ] = _default("rerank"),
     verify: Annotated[
         int | None,
-        Query(ge=0, le=100, description="spatially verify this many first matches (default 20; 0: off)"),
+        Query(
+            ge=0,
+            le=MAX_VERIFY,
+            description=f"spatially verify this many first matches; 0: off {_INDEX_DEFAULT}",
+        ),
     ] = _default("verify"),
     regions: Annotated[
         int | None,
-        Query(ge=0, le=50, description="regional candidates to verify when none of those verifies surely, with 60+ inliers (default 10; 0: off)"),
+        Query(
+            ge=0,
+            le=MAX_REGIONS,
+            description="regional candidates to verify when none of the first matches is a "
+            f"sure copy; 0: off {_INDEX_DEFAULT}",
+        ),
     ] = _default("regions"),
     words: Annotated[
         int | None,
-        Query(ge=0, le=100, description="visual-word candidates to verify with the first matches (default 10; 0: off)"),
+        Query(
+            ge=0,
+            le=MAX_WORDS,
+            description="visual-word candidates to verify with the first matches; 0: off "
+            f"{_INDEX_DEFAULT}",
+        ),
     ] = _default("words"),
 ) -> SearchOptions:
     """The query parameters as :class:`SearchOptions`; bad values, unknown labels included,
