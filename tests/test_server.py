@@ -26,7 +26,8 @@ with warnings.catch_warnings():  # Starlette >= 1.x nags about httpx on import
 from conftest import PER_CLASS, SUBSET_CLASSES, copy_subset
 from lookalike import Index
 from lookalike.server import trusted_hosts
-from lookalike.server.app import ServerConfig, create_app, indexed_folders
+from lookalike.server.app import ServerConfig, create_app
+from lookalike.server.routes_collection import indexed_folders
 
 CLASSES = SUBSET_CLASSES
 MATCH_FIELDS = {"rank", "path", "score", "labels", "id", "thumbnail_url", "original_url"}

@@ -16,7 +16,7 @@ from typing import Any
 from ..errors import LookalikeError
 
 ROUTES: tuple[str, ...] = ("global", "categories")
-RERANK_METHODS: tuple[str, ...] = ("auto", "none", "qe", "diffusion")
+RERANK_METHODS: tuple[str, ...] = ("auto", "diffusion", "qe", "none")
 
 
 @dataclass(frozen=True)

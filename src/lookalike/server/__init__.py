@@ -2,7 +2,8 @@
 
 The web dependencies are optional (``pip install 'lookalike[server]'``). This module imports
 none of them, so the CLI can check :func:`missing_dependencies` and say what to install
-instead of failing with a traceback; :mod:`lookalike.server.app` holds the app itself.
+instead of failing with a traceback; :mod:`lookalike.server.app` builds the app itself from
+the other modules of this package.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .app import ServerConfig
+    from .config import ServerConfig
 
 # distribution name -> importable module names (python-multipart renamed its module)
 _DEPENDENCIES = {

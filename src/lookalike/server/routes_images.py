@@ -1,0 +1,87 @@
+"""``/api/images/{id}...``: an indexed image's details, thumbnail, original file, and
+"more like this". Images are addressed only by id: no endpoint opens a path from a request."""
+
+from __future__ import annotations
+
+import io
+import os
+
+from fastapi import APIRouter, HTTPException
+from fastapi.responses import FileResponse, Response
+from PIL import Image
+
+from ..embed.labels import imagenet_labels
+from ..images import load_image
+from .dependencies import ImageId, State
+from .models import ImageOut, SearchOut, image_urls, result_out
+from .search_options import Options
+from .state import known_locations
+
+image_routes = APIRouter(prefix="/api/images", tags=["images"])
+
+
+def make_thumbnail(path: str, size: int, max_pixels: int) -> bytes:
+    """A JPEG no larger than ``size`` on either side."""
+    image = load_image(path, max_pixels=max_pixels, target_size=size)
+    image.thumbnail((size, size), Image.Resampling.LANCZOS, reducing_gap=2.0)
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=85, optimize=True)
+    return buffer.getvalue()
+
+
+def sniff_media_type(path: str) -> str:
+    """The media type from the file's content, so a renamed file is served as what it is."""
+    try:
+        with Image.open(path) as image:
+            return Image.MIME.get(image.format or "", "application/octet-stream")
+    except (OSError, ValueError, SyntaxError):
+        raise HTTPException(404, "the indexed file is no longer a readable image") from None
+
+
+@image_routes.get("/{image_id}/similar", response_model=SearchOut, summary="More like this")
+def search_similar(state: State, options: Options, image_id: ImageId) -> dict:
+    return result_out(state.search(image_id, options))
+
+
+@image_routes.get("/{image_id}", response_model=ImageOut, summary="An indexed image's details")
+def image_details(state: State, image_id: ImageId) -> dict:
+    with state.reading() as index:
+        paths = known_locations(index, image_id)
+        stored = index.catalogue.labels_for([image_id])[image_id]
+    names = imagenet_labels()
+    labels = [names[c] for c, _ in stored]
+    return {"id": image_id, "paths": paths, "labels": labels, **image_urls(image_id)}
+
+
+@image_routes.get(
+    "/{image_id}/thumbnail",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}}},
+    summary="A JPEG thumbnail",
+)
+def thumbnail(state: State, image_id: ImageId) -> Response:
+    path = state.locate(image_id)
+    key = (image_id, path)
+    data = state.thumbnails.get(key)
+    if data is None:
+        size, max_pixels = state.config.thumbnail_size, state.index.settings.max_pixels
+        data = state.thumbnails.put(key, make_thumbnail(path, size, max_pixels))
+    return Response(
+        data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"}
+    )
+
+
+@image_routes.get(
+    "/{image_id}/original",
+    response_class=FileResponse,
+    responses={200: {"content": {"image/*": {}}}},
+    summary="The original file",
+)
+def original(state: State, image_id: ImageId) -> FileResponse:
+    path = state.locate(image_id)
+    return FileResponse(
+        path,
+        media_type=sniff_media_type(path),
+        filename=os.path.basename(path),
+        content_disposition_type="inline",
+    )

@@ -1,0 +1,167 @@
+"""What the app shares between requests: :class:`ServerState` (the index and its lock),
+the background :class:`IndexJob` and the thumbnail :class:`LRUCache`.
+
+SQLite connections and vector stores are not safe to use from several threads at once, so
+every use of the index is serialised by one lock; decoding an upload or fetching a URL happens
+*outside* it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from fastapi import HTTPException
+from PIL import Image
+
+from ..api import Index
+from ..query.options import SearchOptions
+from ..query.results import SearchResult
+from .config import ServerConfig
+from .search_options import search_index
+
+
+class LRUCache:
+    """A small thread-safe LRU of encoded thumbnails (bytes), so a grid re-render is free."""
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self._items: OrderedDict[Any, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Any) -> bytes | None:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+            return self._items.get(key)
+
+    def put(self, key: Any, value: bytes) -> bytes:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
+        return value
+
+
+@dataclass
+class IndexJob:
+    """One background indexing run; its progress is polled by ``GET /api/index``."""
+
+    paths: list[str]
+    prune: bool
+    missing: list[str] = field(default_factory=list)
+    state: Literal["running", "done", "failed"] = "running"
+    done: int = 0
+    total: int = 0
+    report: dict | None = None
+    error: str | None = None
+    started_at: float = field(default_factory=time.time)
+    finished_at: float | None = None
+
+    def progress(self, done: int, total: int) -> None:
+        self.done, self.total = done, total
+
+    def finish(self, report: dict | None = None, error: str | None = None) -> None:
+        self.report, self.error = report, error
+        self.state = "failed" if error else "done"
+        self.finished_at = time.time()
+
+    def as_dict(self) -> dict:
+        return {
+            "state": self.state,
+            "paths": self.paths,
+            "prune": self.prune,
+            "missing": self.missing,
+            "done": self.done,
+            "total": self.total,
+            "report": self.report,
+            "error": self.error,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+        }
+
+
+def known_locations(index: Index, image_id: int) -> list[str]:
+    """The files of an indexed image, or 404. Call with the index lock held."""
+    locations = index.catalogue.locations_for([image_id])[image_id]
+    if not locations:
+        raise HTTPException(404, f"no indexed image with id {image_id}")
+    return locations
+
+
+class ServerState:
+    """The shared index, the lock that serialises its use, and the thumbnail cache."""
+
+    def __init__(self, index: Index, config: ServerConfig):
+        self.index = index
+        self.config = config
+        self.lock = threading.Lock()
+        self.thumbnails = LRUCache(config.thumbnail_cache)
+        self.job: IndexJob | None = None
+        self._job_lock = threading.Lock()
+
+    @contextmanager
+    def reading(self) -> Iterator[Index]:
+        """The index, held exclusively for the duration of the block."""
+        with self.lock:
+            yield self.index
+
+    def close(self) -> None:
+        """Close the index in use (after an indexing run, not the one the app started with)."""
+        with self.lock:
+            self.index.close()
+
+    def search(self, query: Image.Image | int, options: SearchOptions) -> SearchResult:
+        """Search for an image, or for more like the indexed image with this id (404 if none:
+        an unknown id is a missing resource, not a bad request)."""
+        with self.reading() as index:
+            if isinstance(query, int):
+                known_locations(index, query)
+            return search_index(index, query, options)
+
+    def locate(self, image_id: int) -> str:
+        """A readable file of an indexed image, or 404: ids are the only way to name files."""
+        with self.reading() as index:
+            locations = known_locations(index, image_id)
+        for location in locations:
+            if os.path.isfile(location):
+                return location
+        raise HTTPException(404, f"the file of image {image_id} is no longer on disk")
+
+    def start_job(self, paths: list[str], prune: bool, missing: list[str]) -> IndexJob:
+        """Index ``paths`` in a background thread; 409 while another run is in progress."""
+        with self._job_lock:
+            if self.job is not None and self.job.state == "running":
+                raise HTTPException(409, "an indexing run is already in progress")
+            self.job = IndexJob(paths, prune, missing)
+        threading.Thread(
+            target=self._run_job, args=(self.job,), name="lookalike-index", daemon=True
+        ).start()
+        return self.job
+
+    def _run_job(self, job: IndexJob) -> None:
+        """Index with a second :class:`Index` (SQLite WAL lets searches go on meanwhile), then
+        swap it in, so searches never see a half-updated vector store. A failed run is swapped
+        in too: the batches it finished are committed and should be searchable."""
+        try:
+            fresh = Index.open(self.index.path, settings=self.index.settings, create=False)
+        except Exception as exc:  # noqa: BLE001 - any failure is reported to the poller
+            job.finish(error=str(exc))
+            return
+        outcome: dict[str, Any] = {}
+        try:
+            report = fresh.add(job.paths, prune=job.prune, progress=job.progress)
+            outcome["report"] = report.as_dict()
+        except Exception as exc:  # noqa: BLE001
+            outcome["error"] = str(exc)
+        with self.lock:
+            old, self.index = self.index, fresh
+            old.close()
+        job.finish(**outcome)
