@@ -15,6 +15,7 @@ from pathlib import Path
 from . import __version__
 from .errors import LookalikeError
 from .query.options import RERANK_METHODS, ROUTES, SearchOptions
+from .server.config import ServerConfig
 from .settings import DEFAULT_PIPELINE, Settings
 
 DEFAULT_DB = "lookalike-index"
@@ -23,6 +24,7 @@ EXIT_INTERRUPTED = 130
 
 
 DEFAULTS = Settings()
+SERVER = ServerConfig()
 
 
 def _default_db() -> str:
@@ -110,8 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--token", default=os.environ.get("LOOKALIKE_TOKEN"), help="enable write endpoints for 'Authorization: Bearer TOKEN' (default: $LOOKALIKE_TOKEN; none: read-only)")
     p.add_argument("--allow-private-urls", action="store_true", help="let URL searches fetch from loopback and private networks")
-    p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest accepted upload or download in MB (default 20)")
-    p.add_argument("--max-pixels", type=_positive_int, default=50_000_000, help="largest query image in pixels (default 50 million)")
+    p.add_argument("--max-upload-mb", type=float, default=SERVER.max_upload_bytes / 2**20, help="largest accepted upload or download in MB (default %(default)g)")
+    p.add_argument("--max-pixels", type=_positive_int, default=SERVER.max_pixels, help="largest query image in pixels (default %(default)s)")
     return parser
 
 
@@ -255,7 +257,6 @@ def cmd_serve(args) -> int:
         print(f"error: the server needs {', '.join(missing)}: pip install 'lookalike[server]'", file=sys.stderr)
         return EXIT_ERROR
     from .server import serve
-    from .server.app import ServerConfig
 
     config = ServerConfig(
         token=args.token or None,
