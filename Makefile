@@ -36,8 +36,10 @@ system-deps:
 
 test-deps: dev system-deps
 
-## make test: install dev extras and system packages, then run the whole suite.
+## make test: install dev extras and system packages, check lint and import layers, run the suite.
 test: test-deps
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 
 clean:

@@ -1,6 +1,6 @@
 """lookalike: reverse image search for your own image collections, offline on a CPU."""
 
-__version__ = "0.1.0"
+from .version import __version__  # noqa: E402
 
 from .api import Index  # noqa: E402
 from .errors import LookalikeError  # noqa: E402

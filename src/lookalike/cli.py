@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import __version__
+from .version import __version__
 from .errors import LookalikeError
 from .query.options import RERANK_METHODS, ROUTES, SearchOptions
 from .server.config import ServerConfig

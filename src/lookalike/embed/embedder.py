@@ -102,8 +102,8 @@ class Embedder:
         * intra-op threads = cores (``Settings.threads``), inter-op 1: the graph is a chain;
         * no spinning: by default idle ORT threads busy-wait for the next op, stealing the
           cores that decode the next batch (measured in docs/benchmarks.md);
-        * full graph optimisation at start-up (about 0.1 s for Lite0; caching the optimised
-          graph saved under 0.05 s and would tie the cache to one CPU's instruction set);
+        * full graph optimisation at start-up (caching the optimised graph would save
+          little and tie the cache to one CPU's instruction set);
         * CUDA first when ``Settings.device`` allows and onnxruntime-gpu provides it.
         """
         import onnxruntime as ort

@@ -122,7 +122,7 @@ def open_catalogue(path: Path, settings: Settings, *, model: str | None, create:
             return catalogue, settings.with_(**{k: stored[k] for k in FIXED_SETTINGS})
         if model:
             settings = settings.with_(model=model)
-        from .. import __version__
+        from ..version import __version__
 
         catalogue.set_meta(
             {

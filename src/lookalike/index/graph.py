@@ -120,8 +120,7 @@ class KnnGraph:
     # --- persistence -----------------------------------------------------------------
     def save(self, folder: Path, generation: int, params: RerankParams | None = None) -> None:
         """Write the graph, with its mutual links for ``params`` (the defaults) so that a
-        fresh process (a CLI search) reads them instead of working them out (0.13 s at
-        8,677 images)."""
+        fresh process (a CLI search) reads them instead of working them out."""
         params = params or RerankParams()
         rows, weights = self._mutual_links(params.graph_k, params.hub_k)
         save_with_meta(
@@ -164,11 +163,9 @@ class KnnGraph:
         ``s(x, y) - (r(x) + r(y)) / 2``, with ``r`` the mean similarity of an image to its
         ``hub_k`` nearest neighbours; the mean ``r`` is added back so that weights stay on
         the cosine scale that ``gamma`` expects. The links are the ``keep`` best of each
-        stored list under that score (``hub_k`` 0: by raw similarity). On Caltech-101 this
-        lifts diffusion's class-level mAP by 0.013 and leaves small groups of views and
-        edited copies level or better (docs/descriptor.md, "Hubness-corrected links").
-        Computed once per graph state and cached (0.05 s for 8,677 images; the default
-        links are also saved with the graph, see :meth:`save`).
+        stored list under that score (``hub_k`` 0: by raw similarity); what it gains is in
+        docs/descriptor.md, "Hubness-corrected links". Computed once per graph state and
+        cached (the default links are also saved with the graph, see :meth:`save`).
         """
         key = (keep, hub_k)
         if key not in self._links:
@@ -198,9 +195,9 @@ class KnnGraph:
     def _rows_of(self, ids: np.ndarray) -> np.ndarray:
         """The row of each id (any row, clipped, where the id is not in the graph: check it).
 
-        Image ids are SQLite row ids, dense from 1, so a lookup table is ~25x faster than
-        binary search over the whole graph's lists (3 instead of 80 ms for 867,700 at 8,677
-        images); sparse ids fall back to the search.
+        Image ids are SQLite row ids, dense from 1, so a lookup table replaces a binary
+        search over the whole graph's lists, many times faster; sparse ids fall back to
+        the search.
         """
         n = len(self.ids)
         top = int(self.ids[-1]) if n else -1

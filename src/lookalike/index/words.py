@@ -153,8 +153,8 @@ def shipped_vocabulary() -> Vocabulary:
 class InvertedFile:
     """Which images contain each visual word; ranks images by tf-idf cosine to a query.
 
-    Built from every image's word set (4 bytes per distinct word of an image: ~1.3 KB per
-    Caltech photo; 0.8 s for 8,910 images on two cores) and saved in the index folder with
+    Built from every image's word set (4 bytes per distinct word of an image) and saved
+    in the index folder with
     the catalogue generation it reflects, so a new process (a CLI search) loads it instead.
     A changed collection is followed without a rebuild (:meth:`with_changes`): added images
     go into a small second file scored with this file's idf, removed ones are masked.

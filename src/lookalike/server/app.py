@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-from .. import __version__
+from ..version import __version__
 from ..api import Index
 from .config import MULTIPART_OVERHEAD, ServerConfig
 from .errors import install_error_handlers

@@ -8,7 +8,7 @@ import os
 
 from fastapi import APIRouter, Depends, HTTPException
 
-from .. import __version__
+from ..version import __version__
 from ..embed.labels import imagenet_labels
 from ..pipeline import is_under
 from .config import MAX_K
