@@ -34,7 +34,7 @@ from .pipeline import Indexer, IndexReport, ProgressCallback, discover, forget, 
 from .query.cascade import Cascade, Ranked, rank_queries
 from .query.options import SearchOptions
 from .query.rerank import Auto
-from .query.results import Match, SearchResult
+from .query.results import SearchResult, search_results
 from .query.spec import parse, with_shorthands
 from .settings import Settings
 
@@ -205,7 +205,7 @@ class Index:
         pictures = [(lambda picture=picture: picture) for picture in decoded]
         ranked = self.rank(embeddings.vectors, options, label_ids=embeddings.label_ids,
                            pictures=pictures)
-        return self._results(names, ranked, embeddings.label_ids, options.k)
+        return search_results(self.catalogue, names, ranked, embeddings.label_ids, options.k)
 
     def search_by_id(
         self, image_id: int, k: int | None = None, *,
@@ -220,7 +220,7 @@ class Index:
         label_ids = np.asarray([[c for c, _ in stored]], dtype=np.int64)
         ranked = self.rank(self.catalogue.vectors_for([image_id]), options, label_ids=label_ids,
                            query_ids=[image_id])
-        return self._results([f"image:{image_id}"], ranked, label_ids, options.k)[0]
+        return search_results(self.catalogue, [f"image:{image_id}"], ranked, label_ids, options.k)[0]
 
     def rank(
         self,
@@ -279,38 +279,6 @@ class Index:
     def word_index(self) -> InvertedFile:
         """The visual-word index of the stored local features, current with the catalogue."""
         return self.folder.word_index()
-
-    def _results(
-        self, names: Sequence[str], ranked: list[Ranked], label_ids: np.ndarray, k: int
-    ) -> list[SearchResult]:
-        label_names = imagenet_labels()
-        return [
-            SearchResult(
-                query=name,
-                matches=self._matches(r.pairs(), k, r.inliers),
-                query_labels=[label_names[c] for c in query_labels],
-                route=r.route,
-            )
-            for name, r, query_labels in zip(names, ranked, label_ids, strict=False)
-        ]
-
-    def _matches(self, ranked: list[tuple[int, float]], k: int, inliers: dict[int, int]) -> list[Match]:
-        """One :class:`Match` per file location of each ranked image, at most ``k``: two
-        copies of one photo are two results with the same score."""
-        image_ids = [i for i, _ in ranked]
-        locations = self.catalogue.locations_for(image_ids)
-        stored = self.catalogue.labels_for(image_ids)
-        names = imagenet_labels()
-        matches: list[Match] = []
-        for image_id, score in ranked:
-            labels = [names[c] for c, _ in stored.get(image_id, [])]
-            for location in locations.get(image_id, []):
-                if len(matches) >= k:
-                    return matches
-                matches.append(
-                    Match(len(matches) + 1, location, score, labels, image_id, inliers.get(image_id))
-                )
-        return matches
 
     def info(self) -> dict:
         """Counts, model, vector store, the learned descriptor transform, the default query

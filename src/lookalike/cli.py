@@ -12,11 +12,11 @@ import os
 import sys
 from pathlib import Path
 
-from .version import __version__
 from .errors import LookalikeError
 from .query.options import RERANK_METHODS, ROUTES, SearchOptions
 from .server.config import ServerConfig
 from .settings import DEFAULT_PIPELINE, Settings
+from .version import __version__
 
 DEFAULT_DB = "lookalike-index"
 EXIT_ERROR = 1

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..embed.labels import imagenet_labels
+
+if TYPE_CHECKING:
+    from ..index.catalogue import Catalogue
+    from .cascade import Ranked
 
 
 @dataclass(frozen=True)
@@ -39,3 +49,29 @@ class SearchResult:
     def as_dict(self) -> dict:
         """The stable JSON schema: ``{"query": str, "matches": [{rank, path, score, labels}]}``."""
         return {"query": self.query, "matches": [m.as_dict() for m in self.matches]}
+
+
+def search_results(
+    catalogue: Catalogue, names: Sequence[str], ranked: Sequence[Ranked],
+    label_ids: np.ndarray, k: int,
+) -> list[SearchResult]:
+    """Rankings as results: one :class:`Match` per file location of each ranked image, at
+    most ``k`` (two copies of one photo are two results with the same score)."""
+    label_names = imagenet_labels()
+    results = []
+    for name, one, query_labels in zip(names, ranked, label_ids, strict=False):
+        image_ids = one.ids.tolist()
+        locations = catalogue.locations_for(image_ids)
+        stored = catalogue.labels_for(image_ids)
+        matches: list[Match] = []
+        for image_id, score in one.pairs():
+            labels = [label_names[c] for c, _ in stored.get(image_id, [])]
+            for location in locations.get(image_id, [])[: max(k - len(matches), 0)]:
+                matches.append(Match(
+                    len(matches) + 1, location, score, labels, image_id, one.inliers.get(image_id)
+                ))
+        results.append(SearchResult(
+            query=name, matches=matches, query_labels=[label_names[c] for c in query_labels],
+            route=one.route,
+        ))
+    return results

@@ -19,8 +19,8 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-from ..version import __version__
 from ..api import Index
+from ..version import __version__
 from .config import MULTIPART_OVERHEAD, ServerConfig
 from .errors import install_error_handlers
 from .middleware import BodyLimit, HostGuard, SecurityHeaders

@@ -8,9 +8,9 @@ import os
 
 from fastapi import APIRouter, Depends, HTTPException
 
-from ..version import __version__
 from ..embed.labels import imagenet_labels
 from ..pipeline import is_under
+from ..version import __version__
 from .config import MAX_K
 from .dependencies import State, require_token
 from .models import IndexRequest
