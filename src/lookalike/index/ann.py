@@ -33,7 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .catalogue import VECTOR_DTYPE, Catalogue
+from .catalogue import Catalogue
+from .formats import VECTOR_DTYPE
 from .vectors import _atomic_save, _atomic_write, top_k
 
 # ids -> (ids found, their float32 descriptors): where exact vectors are read from.

@@ -21,17 +21,22 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import IndexFormatError
-from .words import DESCRIPTOR_BYTES, WORD_DTYPE
+from .formats import (
+    DESCRIPTOR_BYTES,
+    FEATURE_POINT_DTYPE,
+    VECTOR_DTYPE,
+    WORD_DTYPE,
+    FileRecord,
+    FileStat,
+    NewImage,
+)
 
 FORMAT_VERSION = 1
-VECTOR_DTYPE = np.float16
-FEATURE_POINT_DTYPE = np.float16  # keypoint coordinates, pixels at verification size (<= 2048)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -74,36 +79,6 @@ CREATE TABLE IF NOT EXISTS failures (
     at REAL NOT NULL
 );
 """
-
-
-@dataclass(frozen=True)
-class FileRecord:
-    """A known location and the stat fields that tell whether it changed."""
-
-    id: int
-    location: str
-    image_id: int
-    size: int
-    mtime_ns: int
-
-
-@dataclass(frozen=True)
-class NewImage:
-    """An embedded image ready to be written."""
-
-    hash: str
-    width: int
-    height: int
-    vector: np.ndarray
-    label_ids: Sequence[int]
-    label_probs: Sequence[float]
-
-
-@dataclass(frozen=True)
-class FileStat:
-    location: str
-    size: int
-    mtime_ns: int
 
 
 class Catalogue:
