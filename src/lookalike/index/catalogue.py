@@ -145,17 +145,9 @@ class Catalogue:
         rows = self.db.execute("SELECT id, location, image_id, size, mtime_ns FROM files")
         return {r[1]: FileRecord(*r) for r in rows}
 
-    def image_ids_by_hash(self, hashes: Iterable[str]) -> dict[str, int]:
-        found: dict[str, int] = {}
-        hashes = list(hashes)
-        for start in range(0, len(hashes), 500):
-            chunk = hashes[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for h, i in self.db.execute(
-                f"SELECT hash, id FROM images WHERE hash IN ({marks})", chunk
-            ):
-                found[h] = i
-        return found
+    def known_hashes(self) -> set[str]:
+        """Content hashes of every image: files with these bytes need no embedding."""
+        return {h for (h,) in self.db.execute("SELECT hash FROM images")}
 
     def failures(self) -> dict[str, tuple[int, int, str]]:
         rows = self.db.execute("SELECT location, size, mtime_ns, reason FROM failures")
@@ -174,18 +166,34 @@ class Catalogue:
     def count_files(self) -> int:
         return self.db.execute("SELECT count(*) FROM files").fetchone()[0]
 
+    def image_ids(self) -> np.ndarray:
+        """Every image id, ascending (int64)."""
+        rows = self.db.execute("SELECT id FROM images ORDER BY id")
+        return np.fromiter((r[0] for r in rows), dtype=np.int64)
+
     def all_vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """Every image id and its descriptor as float32 ``(N, D)``."""
-        ids, blobs = [], []
-        for image_id, blob in self.db.execute("SELECT id, vector FROM images ORDER BY id"):
-            ids.append(image_id)
-            blobs.append(blob)
-        if not ids:
-            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
-        matrix = np.frombuffer(b"".join(blobs), dtype=VECTOR_DTYPE).reshape(len(ids), -1)
-        return np.asarray(ids, dtype=np.int64), matrix.astype(np.float32)
+        rows = self.db.execute("SELECT id, vector FROM images ORDER BY id").fetchall()
+        return _decode_vectors(rows)
+
+    def vectors_by_id(self, image_ids: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
+        """The ids among ``image_ids`` still in the catalogue and their float32 descriptors
+        (absent ids are skipped: a store may ask for an image deleted meanwhile)."""
+        sql = "SELECT id, vector FROM images WHERE id IN ({})"
+        return _decode_vectors(list(self._in_query(sql, [int(i) for i in image_ids])))
+
+    def vector_chunks(self, size: int = 20_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Every ``(ids, float32 descriptors)`` in id order, ``size`` at a time (bounded
+        memory for building stores over large collections)."""
+        last = -1
+        while rows := self.db.execute(
+            "SELECT id, vector FROM images WHERE id > ? ORDER BY id LIMIT ?", (last, size)
+        ).fetchall():
+            last = rows[-1][0]
+            yield _decode_vectors(rows)
 
     def vectors_for(self, image_ids: Sequence[int]) -> np.ndarray:
+        """Descriptors of ``image_ids`` in that order, float32 (every id must exist)."""
         rows = dict(self._in_query("SELECT id, vector FROM images WHERE id IN ({})", image_ids))
         return np.stack([np.frombuffer(rows[i], dtype=VECTOR_DTYPE) for i in image_ids]).astype(
             np.float32
@@ -283,6 +291,13 @@ class Catalogue:
 
     # --- writes (call inside transaction()) -----------------------------------------
     @staticmethod
+    def image_id_for_hash(db: sqlite3.Connection, content_hash: str) -> int | None:
+        """The image with these bytes, read on the transaction's connection so it sees the
+        transaction's own inserts."""
+        row = db.execute("SELECT id FROM images WHERE hash = ?", (content_hash,)).fetchone()
+        return None if row is None else int(row[0])
+
+    @staticmethod
     def insert_image(db: sqlite3.Connection, image: NewImage) -> int:
         vector = np.asarray(image.vector, dtype=VECTOR_DTYPE).tobytes()
         # Ids are never reused, not even the highest after it was deleted (SQLite's default),
@@ -376,3 +391,12 @@ class Catalogue:
 
     def settings_json(self) -> dict:
         return json.loads(self.get_meta("settings", "{}") or "{}")
+
+
+def _decode_vectors(rows: Sequence[tuple[int, bytes]]) -> tuple[np.ndarray, np.ndarray]:
+    """``(id, blob)`` rows as int64 ids and a float32 ``(N, D)`` matrix (``(0, 0)`` if none)."""
+    if not rows:
+        return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+    matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=VECTOR_DTYPE)
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    return ids, matrix.reshape(len(rows), -1).astype(np.float32)
