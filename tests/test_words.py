@@ -104,6 +104,7 @@ def test_index_from_before_words_gets_them_from_its_descriptors(tmp_path, photos
     # An index written before words existed: the column is missing.
     db = sqlite3.connect(tmp_path / "index" / "catalogue.sqlite")
     db.execute("ALTER TABLE local_features DROP COLUMN words")
+    db.execute("UPDATE meta SET value = '1' WHERE key = 'format_version'")  # format 1
     db.commit()
     db.close()
     (tmp_path / "index" / InvertedFile.FILE).unlink()  # and no saved word index

@@ -298,7 +298,7 @@ class Index:
             "rerank": self.rerank_method(),
             "model": self.settings.model,
             "model_id": self.catalogue.get_meta("model_id"),
-            "format_version": int(self.catalogue.get_meta("format_version", "0")),
+            "format_version": self.catalogue.version,
             "bytes_on_disk": size,
             "top_labels": [
                 {"label": names[c], "images": n} for c, n in self.catalogue.label_histogram()

@@ -228,7 +228,7 @@ class Indexer:
     def _process(self, todo: list[FileStat], report: IndexReport) -> None:
         if not todo:
             return
-        known_hashes = {h for (h,) in self.catalogue.db.execute("SELECT hash FROM images")}
+        known_hashes = self.catalogue.known_hashes()
         self._known_hashes = known_hashes
         workers = self.settings.decode_workers or self.settings.cpu_count()
         streams = self.settings.threads or self.settings.cpu_count()
@@ -316,11 +316,9 @@ class Indexer:
                     orphans.append(Catalogue.upsert_file(db, item.stat, by_hash[item.hash]))
                     report.reused += 1
                     continue
-                existing = db.execute(
-                    "SELECT id FROM images WHERE hash = ?", (item.hash,)
-                ).fetchone()
-                if existing:
-                    image_id = existing[0]
+                existing = Catalogue.image_id_for_hash(db, item.hash)
+                if existing is not None:
+                    image_id = existing
                     report.reused += 1
                 else:
                     image_id = Catalogue.insert_image(
@@ -343,10 +341,10 @@ class Indexer:
                 self._known_hashes.add(item.hash)
                 orphans.append(Catalogue.upsert_file(db, item.stat, image_id))
             for item in reused:
-                row = db.execute("SELECT id FROM images WHERE hash = ?", (item.hash,)).fetchone()
-                if row is None:  # its twin was removed meanwhile: treat as unchanged-failed
+                image_id = Catalogue.image_id_for_hash(db, item.hash)
+                if image_id is None:  # its twin was removed meanwhile: treat as unchanged-failed
                     continue
-                orphans.append(Catalogue.upsert_file(db, item.stat, row[0]))
+                orphans.append(Catalogue.upsert_file(db, item.stat, image_id))
                 report.reused += 1
         dropped = [i for i in orphans if i is not None]
         if dropped:

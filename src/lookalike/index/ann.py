@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from ..settings import AnnParams
-from .catalogue import VECTOR_DTYPE, Catalogue
+from .catalogue import Catalogue
 from .files import atomic_save, atomic_write, save_quietly
 from .vectors import top_k
 
@@ -109,43 +109,20 @@ class CatalogueVectors:
         self.transform = transform
 
     def __call__(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        found: list[int] = []
-        blobs: list[bytes] = []
-        ids = [int(i) for i in np.asarray(ids).ravel()]
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for image_id, blob in self.catalogue.db.execute(
-                f"SELECT id, vector FROM images WHERE id IN ({marks})", chunk
-            ):
-                found.append(image_id)
-                blobs.append(blob)
-        return self._decode(found, blobs)
+        """The ids still in the catalogue among ``ids``, and their (transformed) descriptors."""
+        return self._transformed(*self.catalogue.vectors_by_id(np.asarray(ids).ravel()))
 
     def ids(self) -> np.ndarray:
-        rows = self.catalogue.db.execute("SELECT id FROM images ORDER BY id")
-        return np.fromiter((r[0] for r in rows), dtype=np.int64)
+        """Every image id, ascending."""
+        return self.catalogue.image_ids()
 
     def chunks(self, size: int = 20_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """All ``(ids, vectors)`` in id order, ``size`` at a time (bounded memory)."""
-        last = -1
-        while True:
-            rows = self.catalogue.db.execute(
-                "SELECT id, vector FROM images WHERE id > ? ORDER BY id LIMIT ?", (last, size)
-            ).fetchall()
-            if not rows:
-                return
-            last = rows[-1][0]
-            yield self._decode([r[0] for r in rows], [r[1] for r in rows])
+        for ids, vectors in self.catalogue.vector_chunks(size):
+            yield self._transformed(ids, vectors)
 
-    def _decode(self, ids: list[int], blobs: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
-        if not ids:
-            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
-        matrix = np.frombuffer(b"".join(blobs), dtype=VECTOR_DTYPE).reshape(len(ids), -1)
-        vectors = matrix.astype(np.float32)
-        return np.asarray(ids, dtype=np.int64), (
-            self.transform(vectors) if self.transform else vectors
-        )
+    def _transformed(self, ids: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return ids, (self.transform(vectors) if self.transform and len(ids) else vectors)
 
 
 class AnnStore:

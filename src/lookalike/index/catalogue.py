@@ -12,6 +12,8 @@ A moved, renamed or copied file therefore costs one hash and one row, never an e
 Each batch is written in one transaction (WAL journal), so a crash or Ctrl-C keeps every
 finished batch and never leaves a half-written image. ``meta.generation`` increases with
 every change; vector stores record the generation they reflect and rebuild when it moved.
+The tables and the steps that migrate older formats to :attr:`Catalogue.VERSION` are in
+:mod:`lookalike.index.schema`; no other module runs SQL on the catalogue.
 """
 
 from __future__ import annotations
@@ -21,132 +23,101 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import IndexFormatError
-from .words import DESCRIPTOR_BYTES, WORD_DTYPE
+from . import schema
+from .formats import (
+    DESCRIPTOR_BYTES,
+    FEATURE_POINT_DTYPE,
+    VECTOR_DTYPE,
+    WORD_DTYPE,
+    FileRecord,
+    FileStat,
+    NewImage,
+)
 
-FORMAT_VERSION = 1
-VECTOR_DTYPE = np.float16
-FEATURE_POINT_DTYPE = np.float16  # keypoint coordinates, pixels at verification size (<= 2048)
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS images (
-    id INTEGER PRIMARY KEY,
-    hash TEXT NOT NULL UNIQUE,
-    width INTEGER NOT NULL,
-    height INTEGER NOT NULL,
-    vector BLOB NOT NULL,
-    added_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS labels (
-    image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
-    rank INTEGER NOT NULL,
-    class_id INTEGER NOT NULL,
-    prob REAL NOT NULL,
-    PRIMARY KEY (image_id, rank)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS labels_by_class ON labels(class_id, image_id);
-CREATE TABLE IF NOT EXISTS files (
-    id INTEGER PRIMARY KEY,
-    location TEXT NOT NULL UNIQUE,
-    image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
-    size INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL,
-    indexed_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS files_by_image ON files(image_id);
-CREATE TABLE IF NOT EXISTS local_features (
-    image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
-    points BLOB NOT NULL,
-    descriptors BLOB NOT NULL,
-    words BLOB
-);
-CREATE TABLE IF NOT EXISTS failures (
-    location TEXT PRIMARY KEY,
-    size INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL,
-    reason TEXT NOT NULL,
-    at REAL NOT NULL
-);
-"""
-
-
-@dataclass(frozen=True)
-class FileRecord:
-    """A known location and the stat fields that tell whether it changed."""
-
-    id: int
-    location: str
-    image_id: int
-    size: int
-    mtime_ns: int
-
-
-@dataclass(frozen=True)
-class NewImage:
-    """An embedded image ready to be written."""
-
-    hash: str
-    width: int
-    height: int
-    vector: np.ndarray
-    label_ids: Sequence[int]
-    label_probs: Sequence[float]
-
-
-@dataclass(frozen=True)
-class FileStat:
-    location: str
-    size: int
-    mtime_ns: int
+FORMAT_VERSION = schema.VERSION
 
 
 class Catalogue:
-    """Typed access to the SQLite catalogue of one index folder."""
+    """Typed access to the SQLite catalogue of one index folder: all of its SQL is here (and
+    in :mod:`lookalike.index.schema`)."""
 
-    def __init__(self, path: Path, *, readonly: bool = False):
+    VERSION = schema.VERSION
+
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        """Open the catalogue at ``path``, created or migrated to :attr:`VERSION` unless
+        ``readonly``. :class:`IndexFormatError` if it is none, or of a newer format."""
         self.path = Path(path)
         uri = f"file:{self.path}?mode=ro" if readonly else f"file:{self.path}"
         try:
             self.db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        except sqlite3.DatabaseError as exc:
+            raise IndexFormatError(f"{self.path} is not a lookalike catalogue ({exc})") from exc
+        try:
             self.db.execute("PRAGMA foreign_keys = ON")
+            self.ensure_version(migrate=not readonly)  # first: a newer file is left untouched
             if not readonly:
                 self.db.execute("PRAGMA journal_mode = WAL")
                 self.db.execute("PRAGMA synchronous = NORMAL")
-                self.db.executescript(_SCHEMA)
-                self._add_missing_columns()
             self.db.execute("SELECT count(*) FROM images").fetchone()
-        except sqlite3.DatabaseError as exc:
-            raise IndexFormatError(f"{self.path} is not a lookalike catalogue ({exc})") from exc
+        except BaseException as exc:
+            self.db.close()
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise IndexFormatError(f"{self.path} is not a lookalike catalogue ({exc})") from exc
+            raise
 
     def close(self) -> None:
         self.db.close()
 
-    def _add_missing_columns(self) -> None:
-        """Columns added after version 1 of the format (nullable: old rows stay valid)."""
-        columns = {row[1] for row in self.db.execute("PRAGMA table_info(local_features)")}
-        if "words" not in columns:  # visual words arrived after the local features
-            self.db.execute("ALTER TABLE local_features ADD COLUMN words BLOB")
+    # --- format and transactions --------------------------------------------------------
+    def ensure_version(self, *, migrate: bool = True) -> int | None:
+        """Check the stored format; create a new catalogue at :attr:`VERSION`, or bring an
+        older one up to it (``migrate``) in one transaction. Returns the format now stored
+        (None: an empty file left as it is).
+
+        The version is read first without a write lock, so opening a current catalogue
+        never waits for a process that is indexing into it.
+        """
+        version = schema.stored_version(self.db)
+        if version is not None and version > self.VERSION:
+            raise IndexFormatError(
+                f"{self.path} was written by a newer lookalike (format {version}); upgrade lookalike"
+            )
+        if version != self.VERSION and migrate:
+            with self._immediate() as db:
+                schema.upgrade(db)
+            return self.ensure_version(migrate=False)  # as stored (a newer one raises)
+        return version
+
+    @property
+    def version(self) -> int:
+        """The stored format: :attr:`VERSION`, or older in a catalogue opened read-only."""
+        return int(self.get_meta("format_version", "1"))
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One atomic write; bumps the generation so vector stores notice the change."""
+    def _immediate(self) -> Iterator[sqlite3.Connection]:
+        """Take the write lock now (no upgrade deadlock with another writer); undo on error."""
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield self.db
-            self.db.execute(
-                "INSERT INTO meta(key, value) VALUES('generation', '1') ON CONFLICT(key) "
-                "DO UPDATE SET value = CAST(value AS INTEGER) + 1"
-            )
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic write; bumps the generation so vector stores notice the change."""
+        with self._immediate() as db:
+            yield db
+            db.execute(
+                "INSERT INTO meta(key, value) VALUES('generation', '1') ON CONFLICT(key) "
+                "DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+            )
 
     # --- metadata -------------------------------------------------------------------
     def get_meta(self, key: str, default: str | None = None) -> str | None:
@@ -170,17 +141,9 @@ class Catalogue:
         rows = self.db.execute("SELECT id, location, image_id, size, mtime_ns FROM files")
         return {r[1]: FileRecord(*r) for r in rows}
 
-    def image_ids_by_hash(self, hashes: Iterable[str]) -> dict[str, int]:
-        found: dict[str, int] = {}
-        hashes = list(hashes)
-        for start in range(0, len(hashes), 500):
-            chunk = hashes[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for h, i in self.db.execute(
-                f"SELECT hash, id FROM images WHERE hash IN ({marks})", chunk
-            ):
-                found[h] = i
-        return found
+    def known_hashes(self) -> set[str]:
+        """Content hashes of every image: files with these bytes need no embedding."""
+        return {h for (h,) in self.db.execute("SELECT hash FROM images")}
 
     def failures(self) -> dict[str, tuple[int, int, str]]:
         rows = self.db.execute("SELECT location, size, mtime_ns, reason FROM failures")
@@ -199,18 +162,34 @@ class Catalogue:
     def count_files(self) -> int:
         return self.db.execute("SELECT count(*) FROM files").fetchone()[0]
 
+    def image_ids(self) -> np.ndarray:
+        """Every image id, ascending (int64)."""
+        rows = self.db.execute("SELECT id FROM images ORDER BY id")
+        return np.fromiter((r[0] for r in rows), dtype=np.int64)
+
     def all_vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """Every image id and its descriptor as float32 ``(N, D)``."""
-        ids, blobs = [], []
-        for image_id, blob in self.db.execute("SELECT id, vector FROM images ORDER BY id"):
-            ids.append(image_id)
-            blobs.append(blob)
-        if not ids:
-            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
-        matrix = np.frombuffer(b"".join(blobs), dtype=VECTOR_DTYPE).reshape(len(ids), -1)
-        return np.asarray(ids, dtype=np.int64), matrix.astype(np.float32)
+        rows = self.db.execute("SELECT id, vector FROM images ORDER BY id").fetchall()
+        return _decode_vectors(rows)
+
+    def vectors_by_id(self, image_ids: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
+        """The ids among ``image_ids`` still in the catalogue and their float32 descriptors
+        (absent ids are skipped: a store may ask for an image deleted meanwhile)."""
+        sql = "SELECT id, vector FROM images WHERE id IN ({})"
+        return _decode_vectors(list(self._in_query(sql, [int(i) for i in image_ids])))
+
+    def vector_chunks(self, size: int = 20_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Every ``(ids, float32 descriptors)`` in id order, ``size`` at a time (bounded
+        memory for building stores over large collections)."""
+        last = -1
+        while rows := self.db.execute(
+            "SELECT id, vector FROM images WHERE id > ? ORDER BY id LIMIT ?", (last, size)
+        ).fetchall():
+            last = rows[-1][0]
+            yield _decode_vectors(rows)
 
     def vectors_for(self, image_ids: Sequence[int]) -> np.ndarray:
+        """Descriptors of ``image_ids`` in that order, float32 (every id must exist)."""
         rows = dict(self._in_query("SELECT id, vector FROM images WHERE id IN ({})", image_ids))
         return np.stack([np.frombuffer(rows[i], dtype=VECTOR_DTYPE) for i in image_ids]).astype(
             np.float32
@@ -308,6 +287,13 @@ class Catalogue:
 
     # --- writes (call inside transaction()) -----------------------------------------
     @staticmethod
+    def image_id_for_hash(db: sqlite3.Connection, content_hash: str) -> int | None:
+        """The image with these bytes, read on the transaction's connection so it sees the
+        transaction's own inserts."""
+        row = db.execute("SELECT id FROM images WHERE hash = ?", (content_hash,)).fetchone()
+        return None if row is None else int(row[0])
+
+    @staticmethod
     def insert_image(db: sqlite3.Connection, image: NewImage) -> int:
         vector = np.asarray(image.vector, dtype=VECTOR_DTYPE).tobytes()
         # Ids are never reused, not even the highest after it was deleted (SQLite's default),
@@ -320,12 +306,10 @@ class Catalogue:
             (image.hash, image.width, image.height, vector, time.time()),
         )
         image_id = int(cur.lastrowid)
+        labels = enumerate(zip(image.label_ids, image.label_probs, strict=False))
         db.executemany(
             "INSERT INTO labels(image_id, rank, class_id, prob) VALUES (?, ?, ?, ?)",
-            [
-                (image_id, rank, int(c), float(p))
-                for rank, (c, p) in enumerate(zip(image.label_ids, image.label_probs, strict=False))
-            ],
+            [(image_id, rank, int(c), float(p)) for rank, (c, p) in labels],
         )
         return image_id
 
@@ -401,3 +385,12 @@ class Catalogue:
 
     def settings_json(self) -> dict:
         return json.loads(self.get_meta("settings", "{}") or "{}")
+
+
+def _decode_vectors(rows: Sequence[tuple[int, bytes]]) -> tuple[np.ndarray, np.ndarray]:
+    """``(id, blob)`` rows as int64 ids and a float32 ``(N, D)`` matrix (``(0, 0)`` if none)."""
+    if not rows:
+        return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+    matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=VECTOR_DTYPE)
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    return ids, matrix.reshape(len(rows), -1).astype(np.float32)

@@ -23,7 +23,7 @@ from ..images import load_first_readable
 from ..settings import Settings
 from ..verify import Features, Loader, Verifier
 from .ann import CatalogueVectors
-from .catalogue import FORMAT_VERSION, Catalogue
+from .catalogue import Catalogue
 from .files import save_quietly
 from .graph import KnnGraph, LinkProgress
 from .stores import approximate_for, open_store
@@ -107,13 +107,7 @@ def open_catalogue(path: Path, settings: Settings, *, model: str | None, create:
     catalogue = Catalogue(catalogue_path)
     try:
         stored = catalogue.settings_json()
-        if exists and stored:
-            version = int(catalogue.get_meta("format_version", "0"))
-            if version != FORMAT_VERSION:
-                raise IndexFormatError(
-                    f"{folder} uses index format {version}; this lookalike reads format "
-                    f"{FORMAT_VERSION}: re-index into a new --db"
-                )
+        if exists and stored:  # (the catalogue has migrated an older format, or refused)
             if model and model != stored["model"]:
                 raise IndexFormatError(
                     f"{folder} was built with model '{stored['model']}', not '{model}'; "
@@ -126,7 +120,6 @@ def open_catalogue(path: Path, settings: Settings, *, model: str | None, create:
 
         catalogue.set_meta(
             {
-                "format_version": str(FORMAT_VERSION),
                 "settings": json.dumps({k: getattr(settings, k) for k in FIXED_SETTINGS}),
                 "model_id": model_id(settings),
                 "created_at": str(time.time()),

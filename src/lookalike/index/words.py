@@ -30,10 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from .files import load_with_meta, save_with_meta
+from .formats import DESCRIPTOR_BYTES, WORD_DTYPE
 
 VOCABULARY_FILE = Path(__file__).with_name("orb-words-32x3.npz")
-DESCRIPTOR_BYTES = 32  # one ORB descriptor: 256 binary tests
-WORD_DTYPE = np.uint16  # 32,768 words
 
 
 class Vocabulary:
