@@ -8,7 +8,7 @@
 ...         print(match.rank, match.score, match.path)
 
 ``Index`` is a small facade: the folder and its derived files are
-:class:`~lookalike.index.folder.IndexFolder`'s, indexing is :mod:`lookalike.pipeline`'s, the
+:class:`~lookalike.index.folder.IndexFolder`'s, indexing is :mod:`lookalike.indexing`'s, the
 ranking is the query cascade's (:mod:`lookalike.query`). The CLI, the web server, evaluation
 and the benchmarks are thin layers over this class.
 """
@@ -30,7 +30,7 @@ from .index.folder import IndexFolder
 from .index.graph import KnnGraph
 from .index.transform import TransformedStore
 from .index.words import InvertedFile
-from .pipeline import Indexer, IndexReport, ProgressCallback, discover, forget, is_under
+from .indexing import Indexer, IndexReport, ProgressCallback, discover, forget, is_under
 from .query.cascade import Cascade, Ranked, rank_queries
 from .query.options import SearchOptions
 from .query.rerank import Auto

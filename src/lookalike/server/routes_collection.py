@@ -9,7 +9,7 @@ import os
 from fastapi import APIRouter, Depends, HTTPException
 
 from ..embed.labels import imagenet_labels
-from ..pipeline import is_under
+from ..indexing import is_under
 from ..version import __version__
 from .config import MAX_K
 from .dependencies import State, require_token
