@@ -32,7 +32,6 @@ too (``Index.add`` is incremental).
 from __future__ import annotations
 
 import argparse
-import csv
 import io
 import json
 import os
@@ -48,8 +47,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import caltech  # noqa: E402
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 
-REPO = Path(__file__).resolve().parents[1]
-CALTECH = Path(os.environ.get("LOOKALIKE_CALTECH", REPO.parent / "shared" / "datasets" / "caltech101"))
 KINDS = ("crop", "rotate", "scale", "perspective", "colour", "blur", "jpeg", "overlay", "paste", "combo")
 WORDS = ("holiday", "SALE", "lookalike", "2019", "copyright", "hello", "photo", "DRAFT", "sample", "#tbt")
 
@@ -57,12 +54,9 @@ WORDS = ("holiday", "SALE", "lookalike", "2019", "copyright", "hello", "photo", 
 # ----------------------------------------------------------------------------- data
 def database_files() -> tuple[list[Path], list[Path]]:
     """(database photos, held-out paste backgrounds) from the Caltech-101 manifest."""
-    with open(CALTECH / "manifest.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
     db, backgrounds = [], []
-    for row in rows:
-        path = CALTECH / row["path"]
-        if row["label"] == "BACKGROUND_Google":
+    for path, label in zip(*caltech.manifest(), strict=True):
+        if label == "BACKGROUND_Google":
             number = int(path.stem.split("_")[-1])
             (db if number % 2 == 0 else backgrounds).append(path)
         else:

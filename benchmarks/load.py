@@ -33,8 +33,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import caltech  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
-DATASET = ROOT.parent / "shared" / "datasets" / "caltech101" / "images"
+DATASET = caltech.DATA / "images"
 RESULTS = ROOT / "benchmarks" / "results" / "load.json"
 HOST = "127.0.0.1"  # never anything else: this tool must not load-test other machines
 CLASSES = (

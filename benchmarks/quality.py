@@ -34,7 +34,6 @@ import lookalike
 from lookalike.evaluate import evaluate_vectors, folder_ground_truth, index_ranker
 
 REPO = Path(__file__).resolve().parents[1]
-CALTECH = REPO.parent / "shared" / "datasets" / "caltech101"
 
 
 CONFIGS = {
@@ -52,12 +51,14 @@ CONFIGS = {
 
 
 def labelled_images(limit: int | None, distractors: bool = False) -> list[Path]:
-    rows = (CALTECH / "manifest.csv").read_text().splitlines()[1:]
-    paths = [CALTECH / r.split(",")[0] for r in rows if not r.endswith(",BACKGROUND_Google")]
+    """The labelled Caltech-101 photos (with ``distractors``: and the even-numbered
+    BACKGROUND_Google ones), sorted; with ``limit``, a fixed-seed sample of that many."""
+    manifest, labels = caltech.manifest()
+    paths = [p for p, label in zip(manifest, labels, strict=True) if label != "BACKGROUND_Google"]
     if distractors:
         paths += [
-            CALTECH / r.split(",")[0] for r in rows
-            if r.endswith(",BACKGROUND_Google") and int(r.split(",")[0][-8:-4]) % 2 == 0
+            p for p, label in zip(manifest, labels, strict=True)
+            if label == "BACKGROUND_Google" and int(p.stem[-4:]) % 2 == 0
         ]
     paths.sort()
     if limit:
