@@ -263,7 +263,7 @@ def main() -> None:
     started = time.time()
     report = {
         "machine": caltech.machine(),
-        "synthetic": "mix of two real Caltech lite0 descriptors x log-normal noise (see docstring)",
+        "synthetic": f"mix of two real Caltech {lookalike.Settings().model} descriptors x log-normal noise (see docstring)",
         "settings": lookalike.Settings().as_dict() | {"cache_dir": None},
     }
     if args.limit:

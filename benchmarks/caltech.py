@@ -1,8 +1,11 @@
 """Caltech-101 helpers shared by the benchmarks: the manifest, cached embeddings and mAP.
 
-Embeddings are made by the product itself (``Index.add`` into a scratch index under
-``/tmp/lookalike-bench``), then read back per file, so the benchmarks measure the vectors a
-user would get. Nothing here writes into the repository.
+Not a benchmark itself (nothing to run): every script finds the dataset through
+:data:`DATA` here, ``$LOOKALIKE_CALTECH`` or ``../shared/datasets/caltech101`` beside the
+repository. Embeddings are made by the product itself (``Index.add`` into a scratch index
+under ``$LOOKALIKE_BENCH_TMP``, default ``/tmp/lookalike-bench``), then read back per file,
+so the benchmarks measure the vectors a user would get. Nothing here writes into the
+repository.
 """
 
 from __future__ import annotations

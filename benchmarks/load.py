@@ -7,9 +7,10 @@ per scenario until ``--requests`` requests or ``--seconds`` have passed, whichev
 * ``upload``: ``POST /api/search`` with a JPEG that is *not* in the index (decode + embed);
 * ``by-id``:  ``GET /api/images/{id}/similar`` (stored descriptor: no decode, no embedding).
 
-Writes ``benchmarks/results/load.json``. It only ever talks to 127.0.0.1.
+Writes ``benchmarks/results/load.json`` (or ``--out``). It only ever talks to 127.0.0.1.
 
     python benchmarks/load.py --clients 4 --requests 400 --seconds 20
+    python benchmarks/load.py --per-class 4 --clients 2 --requests 20 --seconds 10 --out /tmp/load.json
 """
 
 from __future__ import annotations
