@@ -2,12 +2,13 @@
 
     python benchmarks/ann.py [--n 1000000] [--n-e2e 100000] [--queries 200]
                              [--out benchmarks/results/ann.json]
+    python benchmarks/ann.py --limit 600 --n 0 --n-e2e 3000 --queries 20 --out /tmp/ann.json
 
 Vectors are *derived from real embeddings*, never i.i.d. random (on which every ANN index
 collapses, docs/benchmarks.md): each synthetic descriptor mixes two real Caltech-101
 descriptors (the second of the same class 70% of the time, weight 0-0.5) and multiplies it
 by log-normal noise (sigma 0.3), then is L2-normalised. Fixed seed, generated in chunks so
-memory stays flat. Queries are the real descriptors of 200 Caltech photos.
+memory stays flat. Queries are the real descriptors of ``--queries`` Caltech photos.
 
 Steps: write a catalogue of ``n`` images (1 file row and 5 label rows each, as indexing
 would); time ``Index.store`` on it (learn the transform, build the graph from the catalogue,
@@ -17,7 +18,9 @@ latency (store only: centring, graph, exact re-scoring from the catalogue), reca
 RSS. Finally the end-to-end query (decode + embed + search) on an index of ``n-e2e`` whose
 images also carry real local features and visual words (those of the photo each was made
 from), timed for photos with copies in it and for photos without (see ``end_to_end``).
-Results go to JSON; nothing is written into the repository except that file.
+Results go to JSON; nothing is written into the repository except that file. ``--limit N``
+derives everything from a fixed-seed sample of N Caltech photos instead of all of them (a
+quick check; with ``--n 0`` and a small ``--n-e2e`` the store is the exact one).
 """
 
 from __future__ import annotations
@@ -99,13 +102,13 @@ def write_catalogue(folder: Path, base, labels, n: int, features: list | None = 
     return time.perf_counter() - started
 
 
-def real_features(paths: list[Path], withheld: set[int]) -> list:
+def real_features(paths: list[Path], withheld: set[int], limit: int | None = None) -> list:
     """Stored local features (as catalogue blobs) of each Caltech photo, from the index that
     ``caltech.embeddings`` built; None for the rows in ``withheld`` (queries with no copy)."""
     from lookalike.index.words import shipped_vocabulary
 
     vocabulary = shipped_vocabulary()
-    db = caltech.SCRATCH / f"caltech-{lookalike.Settings().model}-index"
+    db = caltech.embeddings_index(lookalike.Settings().model, limit)
     out: list = []
     with lookalike.Index.open(db, create=False) as index:
         ids = [index.catalogue.image_for_location(str(p)) for p in paths]
@@ -247,10 +250,11 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1_000_000, help="the large index (0: skip it)")
     parser.add_argument("--n-e2e", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--limit", type=int, help="derive from a fixed-seed sample of N Caltech photos (quick check)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "ann.json")
     args = parser.parse_args()
 
-    base, labels, paths = caltech.embeddings(lookalike.Settings().model)  # the default model
+    base, labels, paths = caltech.embeddings(lookalike.Settings().model, args.limit)  # the default model
     rng = np.random.default_rng(SEED)
     chosen = rng.choice(len(base), args.queries + 51, replace=False)
     queries = base[chosen[: args.queries]]
@@ -259,12 +263,14 @@ def main() -> None:
     started = time.time()
     report = {
         "machine": caltech.machine(),
-        "synthetic": "mix of two real Caltech lite0 descriptors x log-normal noise (see docstring)",
+        "synthetic": f"mix of two real Caltech {lookalike.Settings().model} descriptors x log-normal noise (see docstring)",
         "settings": lookalike.Settings().as_dict() | {"cache_dir": None},
     }
+    if args.limit:
+        report["limit"] = args.limit
     e2e_queries = chosen[args.queries :]
     with_copies, without_copies = e2e_queries[:26], e2e_queries[26:]
-    features = real_features(paths, set(without_copies.tolist()))
+    features = real_features(paths, set(without_copies.tolist()), args.limit)
     e2e = build_and_measure(scratch / "e2e", base, labels, args.n_e2e, queries, scratch, features)
     e2e.update(end_to_end(scratch / "e2e", [paths[i] for i in with_copies], [paths[i] for i in without_copies]))
     report["e2e"] = e2e

@@ -1,8 +1,11 @@
 """Caltech-101 helpers shared by the benchmarks: the manifest, cached embeddings and mAP.
 
-Embeddings are made by the product itself (``Index.add`` into a scratch index under
-``/tmp/lookalike-bench``), then read back per file, so the benchmarks measure the vectors a
-user would get. Nothing here writes into the repository.
+Not a benchmark itself (nothing to run): every script finds the dataset through
+:data:`DATA` here, ``$LOOKALIKE_CALTECH`` or ``../shared/datasets/caltech101`` beside the
+repository. Embeddings are made by the product itself (``Index.add`` into a scratch index
+under ``$LOOKALIKE_BENCH_TMP``, default ``/tmp/lookalike-bench``), then read back per file,
+so the benchmarks measure the vectors a user would get. Nothing here writes into the
+repository.
 """
 
 from __future__ import annotations
@@ -30,16 +33,25 @@ def manifest() -> tuple[list[Path], list[str]]:
     return [DATA / r["path"] for r in rows], [r["label"] for r in rows]
 
 
-def embeddings(model: str = "lite0") -> tuple[np.ndarray, list[str], list[Path]]:
-    """``(vectors float32 (N, D), labels, paths)`` for every Caltech image, cached as .npz."""
-    cache = SCRATCH / f"caltech-{model}.npz"
+def embeddings_index(model: str, limit: int | None = None) -> Path:
+    """The scratch index that :func:`embeddings` builds (and benchmarks/ann.py reads)."""
+    return SCRATCH / f"caltech-{model}{f'-{limit}' if limit else ''}-index"
+
+
+def embeddings(model: str = "lite0", limit: int | None = None) -> tuple[np.ndarray, list[str], list[Path]]:
+    """``(vectors float32 (N, D), labels, paths)`` for every Caltech image, cached as .npz;
+    with ``limit``, for a fixed-seed sample of that many (a quick check), cached apart."""
+    cache = SCRATCH / f"caltech-{model}{f'-{limit}' if limit else ''}.npz"
     paths, labels = manifest()
+    if limit:
+        chosen = np.sort(np.random.default_rng(0).choice(len(paths), limit, replace=False))
+        paths, labels = [paths[i] for i in chosen], [labels[i] for i in chosen]
     if not cache.exists():
         from lookalike import Index
 
-        db = SCRATCH / f"caltech-{model}-index"
+        db = embeddings_index(model, limit)
         with Index.open(db, model=model) as index:
-            index.add([DATA / "images"])
+            index.add(paths if limit else [DATA / "images"])
             ids = [index.catalogue.image_for_location(str(p)) for p in paths]
             vectors = index.catalogue.vectors_for(ids)
         SCRATCH.mkdir(parents=True, exist_ok=True)

@@ -13,14 +13,18 @@ so this set checks that the defaults do not trade one for the other.
 * **Queries**: every view; **relevant**: the other 3 views and the source photo. Scored by
   the product's own ``lookalike.evaluate.evaluate_index`` with a ground-truth CSV (mAP over
   the full ranking, P@1, recall@K); each query is left out of its own re-ranking and
-  verification.
+  verification. Each configuration is a whole query pipeline (``CONFIGS``, or a spec string
+  given as ``--config``), recorded with its row.
 
 The views are edits of one photograph, so spatial verification finds most of them; the rows
-with ``--verify 0`` show what re-ranking does to groups that verification cannot confirm
-(different photos of the same object). Views and index live under ``--work`` (default
-``/tmp/lookalike-groups``, never the repository) and are reused.
+whose pipeline has no verification stage show what re-ranking does to groups that
+verification cannot confirm (different photos of the same object). Views and index live
+under ``--work`` (default ``/tmp/lookalike-groups``, never the repository) and are reused;
+``--limit N`` uses a fixed-seed sample of N labelled photos in a temporary folder instead
+(a quick check).
 
     python benchmarks/groups.py --out benchmarks/results/groups.json
+    python benchmarks/groups.py --limit 300 --groups 5 --config none --config default --out /tmp/groups.json
 """
 
 from __future__ import annotations
@@ -28,7 +32,9 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -40,14 +46,15 @@ from quality import labelled_images  # noqa: E402
 
 import lookalike  # noqa: E402
 from lookalike.evaluate import evaluate_index  # noqa: E402
+from lookalike.query.spec import parse  # noqa: E402
 
 CONFIGS = {
-    # name: (rerank, verify); None = the Settings default
-    "none": ("none", 0),
-    "qe": ("qe", 0),
-    "diffusion": ("diffusion", 0),
-    "qe+verify": ("qe", None),
-    "default": (None, None),
+    # name: the whole query pipeline measured (lookalike.query.spec)
+    "none": "cosine",
+    "qe": "cosine,qe",
+    "diffusion": "cosine,diffusion",
+    "qe+verify": "cosine,qe,verify:20,words:10,regions:10",  # the default, never diffusion
+    "default": lookalike.Settings().pipeline,  # the product's default pipeline
 }
 
 
@@ -75,11 +82,24 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/lookalike-groups"))
     parser.add_argument("--groups", type=int, default=250)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--config", action="append", help=f"one of {', '.join(CONFIGS)} (repeatable)")
+    parser.add_argument("--config", action="append", help=f"one of {', '.join(CONFIGS)} or a pipeline spec string (repeatable; default: all of them)")
+    parser.add_argument("--limit", type=int, help="a fixed-seed sample of N labelled photos in a temporary folder (quick check)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
-    photos = caltech.link_tree(labelled_images(None), args.work / "photos")
+    if args.limit:
+        args.work = Path(tempfile.mkdtemp(prefix="lookalike-groups-"))
+    try:
+        result = run(args)
+    finally:
+        if args.limit:
+            shutil.rmtree(args.work, ignore_errors=True)
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+def run(args: argparse.Namespace) -> dict:
+    photos = caltech.link_tree(labelled_images(args.limit), args.work / "photos")
     sources = sorted(p for p in photos.rglob("*.jpg"))
     rows = make_views(sources, args.work / f"views-{args.groups}-{args.seed}", args.groups, args.seed)
     truth = args.work / "truth.csv"
@@ -92,31 +112,29 @@ def main() -> None:
         indexing = time.perf_counter() - t0
         configs = {}
         for name in args.config or list(CONFIGS):
-            rerank, verify = CONFIGS[name]
+            spec = parse(CONFIGS.get(name, name)).spec
             t0 = time.perf_counter()
-            metrics = evaluate_index(index, str(truth), rerank=rerank, verify=verify).as_dict()
+            metrics = evaluate_index(index, str(truth), pipeline=spec).as_dict()
             seconds = time.perf_counter() - t0
             configs[name] = {
-                "rerank": rerank or index.settings.rerank,
-                "verify": index.settings.verify_top if verify is None else verify,
+                "pipeline": spec,
                 **metrics,
                 "ms_per_query": round(1000 * seconds / max(metrics["queries"], 1), 2),
             }
             print(f"{name:12s} mAP {metrics['mAP']:.4f}  P@1 {metrics['P@1']:.3f}  "
                   f"R@10 {metrics['recall@10']:.4f}", flush=True)
-        result = {
-            "benchmark": f"{args.groups} groups of 4 views of a Caltech-101 photo among the 8,677 labelled photos",
+        photos_count = "the 8,677" if args.limit is None else f"{args.limit} of the"
+        return {
+            "benchmark": f"{args.groups} groups of 4 views of a Caltech-101 photo among {photos_count} labelled photos",
             **caltech.run_info(),
             "model": index.settings.model,
             "images": len(index),
             "seed": args.seed,
             "indexing_seconds": round(indexing, 1),
             "newly_embedded": report.embedded,
-            "settings": {"rerank": index.settings.rerank, "verify_top": index.settings.verify_top},
+            "settings": {"pipeline": index.settings.pipeline, "rerank": index.rerank_method()},
             "configs": configs,
         }
-    if args.out:
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

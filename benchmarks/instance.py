@@ -20,25 +20,32 @@ every query is answered by ``Index.search_many`` with the settings under test.
   photograph cropped tighter) are both relevant. AP is computed on the top ``--depth`` (100)
   results, so with one relevant image it is the reciprocal rank (0 if not in the top 100).
 
+Each configuration is a query pipeline: a named spec string (``CONFIGS``), a spec string
+(``--config cosine,qe,verify:10``) or search options as a JSON dict of
+:class:`lookalike.SearchOptions` shorthands (``--config '{"words": 0}'``: the default
+pipeline edited); its row records the options and the spec that ran.
+
 Queries are generated on demand under ``--work`` (default ``/tmp/lookalike-instance``, never
 the repository) and reused while the seed and count are the same; the index there is reused
-too (``Index.add`` is incremental).
+too (``Index.add`` is incremental). ``--limit N`` indexes a fixed-seed sample of N database
+photos (the queries are edits of photos in it) in a temporary folder instead.
 
-    python benchmarks/instance.py                                  # default settings
+    python benchmarks/instance.py                                  # the default pipeline
     python benchmarks/instance.py --config none --config qe --config qe+verify10
-    python benchmarks/instance.py --queries 120 --config default   # quick check
+    python benchmarks/instance.py --limit 600 --queries 20 --config none --config default --out /tmp/instance.json
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import io
 import json
 import os
 import random
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -46,10 +53,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import caltech  # noqa: E402
-from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-CALTECH = Path(os.environ.get("LOOKALIKE_CALTECH", REPO.parent / "shared" / "datasets" / "caltech101"))
+import lookalike  # noqa: E402
+from lookalike.query.spec import parse  # noqa: E402
+
 KINDS = ("crop", "rotate", "scale", "perspective", "colour", "blur", "jpeg", "overlay", "paste", "combo")
 WORDS = ("holiday", "SALE", "lookalike", "2019", "copyright", "hello", "photo", "DRAFT", "sample", "#tbt")
 
@@ -57,17 +65,21 @@ WORDS = ("holiday", "SALE", "lookalike", "2019", "copyright", "hello", "photo", 
 # ----------------------------------------------------------------------------- data
 def database_files() -> tuple[list[Path], list[Path]]:
     """(database photos, held-out paste backgrounds) from the Caltech-101 manifest."""
-    with open(CALTECH / "manifest.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
     db, backgrounds = [], []
-    for row in rows:
-        path = CALTECH / row["path"]
-        if row["label"] == "BACKGROUND_Google":
+    for path, label in zip(*caltech.manifest(), strict=True):
+        if label == "BACKGROUND_Google":
             number = int(path.stem.split("_")[-1])
             (db if number % 2 == 0 else backgrounds).append(path)
         else:
             db.append(path)
     return sorted(db), sorted(backgrounds)
+
+
+def database_sample(db: list[Path], limit: int | None) -> list[Path]:
+    """``db``, or a fixed-seed sample of ``limit`` of its photos (a quick check)."""
+    if not limit or limit >= len(db):
+        return db
+    return sorted(random.Random(0).sample(db, limit))
 
 
 
@@ -220,23 +232,28 @@ def make_queries(work: Path, count: int, seed: int, db: list[Path], backgrounds:
 
 # ----------------------------------------------------------------------------- evaluation
 CONFIGS = {
-    # name: keyword options of Index.search (None: the Settings default)
-    "default": {},
-    "none": {"rerank": "none", "verify": 0},
-    "qe": {"rerank": "qe", "verify": 0},
-    "diffusion": {"rerank": "diffusion", "verify": 0},
-    "verify10": {"rerank": "none", "verify": 10},
-    "qe+verify10": {"rerank": "qe", "verify": 10},
-    "qe+verify20": {"rerank": "qe", "verify": 20},
-    "no-regions": {"regions": 0},
-    "diffusion+verify10": {"rerank": "diffusion", "verify": 10},
+    # name: the whole query pipeline (lookalike.query.spec), or search options
+    "default": lookalike.Settings().pipeline,  # the product's default pipeline
+    "none": "cosine",
+    "qe": "cosine,qe",
+    "diffusion": "cosine,diffusion",
+    "verify10": "cosine,verify:10,words:10,regions:10",
+    "qe+verify10": "cosine,qe,verify:10,words:10,regions:10",
+    "qe+verify20": "cosine,qe,verify:20,words:10,regions:10",
+    "no-regions": {"regions": 0},  # the default pipeline without its regional stage
+    "diffusion+verify10": "cosine,diffusion,verify:10,words:10,regions:10",
 }
 
 
 def parse_config(name: str) -> dict:
-    if name in CONFIGS:
-        return CONFIGS[name]
-    return json.loads(name)
+    """Search options (:class:`lookalike.SearchOptions` fields) of a ``--config``: a name in
+    ``CONFIGS``, a JSON dict of options, or a pipeline spec string."""
+    config = CONFIGS.get(name, name)
+    if isinstance(config, dict):
+        return config
+    if config.lstrip().startswith("{"):
+        return json.loads(config)
+    return {"pipeline": parse(config).spec}  # an actionable error if it is no pipeline
 
 
 def evaluate(index, queries: list[dict], photos: Path, options: dict, depth: int, batch: int = 1) -> dict:
@@ -271,6 +288,7 @@ def evaluate(index, queries: list[dict], photos: Path, options: dict, depth: int
     everything = [row for rows in by_kind.values() for row in rows]
     return {
         "options": options,
+        "pipeline": index.pipeline(lookalike.SearchOptions(**options)).spec,
         "all": summary(everything),
         "by_kind": {k: summary(v) for k, v in by_kind.items() if v},
         "latency_ms_p50": round(1000 * statistics.median(latencies), 1),
@@ -280,18 +298,32 @@ def evaluate(index, queries: list[dict], photos: Path, options: dict, depth: int
 
 
 def main(argv: list[str] | None = None) -> int:
-    import lookalike
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path(os.environ.get("LOOKALIKE_INSTANCE_TMP", "/tmp/lookalike-instance")))
     parser.add_argument("--queries", type=int, default=600)
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--depth", type=int, default=100, help="results per query scored (AP@depth)")
-    parser.add_argument("--config", action="append", help=f"query-time options: one of {', '.join(CONFIGS)} or a JSON dict (repeatable; default: default)")
+    parser.add_argument("--config", action="append", help=f"query pipeline: one of {', '.join(CONFIGS)}, a spec string or a JSON dict of search options (repeatable; default: default)")
+    parser.add_argument("--limit", type=int, help="index a fixed-seed sample of N database photos in a temporary folder (quick check)")
     parser.add_argument("--out", type=Path, help="write the results as JSON (e.g. benchmarks/results/instance.json)")
     args = parser.parse_args(argv)
 
+    if args.limit:
+        args.work = Path(tempfile.mkdtemp(prefix="lookalike-instance-"))
+    try:
+        result = run(args, argv)
+    finally:
+        if args.limit:
+            shutil.rmtree(args.work, ignore_errors=True)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+def run(args: argparse.Namespace, argv: list[str] | None) -> dict:
     db, backgrounds = database_files()
+    db = database_sample(db, args.limit)
     queries = make_queries(args.work, args.queries, args.seed, db, backgrounds)
     photos = caltech.link_tree(db, args.work / "photos")
     t0 = time.perf_counter()
@@ -308,8 +340,8 @@ def main(argv: list[str] | None = None) -> int:
             "depth": args.depth,
             "newly_indexed": report.embedded,
             "indexing_seconds": round(index_seconds, 1),
-            "settings": {k: index.settings.as_dict()[k] for k in
-                         ("model", "rerank", "verify_top", "regions", "word_candidates", "local_features")},
+            "settings": {"model": index.settings.model, "pipeline": index.settings.pipeline,
+                         "local_features": index.settings.local_features},
             "configs": {},
         }
         for name in args.config or ["default"]:
@@ -319,10 +351,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:<22} mAP {a['mAP']:.3f}  R@1 {a['recall@1']:.3f}  R@10 {a['recall@10']:.3f}  "
                   f"R@100 {a['recall@100']:.3f}  p50 {res['latency_ms_p50']:.0f} ms", flush=True)
             print("    " + "  ".join(f"{k} {v['recall@1']:.2f}" for k, v in res["by_kind"].items()), flush=True)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
-    return 0
+    return result
 
 
 if __name__ == "__main__":

@@ -7,9 +7,10 @@ per scenario until ``--requests`` requests or ``--seconds`` have passed, whichev
 * ``upload``: ``POST /api/search`` with a JPEG that is *not* in the index (decode + embed);
 * ``by-id``:  ``GET /api/images/{id}/similar`` (stored descriptor: no decode, no embedding).
 
-Writes ``benchmarks/results/load.json``. It only ever talks to 127.0.0.1.
+Writes ``benchmarks/results/load.json`` (or ``--out``). It only ever talks to 127.0.0.1.
 
     python benchmarks/load.py --clients 4 --requests 400 --seconds 20
+    python benchmarks/load.py --per-class 4 --clients 2 --requests 20 --seconds 10 --out /tmp/load.json
 """
 
 from __future__ import annotations
@@ -33,8 +34,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import caltech  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
-DATASET = ROOT.parent / "shared" / "datasets" / "caltech101" / "images"
+DATASET = caltech.DATA / "images"
 RESULTS = ROOT / "benchmarks" / "results" / "load.json"
 HOST = "127.0.0.1"  # never anything else: this tool must not load-test other machines
 CLASSES = (

@@ -2,17 +2,21 @@
 
 Indexes the 8,677 labelled photos (every class folder except BACKGROUND_Google) with the
 default settings, then queries every image against all the others through the index's own
-search path (``Index._ranked_pairs``: cosine search, re-ranking, spatial verification; the
-query itself left out) and reports mAP over the full ranking, P@1, P@10 and recall@K
-(relevant = same class). The seed's category routing is measured too.
+ranking (``Index.rank``: the cosine search, then the stages of the configuration's query
+pipeline; the query itself left out) and reports mAP over the full ranking, P@1, P@10 and
+recall@K (relevant = same class). Each configuration is a whole pipeline spec string
+(``CONFIGS``, or a spec given as ``--config``), recorded with its row. The 2019 script's
+category routing is measured too.
 
 ``--distractors`` adds the 233 even-numbered BACKGROUND_Google photos to the database (the
 instance benchmark's database, benchmarks/instance.py); they are never relevant and never
 queries. The index lives under ``--work`` (default /tmp/lookalike-quality) and is reused
-(``Index.add`` is incremental).
+(``Index.add`` is incremental); ``--limit N`` indexes a fixed-seed sample of N photos into a
+temporary folder instead (a quick check).
 
-    python benchmarks/quality.py [--model lite0] [--limit N] [--out benchmarks/results/quality.json]
+    python benchmarks/quality.py [--model lite0] [--out benchmarks/results/quality.json]
     python benchmarks/quality.py --config none --config qe --config diffusion --config default
+    python benchmarks/quality.py --limit 300 --queries 20 --config none --config default --out /tmp/quality.json
 """
 
 from __future__ import annotations
@@ -32,32 +36,50 @@ import caltech  # noqa: E402
 
 import lookalike
 from lookalike.evaluate import evaluate_vectors, folder_ground_truth, index_ranker
+from lookalike.query.spec import parse
 
 REPO = Path(__file__).resolve().parents[1]
-CALTECH = REPO.parent / "shared" / "datasets" / "caltech101"
 
 
 CONFIGS = {
-    # name: (rerank, verify, regions) search options; None = the Settings default
-    "none": ("none", 0, 0),
-    "qe": ("qe", 0, 0),
-    "diffusion": ("diffusion", 0, 0),
-    "verify10": ("none", 10, 0),
-    "qe+verify10": ("qe", 10, 0),
-    "diffusion+verify10": ("diffusion", 10, 0),
-    "diffusion+verify10+regions5": ("diffusion", 10, 5),
-    "qe+verify+regions": ("qe", None, None),  # the default until session 3
-    "default": (None, None, None),
+    # name: the whole query pipeline measured (lookalike.query.spec)
+    "none": "cosine",
+    "qe": "cosine,qe",
+    "diffusion": "cosine,diffusion",
+    "verify10": "cosine,verify:10,words:10",
+    "qe+verify10": "cosine,qe,verify:10,words:10",
+    "diffusion+verify10": "cosine,diffusion,verify:10,words:10",
+    "diffusion+verify10+regions5": "cosine,diffusion,verify:10,words:10,regions:5",
+    # the default pipeline with query expansion always, never diffusion
+    "qe+verify+regions": "cosine,qe,verify:20,words:10,regions:10",
+    "default": lookalike.Settings().pipeline,  # the product's default pipeline
 }
 
 
+def config_spec(name: str) -> str:
+    """The pipeline spec of a named configuration, or ``name`` itself as a spec string."""
+    return parse(CONFIGS.get(name, name)).spec  # an actionable error if it is no pipeline
+
+
+def ranker(index: lookalike.Index, spec: str):
+    """``(rank, pass_ids)`` for :func:`evaluate_vectors`: the index's own ranking with the
+    pipeline ``spec``; the plain cosine ranking as one batched search of the store (the
+    same ranking, as ``evaluate_index`` measures it)."""
+    options = lookalike.SearchOptions(pipeline=spec)
+    if index.pipeline(options).spec == "cosine":
+        return index.store.search, False
+    return index_ranker(index, options), True
+
+
 def labelled_images(limit: int | None, distractors: bool = False) -> list[Path]:
-    rows = (CALTECH / "manifest.csv").read_text().splitlines()[1:]
-    paths = [CALTECH / r.split(",")[0] for r in rows if not r.endswith(",BACKGROUND_Google")]
+    """The labelled Caltech-101 photos (with ``distractors``: and the even-numbered
+    BACKGROUND_Google ones), sorted; with ``limit``, a fixed-seed sample of that many."""
+    manifest, labels = caltech.manifest()
+    paths = [p for p, label in zip(manifest, labels, strict=True) if label != "BACKGROUND_Google"]
     if distractors:
         paths += [
-            CALTECH / r.split(",")[0] for r in rows
-            if r.endswith(",BACKGROUND_Google") and int(r.split(",")[0][-8:-4]) % 2 == 0
+            p for p, label in zip(manifest, labels, strict=True)
+            if label == "BACKGROUND_Google" and int(p.stem[-4:]) % 2 == 0
         ]
     paths.sort()
     if limit:
@@ -95,7 +117,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "quality.json"))
     parser.add_argument("--work", type=Path, help="index folder parent, reused (default /tmp/lookalike-quality, or /tmp/lookalike-instance with --distractors)")
     parser.add_argument("--distractors", action="store_true", help="add the even-numbered BACKGROUND_Google photos to the database")
-    parser.add_argument("--config", action="append", help=f"search options to measure: {', '.join(CONFIGS)} (repeatable; default: none and default)")
+    parser.add_argument("--config", action="append", help=f"pipeline to measure: one of {', '.join(CONFIGS)} or a spec string such as cosine,qe:5 (repeatable; default: none and default)")
     parser.add_argument("--no-routing", action="store_true", help="skip the 2019 category-routing measurement")
     parser.add_argument("--queries", type=int, help="query with a fixed-seed sample of N images (the database stays whole)")
     args = parser.parse_args()
@@ -120,15 +142,13 @@ def main() -> None:
                 truth = {int(q): truth[int(q)] for q in keep}
             configs = {}
             for name in args.config or ["none", "default"]:
-                rerank, verify, regions = CONFIGS[name]
+                spec = config_spec(name)
+                rank, pass_ids = ranker(index, spec)
                 t0 = time.perf_counter()
-                report_ = evaluate_vectors(ids, vectors, truth, index_ranker(index, rerank, verify, regions),
-                                           pass_ids=True)
+                report_ = evaluate_vectors(ids, vectors, truth, rank, pass_ids=pass_ids)
                 seconds = time.perf_counter() - t0
                 configs[name] = {
-                    "rerank": rerank or index.settings.rerank,
-                    "verify": index.settings.verify_top if verify is None else verify,
-                    "regions": index.settings.regions if regions is None else regions,
+                    "pipeline": spec,
                     **report_.as_dict(),
                     "eval_seconds": round(seconds, 1),
                     "ms_per_query": round(1000 * seconds / max(report_.queries, 1), 2),
@@ -149,7 +169,7 @@ def main() -> None:
             "queries": len([q for q in truth if truth[q]]),
             "indexing_seconds": round(index_seconds, 1),
             "newly_embedded": report.embedded,
-            "settings": {"rerank": index.settings.rerank, "verify_top": index.settings.verify_top},
+            "settings": {"pipeline": index.settings.pipeline, "rerank": index.rerank_method()},
             "configs": configs,
         }
         if routed is not None:

@@ -2,6 +2,7 @@
 
     python benchmarks/throughput.py [--models lite0-int8 lite0-int8:no-local-features lite0]
                                     [--big 120] [--out benchmarks/results/throughput.json]
+    python benchmarks/throughput.py --models lite0-int8 --limit 300 --big 4 --out /tmp/throughput.json
 
 For each model (``:no-local-features``: the index stores no local features for spatial
 verification, ``Settings.local_features`` off), in one run (so ratios compare like with like
@@ -22,6 +23,9 @@ Then on the Caltech index of the first model: query latency p50/p95 on photo fil
 embed + search; and ``Index.search`` with whatever optional re-ranking it does by default), and the wall time of a cold ``lookalike search``
 process on a 10k-image index: Caltech's 9,143 plus 900 augmented copies (the first 900
 manifest photos mirrored, cropped by 10% and re-saved at quality 80; fixed seed).
+
+``--limit N`` indexes a fixed-seed sample of N Caltech photos instead of all of them, with
+a tenth as many augmented copies (a quick check).
 """
 
 from __future__ import annotations
@@ -102,13 +106,14 @@ def parse_config(config: str) -> tuple[str, lookalike.Settings]:
     return model, lookalike.Settings(model=model, local_features=option != "no-local-features")
 
 
-def index_folder(config: str, folder: Path, db: Path) -> tuple[dict, lookalike.Index]:
+def index_folder(config: str, sources: list[Path], db: Path) -> tuple[dict, lookalike.Index]:
+    """A fresh index of ``sources`` (folders or photo files), timed."""
     shutil.rmtree(db, ignore_errors=True)
     model, settings = parse_config(config)
     index = lookalike.Index.open(db, model=model, settings=settings)
     index.embedder.session  # noqa: B018 - build/load the model outside the timing
     t, c = time.perf_counter(), cpu_seconds()
-    report = index.add([folder])
+    report = index.add(sources)
     wall, cpu = time.perf_counter() - t, cpu_seconds() - c
     return {
         "images": report.embedded,
@@ -161,6 +166,7 @@ def descriptor_map(index: lookalike.Index, paths: list[Path], labels: list[str])
 
 
 def query_latency(index: lookalike.Index, paths: list[Path], count: int = 100) -> dict:
+    count = min(count, len(paths) - 1)
     rng = np.random.default_rng(SEED)
     chosen = [paths[i] for i in rng.choice(len(paths), count + 1, replace=False)]
     result = caltech.timed_queries(index, chosen)
@@ -201,19 +207,27 @@ def main() -> None:
         help="MODEL or MODEL:no-local-features (index without stored local features)",
     )
     parser.add_argument("--big", type=int, default=120, help="12-MP JPEGs to index")
+    parser.add_argument("--limit", type=int, help="index a fixed-seed sample of N Caltech photos (quick check)")
     parser.add_argument(
         "--out", type=Path, default=Path(__file__).parent / "results" / "throughput.json"
     )
     args = parser.parse_args()
 
-    paths, labels = caltech.manifest()
+    all_paths, labels = caltech.manifest()
+    paths, sources, copies = all_paths, [caltech.DATA / "images"], 900
+    if args.limit:
+        chosen = np.sort(np.random.default_rng(SEED).choice(len(paths), args.limit, replace=False))
+        paths, labels = [paths[i] for i in chosen], [labels[i] for i in chosen]
+        sources, copies = paths, args.limit // 10
     started = time.time()
     report: dict = {"machine": caltech.machine(), "models": {}}
-    big = big_jpegs(paths, args.big)
+    if args.limit:
+        report["limit"] = args.limit
+    big = big_jpegs(all_paths, args.big)
     first_index = None
     for model in args.models:
-        result: dict = {"ceiling": ceiling(parse_config(model)[0], paths)}
-        stats, index = index_folder(model, caltech.DATA / "images", caltech.SCRATCH / f"tp-{model}")
+        result: dict = {"ceiling": ceiling(parse_config(model)[0], all_paths)}
+        stats, index = index_folder(model, sources, caltech.SCRATCH / f"tp-{model}")
         # By wall clock (hurt when other jobs take cores mid-run) and by CPU time (stable):
         # the share of each image's CPU time that is the model itself.
         stats["fraction_of_ceiling"] = round(
@@ -224,7 +238,7 @@ def main() -> None:
         )
         result["caltech"] = stats
         result["quality"] = descriptor_map(index, paths, labels)
-        big_stats, big_index = index_folder(model, big, caltech.SCRATCH / f"tp-big-{model}")
+        big_stats, big_index = index_folder(model, [big], caltech.SCRATCH / f"tp-big-{model}")
         big_index.close()
         result["jpeg_12mp"] = big_stats
         print(model, json.dumps(result), flush=True)
@@ -235,7 +249,7 @@ def main() -> None:
             index.close()
     first_model = args.models[0]
     report["query"] = query_latency(first_index, paths) | {"model": first_model}
-    first_index.add([augmented_copies(paths, 900)])
+    first_index.add([augmented_copies(all_paths, copies)])
     report["cli"] = cold_cli(first_index.path, paths[0]) | {
         "images": len(first_index),
         "model": first_model,
