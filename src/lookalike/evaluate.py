@@ -182,8 +182,8 @@ def evaluate_index(
     Each query is an indexed image, ranked against all the others (itself left out, also
     from re-ranking and verification). ``options`` and ``changes`` are search options
     (``pipeline``, ``rerank``, ``verify``, ...); the defaults are the index's settings, so
-    what is measured is what a search returns. A pipeline of ``cosine`` alone is measured
-    as one batched search. ``sample`` evaluates that many queries (fixed seed) instead of all.
+    what is measured is what a search returns. A pipeline of ``cosine`` alone without
+    filters is measured as one batched search. ``sample`` evaluates that many queries (fixed seed) instead of all.
     """
     options = SearchOptions.from_any(options, **changes)
     ids, vectors = index.catalogue.all_vectors()
@@ -195,7 +195,8 @@ def evaluate_index(
         truth = csv_ground_truth(truth_csv, id_of)
     else:
         truth = folder_ground_truth(locations)
-    if index.pipeline(options).spec == "cosine":
+    plain = not options.label and options.route == "global" and options.min_score is None
+    if plain and index.pipeline(options).spec == "cosine":  # one batched search
         return evaluate_vectors(
             ids, vectors, truth, index.store.search, ks=ks, sample=sample, progress=progress
         )

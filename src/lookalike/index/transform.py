@@ -114,6 +114,7 @@ class Transform:
         self.whitening = whitening
         self.whitened = whitening is not None if whitened is None else whitened
         self._json: str | None = None
+        self._fingerprint: str | None = None
 
     @classmethod
     def fit(
@@ -183,8 +184,11 @@ class Transform:
 
     @property
     def fingerprint(self) -> str:
-        """Names the space this transform maps into: derived files record it."""
-        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+        """Names the space this transform maps into: derived files record it (hashed once:
+        every diffusion query asks for it)."""
+        if self._fingerprint is None:
+            self._fingerprint = hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+        return self._fingerprint
 
     @classmethod
     def from_json(cls, text: str | None) -> Transform:
