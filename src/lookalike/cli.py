@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .errors import LookalikeError
 from .query.options import RERANK_METHODS, ROUTES, SearchOptions
+from .query.results import path_fields, shown_path
 from .server.config import ServerConfig
 from .settings import DEFAULT_PIPELINE, Settings
 from .version import __version__
@@ -139,7 +140,10 @@ def cmd_index(args) -> int:
         finally:
             progress.close()
         if args.json:
-            print(json.dumps(report.as_dict(), indent=2))
+            document = report.as_dict()
+            document["failed"] = [{**path_fields(f["path"]), "reason": f["reason"]}
+                                  for f in document["failed"]]
+            print(json.dumps(document, indent=2))
         else:
             print(
                 f"{report.embedded} embedded, {report.reused} reused (moved or duplicate), "
@@ -147,9 +151,9 @@ def cmd_index(args) -> int:
                 f"{len(report.failed)} failed in {report.seconds:.1f} s"
                 + (f" ({report.images_per_second:.1f} images/s)" if report.embedded else "")
             )
-            print(f"index: {index.path} ({len(index)} images)")
+            print(f"index: {shown_path(str(index.path))} ({len(index)} images)")
             for location, reason in report.failed:
-                print(f"  skipped {location}: {reason}", file=sys.stderr)
+                print(f"  skipped {shown_path(location)}: {reason}", file=sys.stderr)
             if report.skipped_known_bad:
                 print(f"  {report.skipped_known_bad} unchanged files that failed before were skipped", file=sys.stderr)
         if report.interrupted:
@@ -175,11 +179,11 @@ def cmd_search(args) -> int:
         else:
             for result in results:
                 fallback = "  (too few category matches: searched everything)" if result.route == "categories+global" else ""
-                print(f"query {result.query}  [{', '.join(result.query_labels[:3])}]{fallback}")
+                print(f"query {shown_path(result.query)}  [{', '.join(result.query_labels[:3])}]{fallback}")
                 if not result.matches:
                     print("  no matches")
                 for m in result.matches:
-                    print(f"  {m.rank:>3}  {m.score:.3f}  {m.path}  [{', '.join(m.labels[:3])}]")
+                    print(f"  {m.rank:>3}  {m.score:.3f}  {shown_path(m.path)}  [{', '.join(m.labels[:3])}]")
         if args.plot:
             from .plot import plot_result
 
@@ -205,6 +209,7 @@ def cmd_remove(args) -> int:
 def cmd_info(args) -> int:
     with _open(args) as index:
         info = index.info()
+    info.update(path_fields(info["path"]))
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -279,6 +284,9 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # a name no escaping caught must not crash a run
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)

@@ -38,6 +38,7 @@ from .formats import (
     FileStat,
     NewImage,
 )
+from .schema import read_location, stored_location
 
 FORMAT_VERSION = schema.VERSION
 
@@ -137,9 +138,11 @@ class Catalogue:
         return int(self.get_meta("generation", "0"))
 
     # --- reads ----------------------------------------------------------------------
+    # A location goes in through stored_location() and comes out through read_location():
+    # TEXT, or a BLOB of the raw bytes of a name that is not valid UTF-8.
     def files_by_location(self) -> dict[str, FileRecord]:
         rows = self.db.execute("SELECT id, location, image_id, size, mtime_ns FROM files")
-        return {r[1]: FileRecord(*r) for r in rows}
+        return {read_location(r[1]): FileRecord(r[0], read_location(r[1]), *r[2:]) for r in rows}
 
     def known_hashes(self) -> set[str]:
         """Content hashes of every image: files with these bytes need no embedding."""
@@ -147,7 +150,7 @@ class Catalogue:
 
     def failures(self) -> dict[str, tuple[int, int, str]]:
         rows = self.db.execute("SELECT location, size, mtime_ns, reason FROM failures")
-        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+        return {read_location(r[0]): (r[1], r[2], r[3]) for r in rows}
 
     def count_images(self) -> int:
         return self.db.execute("SELECT count(*) FROM images").fetchone()[0]
@@ -191,9 +194,7 @@ class Catalogue:
     def vectors_for(self, image_ids: Sequence[int]) -> np.ndarray:
         """Descriptors of ``image_ids`` in that order, float32 (every id must exist)."""
         rows = dict(self._in_query("SELECT id, vector FROM images WHERE id IN ({})", image_ids))
-        return np.stack([np.frombuffer(rows[i], dtype=VECTOR_DTYPE) for i in image_ids]).astype(
-            np.float32
-        )
+        return np.stack([np.frombuffer(rows[i], VECTOR_DTYPE) for i in image_ids]).astype(np.float32)
 
     def labels_for(self, image_ids: Sequence[int]) -> dict[int, list[tuple[int, float]]]:
         out: dict[int, list[tuple[int, float]]] = {i: [] for i in image_ids}
@@ -211,7 +212,7 @@ class Catalogue:
             "SELECT image_id, location FROM files WHERE image_id IN ({}) ORDER BY location",
             image_ids,
         ):
-            out[image_id].append(location)
+            out[image_id].append(read_location(location))
         return out
 
     def local_features_for(self, image_ids: Sequence[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
@@ -268,7 +269,9 @@ class Catalogue:
         return np.fromiter((r[0] for r in rows), dtype=np.int64)
 
     def image_for_location(self, location: str) -> int | None:
-        row = self.db.execute("SELECT image_id FROM files WHERE location = ?", (location,)).fetchone()
+        row = self.db.execute(
+            "SELECT image_id FROM files WHERE location = ?", (stored_location(location),)
+        ).fetchone()
         return row[0] if row else None
 
     def label_histogram(self, top: int = 20) -> list[tuple[int, int]]:
@@ -323,12 +326,9 @@ class Catalogue:
         db.execute(
             "INSERT OR REPLACE INTO local_features(image_id, points, descriptors, words) "
             "VALUES (?, ?, ?, ?)",
-            (
-                image_id,
-                np.asarray(points, dtype=FEATURE_POINT_DTYPE).tobytes(),
-                np.ascontiguousarray(descriptors, dtype=np.uint8).tobytes(),
-                None if words is None else np.asarray(words, dtype=WORD_DTYPE).tobytes(),
-            ),
+            (image_id, np.asarray(points, dtype=FEATURE_POINT_DTYPE).tobytes(),
+             np.ascontiguousarray(descriptors, dtype=np.uint8).tobytes(),
+             None if words is None else np.asarray(words, dtype=WORD_DTYPE).tobytes()),
         )
 
     @staticmethod
@@ -338,14 +338,15 @@ class Catalogue:
         A file whose content changed leaves its old image without files; that image is
         deleted here, in the same transaction, and the caller drops it from vector stores.
         """
-        row = db.execute("SELECT image_id FROM files WHERE location = ?", (stat.location,)).fetchone()
+        location = stored_location(stat.location)
+        row = db.execute("SELECT image_id FROM files WHERE location = ?", (location,)).fetchone()
         db.execute(
             "INSERT INTO files(location, image_id, size, mtime_ns, indexed_at) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT(location) DO UPDATE SET image_id = excluded.image_id, "
             "size = excluded.size, mtime_ns = excluded.mtime_ns, indexed_at = excluded.indexed_at",
-            (stat.location, image_id, stat.size, stat.mtime_ns, time.time()),
+            (location, image_id, stat.size, stat.mtime_ns, time.time()),
         )
-        db.execute("DELETE FROM failures WHERE location = ?", (stat.location,))
+        db.execute("DELETE FROM failures WHERE location = ?", (location,))
         if row is None or row[0] == image_id:
             return None
         return Catalogue._drop_if_orphan(db, row[0])
@@ -368,14 +369,14 @@ class Catalogue:
             "INSERT INTO failures(location, size, mtime_ns, reason, at) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT(location) DO UPDATE SET size = excluded.size, "
             "mtime_ns = excluded.mtime_ns, reason = excluded.reason, at = excluded.at",
-            (stat.location, stat.size, stat.mtime_ns, reason, time.time()),
+            (stored_location(stat.location), stat.size, stat.mtime_ns, reason, time.time()),
         )
 
     @staticmethod
     def delete_locations(db: sqlite3.Connection, locations: Sequence[str]) -> list[int]:
         """Forget locations; returns ids of images left without any file (also deleted)."""
         orphans: list[int] = []
-        for location in locations:
+        for location in map(stored_location, locations):
             row = db.execute("SELECT image_id FROM files WHERE location = ?", (location,)).fetchone()
             db.execute("DELETE FROM files WHERE location = ?", (location,))
             db.execute("DELETE FROM failures WHERE location = ?", (location,))

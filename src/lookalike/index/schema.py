@@ -10,10 +10,11 @@ opened read-only, it is read as it is. A new format is one more step: write ``_t
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Callable
 
-VERSION = 2
+VERSION = 3
 
 # The shape of a catalogue at VERSION, one statement each (run inside a transaction).
 TABLES = (
@@ -88,8 +89,32 @@ def _to_2(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE local_features ADD COLUMN words BLOB")
 
 
+def _to_3(db: sqlite3.Connection) -> None:
+    """Format 3 stores a file name that is not valid UTF-8 (old disks, Samba shares) as a BLOB
+    of its raw bytes in ``files.location`` and ``failures.location`` (:func:`stored_location`);
+    format-2 readers would take such a value for text, so they must refuse it. No row changes:
+    a format-2 catalogue holds only text locations."""
+
+
 # (version it brings a catalogue to, step), oldest first.
-STEPS: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = ((2, _to_2),)
+STEPS: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = ((2, _to_2), (3, _to_3))
+
+
+def stored_location(location: str) -> str | bytes:
+    """A location as the catalogue stores it: TEXT when it is valid UTF-8, else a BLOB of
+    its raw bytes. A file name is any bytes; Python gives the undecodable ones as lone
+    surrogates (``os.fsdecode``), which SQLite's TEXT cannot hold. UNIQUE and ``=`` compare
+    blobs byte by byte, so a name keeps its identity either way."""
+    try:
+        location.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(location)
+    return location
+
+
+def read_location(value: str | bytes) -> str:
+    """A stored location as Python's ``str`` for it (the inverse of :func:`stored_location`)."""
+    return os.fsdecode(value) if isinstance(value, bytes) else value
 
 
 def upgrade(db: sqlite3.Connection) -> None:
