@@ -14,13 +14,17 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from conftest import caltech_image
 from lookalike import Index
+from lookalike.errors import ReadOnlyIndexError
 
 NORMAL = [("airplanes", 1), ("airplanes", 2), ("Motorbikes", 1)]
 ODD_NAMES = {b"\xff\xfe.jpg": ("Leopards", 1), b"caf\xe9.jpg": ("watch", 1)}
@@ -124,10 +128,148 @@ def test_undecodable_file_names_are_indexed_stored_losslessly_and_shown(tmp_path
         assert "paths_bytes" not in client.get(f"/api/images/{normal}").json()
 
 
-def _client(index: Index):
+def _client(index: Index, **config):
     with warnings.catch_warnings():  # Starlette >= 1.x nags about httpx on import
         warnings.filterwarnings("ignore", message="Using `httpx`")
         from fastapi.testclient import TestClient
     from lookalike.server.app import ServerConfig, create_app
 
-    return TestClient(create_app(index, ServerConfig()))
+    return TestClient(create_app(index, ServerConfig(**config)))
+
+
+# --- read-only indexes ------------------------------------------------------------------
+def main(capsys, *args: str | os.PathLike) -> tuple[int, str, str]:
+    """``lookalike ARGS`` in this process (faster than a new one): exit code, out, err."""
+    from lookalike.cli import main as lookalike_main
+
+    code = lookalike_main([os.fspath(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def clean_error(result: tuple[int, str, str], *fragments: str) -> str:
+    code, _, err = result
+    lines = [line for line in err.splitlines() if not line.startswith(("indexing:", "evaluating:"))]
+    assert code == 1 and len(lines) == 1 and lines[0].startswith("error: "), result
+    assert all(f in lines[0] for f in fragments), (fragments, lines[0])
+    return lines[0]
+
+
+def sh(*command: str | os.PathLike) -> subprocess.CompletedProcess:
+    return subprocess.run([os.fspath(c) for c in command], capture_output=True, text=True)
+
+
+def contents(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+@contextmanager
+def made_read_only(folder: Path, how: str) -> Iterator[Path]:
+    """``folder`` (an index) as read-only media would show it; undone however the block ends.
+
+    ``bind``: a read-only bind mount of it; ``immutable``: ``chattr +i`` on the folder and its
+    files; ``immutable-file``: on the catalogue only; ``chmod``: modes (not for root, whom
+    modes do not stop)."""
+    files = [p for p in folder.iterdir()]
+    if how == "bind":
+        view = folder.with_name(folder.name + "-ro")
+        view.mkdir()
+        mounted = sh("mount", "--bind", folder, view)
+        if mounted.returncode:
+            pytest.skip(f"this machine refuses a bind mount: {mounted.stderr.strip()}")
+        try:
+            remounted = sh("mount", "-o", "remount,bind,ro", view)
+            if remounted.returncode:
+                pytest.skip(f"this machine refuses a read-only remount: {remounted.stderr.strip()}")
+            yield view
+        finally:
+            if sh("umount", view).returncode:  # still in use: detach it anyway
+                sh("umount", "--lazy", view)
+        return
+    if how == "chmod":
+        if os.geteuid() == 0:
+            pytest.skip("root ignores file modes; the immutable and bind cases cover root")
+        try:
+            for path in files:
+                path.chmod(0o444)
+            folder.chmod(0o555)
+            yield folder
+        finally:
+            folder.chmod(0o755)
+            for path in files:
+                path.chmod(0o644)
+        return
+    targets = [folder / "catalogue.sqlite"] if how == "immutable-file" else [*files, folder]
+    done = sh("chattr", "+i", *targets)
+    try:
+        if done.returncode:
+            pytest.skip(f"this machine refuses chattr +i: {done.stderr.strip()}")
+        yield folder
+    finally:
+        sh("chattr", "-i", *targets)
+
+
+@pytest.mark.parametrize("how", ["bind", "immutable", "immutable-file", "chmod"])
+def test_read_only_index_searches_and_refuses_writes_in_one_line(tmp_path, capsys, how):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for label, number in NORMAL:
+        shutil.copy(caltech_image(label, number), photos / f"{label}-{number}.jpg")
+    with Index.open(tmp_path / "index") as index:
+        assert index.add([photos]).embedded == len(NORMAL)
+    before = contents(tmp_path / "index")
+    query = photos / "airplanes-1.jpg"
+
+    with made_read_only(tmp_path / "index", how) as db:
+        code, out, _ = main(capsys, "info", "--db", db, "--json")
+        assert code == 0 and json.loads(out)["images"] == len(NORMAL)
+        code, out, _ = main(capsys, "search", query, "--db", db, "--json", "--top", "2")
+        assert code == 0 and json.loads(out)[0]["matches"][0]["path"] == str(query)
+        code, out, _ = main(capsys, "eval", "--db", db, "--json", "--rerank", "none", "--verify", "0")
+        assert code == 0 and json.loads(out)["queries"] >= 1
+        for command in (["index", photos], ["remove", query], ["search", query, "--add"]):
+            clean_error(main(capsys, *command, "--db", db), f"the index at {db} is read-only: ")
+        with Index.open(db, create=False) as index:  # the API: writes fail in one line too
+            assert index.catalogue.readonly
+            with pytest.raises(ReadOnlyIndexError, match="is read-only"):
+                index.remove([query])
+            client = _client(index, token="secret")
+            try:
+                assert client.get("/api/info").json()["images"] == len(NORMAL)
+                similar = client.get("/api/images/1/similar?k=2")
+                assert similar.status_code == 200 and len(similar.json()["matches"]) == 2
+                shutil.copy(caltech_image("watch", 2), photos / "new.jpg")  # work to write
+                started = client.post("/api/index", json={"paths": [str(photos)]},
+                                      headers={"Authorization": "Bearer secret"})
+                assert started.status_code == 202
+                job = _finished(client)
+                assert job["state"] == "failed" and "is read-only" in job["error"], job
+            finally:
+                client.app.state.lookalike.close()  # the index the job swapped in
+    after = contents(tmp_path / "index")
+    if how == "immutable-file":  # the folder was writable: derived files could be saved
+        after, before = after["catalogue.sqlite"], before["catalogue.sqlite"]
+    assert after == before  # nothing written, nothing migrated
+
+
+def test_read_only_open_does_not_migrate_an_older_catalogue(tmp_path, capsys):
+    folder = tmp_path / "index"
+    folder.mkdir()
+    shutil.copy(Path(__file__).parent / "data" / "format1" / "catalogue.sqlite", folder)
+    before = contents(folder)
+    with made_read_only(folder, "bind") as db:
+        code, out, _ = main(capsys, "info", "--db", db, "--json")
+        assert code == 0 and json.loads(out)["format_version"] == 1
+        code, out, _ = main(capsys, "search", caltech_image("watch", 1), "--db", db, "--json")
+        assert code == 0 and json.loads(out)[0]["matches"][0]["score"] > 0.99
+    assert contents(folder) == before
+
+
+def _finished(client, attempts: int = 600) -> dict:
+    """The indexing job's state once it is no longer running."""
+    for _ in range(attempts):
+        job = client.get("/api/index").json()
+        if job["state"] != "running":
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"the indexing job still runs: {job}")

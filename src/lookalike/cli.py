@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import sys
 from pathlib import Path
 
-from .errors import LookalikeError
+from .errors import LookalikeError, storage_error
 from .query.options import RERANK_METHODS, ROUTES, SearchOptions
 from .query.results import path_fields, shown_path
 from .server.config import ServerConfig
@@ -118,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _open(args, *, create: bool = False, model: str | None = None):
+def _open(args, *, create: bool = False, model: str | None = None, writes: bool = False):
     from .api import Index
     from .settings import Settings
 
@@ -127,13 +128,20 @@ def _open(args, *, create: bool = False, model: str | None = None):
         changes["batch_size"] = args.batch_size
     if getattr(args, "threads", None) is not None:
         changes["threads"] = args.threads
-    return Index.open(args.db, model=model, settings=Settings(**changes), create=create)
+    index = Index.open(args.db, model=model, settings=Settings(**changes), create=create)
+    if writes:  # fail before any work, not at the first commit
+        try:
+            index.catalogue.require_writable()
+        except BaseException:
+            index.close()
+            raise
+    return index
 
 
 def cmd_index(args) -> int:
     from .progress import Progress
 
-    with _open(args, create=True, model=args.model) as index:
+    with _open(args, create=True, model=args.model, writes=True) as index:
         progress = Progress("indexing")
         try:
             report = index.add(args.paths, prune=not args.no_prune, progress=progress)
@@ -171,7 +179,7 @@ def cmd_search(args) -> int:
         pipeline=args.pipeline, rerank=args.rerank, verify=args.verify, words=args.words,
         regions=args.regions,
     )
-    with _open(args) as index:
+    with _open(args, writes=args.add) as index:
         index.pipeline(options)  # a bad --pipeline fails before anything is embedded
         results = index.search_many(queries, options=options)
         if args.json:
@@ -200,7 +208,7 @@ def cmd_search(args) -> int:
 
 
 def cmd_remove(args) -> int:
-    with _open(args) as index:
+    with _open(args, writes=True) as index:
         removed = index.remove(args.paths)
         print(f"removed {removed} files; {len(index)} images left")
     return 0
@@ -298,6 +306,20 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return 0
+    except (sqlite3.Error, OSError) as exc:  # storage: a full disk, read-only media, damage
+        print(f"error: {_storage_message(exc, getattr(args, 'db', '.'))}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _storage_message(exc: sqlite3.Error | OSError, db: str) -> str:
+    """One line for a storage failure: named when known, else the system's own words."""
+    known = storage_error(exc, os.path.expanduser(db))
+    if known is not None:
+        return str(known)
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f": {shown_path(os.fsdecode(exc.filename))}" if exc.filename else ""
+        return f"{exc.strerror.lower()}{where}"
+    return f"the index at {shown_path(os.path.abspath(os.path.expanduser(db)))}: {exc}"
 
 
 if __name__ == "__main__":

@@ -9,11 +9,10 @@ Two levels, so identical files are embedded once:
   image, with the size and mtime used to skip unchanged files without reading them.
 
 A moved, renamed or copied file therefore costs one hash and one row, never an embedding.
-Each batch is written in one transaction (WAL journal), so a crash or Ctrl-C keeps every
-finished batch and never leaves a half-written image. ``meta.generation`` increases with
-every change; vector stores record the generation they reflect and rebuild when it moved.
-The tables and the steps that migrate older formats to :attr:`Catalogue.VERSION` are in
-:mod:`lookalike.index.schema`; no other module runs SQL on the catalogue.
+Each batch is one transaction (WAL journal): a crash or Ctrl-C keeps every finished batch.
+``meta.generation`` increases with every change; derived files record the one they reflect.
+The tables, migrations and how the file is opened are in :mod:`lookalike.index.schema`; no
+other module runs SQL on the catalogue.
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import IndexFormatError
+from ..errors import IndexFormatError, ReadOnlyIndexError, storage_error
 from . import schema
 from .formats import (
     DESCRIPTOR_BYTES,
@@ -49,15 +48,16 @@ class Catalogue:
 
     VERSION = schema.VERSION
 
-    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+    def __init__(self, path: Path, *, readonly: bool = False, reason: str = "opened read-only"):
         """Open the catalogue at ``path``, created or migrated to :attr:`VERSION` unless
-        ``readonly``. :class:`IndexFormatError` if it is none, or of a newer format."""
+        ``readonly`` (then every write raises :class:`ReadOnlyIndexError` saying ``reason``).
+        :class:`IndexFormatError` if it is none, or of a newer format."""
         self.path = Path(path)
-        uri = f"file:{self.path}?mode=ro" if readonly else f"file:{self.path}"
+        self.readonly, self.reason = readonly, reason
         try:
-            self.db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+            self.db = schema.connect(self.path, readonly)
         except sqlite3.DatabaseError as exc:
-            raise IndexFormatError(f"{self.path} is not a lookalike catalogue ({exc})") from exc
+            raise self._open_error(exc) from exc
         try:
             self.db.execute("PRAGMA foreign_keys = ON")
             self.ensure_version(migrate=not readonly)  # first: a newer file is left untouched
@@ -68,8 +68,19 @@ class Catalogue:
         except BaseException as exc:
             self.db.close()
             if isinstance(exc, sqlite3.DatabaseError):
-                raise IndexFormatError(f"{self.path} is not a lookalike catalogue ({exc})") from exc
+                raise self._open_error(exc) from exc
             raise
+
+    def _open_error(self, exc: sqlite3.DatabaseError) -> IndexFormatError | ReadOnlyIndexError:
+        if not self.readonly and getattr(exc, "sqlite_errorname", "") in schema.CANNOT_WRITE:
+            return ReadOnlyIndexError(f"the index at {self.path.parent} is read-only: {exc}")
+        error = storage_error(exc, self.path.parent)
+        return error or IndexFormatError(f"{self.path} is not a lookalike catalogue ({exc})")
+
+    def require_writable(self) -> None:
+        """Raise :class:`ReadOnlyIndexError` if this catalogue was opened read-only."""
+        if self.readonly:
+            raise ReadOnlyIndexError(f"the index at {self.path.parent} is read-only: {self.reason}")
 
     def close(self) -> None:
         self.db.close()
@@ -78,11 +89,8 @@ class Catalogue:
     def ensure_version(self, *, migrate: bool = True) -> int | None:
         """Check the stored format; create a new catalogue at :attr:`VERSION`, or bring an
         older one up to it (``migrate``) in one transaction. Returns the format now stored
-        (None: an empty file left as it is).
-
-        The version is read first without a write lock, so opening a current catalogue
-        never waits for a process that is indexing into it.
-        """
+        (None: an empty file left as it is). Read without a write lock first, so opening a
+        current catalogue never waits for a process that is indexing into it."""
         version = schema.stored_version(self.db)
         if version is not None and version > self.VERSION:
             raise IndexFormatError(
@@ -102,6 +110,7 @@ class Catalogue:
     @contextmanager
     def _immediate(self) -> Iterator[sqlite3.Connection]:
         """Take the write lock now (no upgrade deadlock with another writer); undo on error."""
+        self.require_writable()
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield self.db
@@ -127,11 +136,8 @@ class Catalogue:
 
     def set_meta(self, values: dict[str, str]) -> None:
         with self.transaction() as db:
-            db.executemany(
-                "INSERT INTO meta(key, value) VALUES(?, ?) "
-                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                list(values.items()),
-            )
+            db.executemany("INSERT INTO meta(key, value) VALUES(?, ?) "
+                           "ON CONFLICT(key) DO UPDATE SET value = excluded.value", values.items())
 
     @property
     def generation(self) -> int:
@@ -216,11 +222,8 @@ class Catalogue:
         return out
 
     def local_features_for(self, image_ids: Sequence[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-        """Stored local features: ``{image_id: (points float32 (N, 2), descriptors uint8 (N, 32))}``.
-
-        Images indexed without them (``Settings.local_features`` off, or an index made
-        before they existed, opened read-only) are simply absent.
-        """
+        """Stored local features: ``{image_id: (points float32 (N, 2), descriptors uint8 (N, 32))}``;
+        images indexed without them (or before they existed, opened read-only) are absent."""
         out: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         try:
             rows = list(self._in_query(
@@ -246,12 +249,9 @@ class Catalogue:
     def visual_words(
         self, image_ids: Sequence[int] | None = None
     ) -> Iterator[tuple[int, np.ndarray | None, bytes]]:
-        """Images with local features (all, or those of ``image_ids``):
-        ``(image_id, words or None, descriptors blob)``.
-
-        ``words`` is None for images indexed before words were stored; the caller quantises
-        their descriptors instead.
-        """
+        """Images with local features (all, or those of ``image_ids``): ``(image_id, words or
+        None, descriptors blob)``; None for images indexed before words were stored (the
+        caller quantises their descriptors instead)."""
         sql = "SELECT image_id, words, descriptors FROM local_features"
         try:
             if image_ids is None:
@@ -278,8 +278,7 @@ class Catalogue:
         """Most common top-1 labels: ``(class_id, images)``."""
         return self.db.execute(
             "SELECT class_id, count(*) AS n FROM labels WHERE rank = 0 GROUP BY class_id "
-            "ORDER BY n DESC, class_id LIMIT ?",
-            (top,),
+            "ORDER BY n DESC, class_id LIMIT ?", (top,),
         ).fetchall()
 
     def _in_query(self, sql: str, values: Sequence) -> Iterator[tuple]:
@@ -310,10 +309,8 @@ class Catalogue:
         )
         image_id = int(cur.lastrowid)
         labels = enumerate(zip(image.label_ids, image.label_probs, strict=False))
-        db.executemany(
-            "INSERT INTO labels(image_id, rank, class_id, prob) VALUES (?, ?, ?, ?)",
-            [(image_id, rank, int(c), float(p)) for rank, (c, p) in labels],
-        )
+        db.executemany("INSERT INTO labels(image_id, rank, class_id, prob) VALUES (?, ?, ?, ?)",
+                       [(image_id, rank, int(c), float(p)) for rank, (c, p) in labels])
         return image_id
 
     @staticmethod

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -79,3 +80,21 @@ def unlink_quietly(folder: Path, names: tuple[str, ...]) -> None:
             (folder / name).unlink(missing_ok=True)
         except OSError:
             pass
+
+
+def read_only_reason(folder: Path, catalogue: Path) -> str | None:
+    """Why the index in ``folder`` cannot be written (read-only media, an immutable folder or
+    file, no permission), or None when it can. Asked of the kernel (``access``), which knows
+    read-only mounts and immutable files, also for root; the reason is the error a write
+    would get."""
+    for path in (catalogue, folder):
+        if os.access(path, os.W_OK):
+            continue
+        try:
+            if path == folder:
+                tempfile.TemporaryFile(dir=folder).close()
+            else:
+                open(path, "r+b").close()
+        except OSError as exc:
+            return f"{(exc.strerror or 'not writable').lower()}: {path}"
+    return None

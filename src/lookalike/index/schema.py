@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import quote
 
 VERSION = 3
 
@@ -136,3 +138,26 @@ def upgrade(db: sqlite3.Connection) -> None:
         "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
         (str(VERSION),),
     )
+
+
+# SQLite errors of a writable open that mean the file or its folder cannot be written.
+CANNOT_WRITE = ("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_READONLY_DIRECTORY")
+
+
+def connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
+    """A connection to the catalogue at ``path`` (any bytes a file name may hold: the URI
+    escapes them).
+
+    Read-only, a WAL catalogue needs its ``-shm`` file, which read-only media cannot create:
+    then ``immutable=1`` reads the file as it is (no writer can exist there)."""
+    uri = "file:" + quote(os.fsencode(path))
+    options = {"uri": True, "isolation_level": None, "check_same_thread": False}
+    if not readonly:
+        return sqlite3.connect(uri, **options)
+    db = sqlite3.connect(uri + "?mode=ro", **options)
+    try:
+        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return db
+    except sqlite3.OperationalError:
+        db.close()
+        return sqlite3.connect(uri + "?mode=ro&immutable=1", **options)
