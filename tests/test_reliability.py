@@ -8,6 +8,7 @@ where this machine refuses them. See docs/reliability.md.
 from __future__ import annotations
 
 import base64
+import errno
 import json
 import os
 import shutil
@@ -20,11 +21,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import caltech_image
 from lookalike import Index
 from lookalike.errors import ReadOnlyIndexError
+from lookalike.index.catalogue import Catalogue
 
 NORMAL = [("airplanes", 1), ("airplanes", 2), ("Motorbikes", 1)]
 ODD_NAMES = {b"\xff\xfe.jpg": ("Leopards", 1), b"caf\xe9.jpg": ("watch", 1)}
@@ -273,3 +276,94 @@ def _finished(client, attempts: int = 600) -> dict:
             return job
         time.sleep(0.05)
     raise AssertionError(f"the indexing job still runs: {job}")
+
+
+# --- full disk ----------------------------------------------------------------------------
+@contextmanager
+def small_disk(folder: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted at ``folder``, unmounted however the block ends."""
+    folder.mkdir()
+    mounted = sh("mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", folder)
+    if mounted.returncode:
+        pytest.skip(f"this machine refuses a tmpfs mount: {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        if sh("umount", folder).returncode:  # still in use: detach it anyway
+            sh("umount", "--lazy", folder)
+
+
+def fill(disk: Path, leave: int = 0) -> Path:
+    """Fill ``disk`` with one file, then give back ``leave`` bytes of it."""
+    filler = disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        while True:
+            os.write(fd, bytes(65536))
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+    os.truncate(filler, max(filler.stat().st_size - leave, 0))
+    return filler
+
+
+def test_full_disk_fails_in_one_line_keeps_batches_and_resumes(tmp_path, capsys):
+    from lookalike.index.files import atomic_save, atomic_write, save_with_meta
+
+    photos = tmp_path / "photos"
+    classes = ("airplanes", "Leopards", "Motorbikes", "watch")
+    for label in classes:
+        (photos / label).mkdir(parents=True)
+        for number in range(1, 7):
+            shutil.copy(caltech_image(label, number), photos / label / f"{number}.jpg")
+    total = len(classes) * 6
+    with small_disk(tmp_path / "disk", "3m") as disk:
+        db = disk / "index"
+        code, _, _ = main(capsys, "index", photos / "airplanes", "--db", db)
+        assert code == 0
+        # Full: reads work, also where SQLite must make its shared-memory file anew.
+        filler = fill(disk)
+        assert not (db / "catalogue.sqlite-shm").exists()
+        code, out, _ = main(capsys, "info", "--db", db, "--json")
+        assert code == 0 and json.loads(out)["images"] == 6
+        code, out, _ = main(capsys, "search", photos / "airplanes" / "1.jpg", "--db", db, "--json")
+        assert code == 0 and json.loads(out)[0]["matches"][0]["score"] > 0.99
+        message = (f"error: no space left on the device of {db} (mounted at {disk}); "
+                   "nothing was lost: finished batches are saved")
+        clean_error(main(capsys, "remove", photos / "airplanes", "--db", db), message)
+        assert _images(db) == 6
+
+        # Room for two or three batches of 4: those are kept, the one that fails is not.
+        os.truncate(filler, filler.stat().st_size - 300_000)
+        clean_error(main(capsys, "index", photos, "--db", db, "--batch-size", "4"), message)
+        assert not list(db.glob("*.tmp*"))  # no half-written derived file
+        kept = _images(db)
+        assert 6 < kept < total
+        # Derived files that cannot be written leave no temporary file behind.
+        big = np.zeros(1 << 20, dtype=np.float32)
+        for save in (lambda: atomic_save(db / "x.npy", big), lambda: atomic_write(db / "x", big.tobytes()),
+                     lambda: save_with_meta(db / "x.npz", {}, big=big)):
+            with pytest.raises(OSError) as error:
+                save()
+            assert error.value.errno == errno.ENOSPC and not list(db.glob("x*"))
+
+        # With space again, the same command resumes and ends with exactly the right images.
+        for path in disk.glob("filler*"):
+            path.unlink()
+        code, out, _ = main(capsys, "index", photos, "--db", db, "--json")
+        report = json.loads(out)
+        assert code == 0 and report["embedded"] == total - kept and report["failed"] == []
+        assert _images(db) == total
+        with Index.open(db, create=False) as index:
+            assert sorted(index.catalogue.files_by_location()) == sorted(
+                str(p) for p in photos.rglob("*.jpg"))
+            assert index.catalogue.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def _images(db: Path) -> int:
+    catalogue = Catalogue(db / "catalogue.sqlite", readonly=True)
+    try:
+        return catalogue.count_images()
+    finally:
+        catalogue.close()

@@ -48,7 +48,8 @@ def storage_error(exc: BaseException, folder: str | os.PathLike) -> LookalikeErr
     code = getattr(exc, "sqlite_errorcode", None)
     code = code & 0xFF if isinstance(code, int) else None  # the primary result code
     number = exc.errno if isinstance(exc, OSError) else None
-    if code == SQLITE_FULL or number in (errno.ENOSPC, errno.EDQUOT):
+    full = code == SQLITE_IOERR and _no_space(folder)  # e.g. the -shm file could not grow
+    if full or code == SQLITE_FULL or number in (errno.ENOSPC, errno.EDQUOT):
         return DiskFullError(
             f"no space left on {_device(folder)}; nothing was lost: finished batches are saved "
             "(free some space and run the same command again)"
@@ -63,7 +64,16 @@ def storage_error(exc: BaseException, folder: str | os.PathLike) -> LookalikeErr
 
 
 # SQLite's primary result codes (sqlite3 names them from Python 3.11 on)
-SQLITE_READONLY, SQLITE_CORRUPT, SQLITE_FULL, SQLITE_NOTADB = 8, 11, 13, 26
+SQLITE_READONLY, SQLITE_IOERR, SQLITE_CORRUPT, SQLITE_FULL, SQLITE_NOTADB = 8, 10, 11, 13, 26
+
+
+def _no_space(folder: str) -> bool:
+    while not os.path.exists(folder) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)
+    try:
+        return os.statvfs(folder).f_bavail == 0
+    except OSError:
+        return False
 
 
 def _reason(exc: BaseException) -> str:

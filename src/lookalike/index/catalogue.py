@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import IndexFormatError, ReadOnlyIndexError, storage_error
+from ..errors import IndexFormatError, LookalikeError, ReadOnlyIndexError, storage_error
 from . import schema
 from .formats import (
     DESCRIPTOR_BYTES,
@@ -48,20 +48,21 @@ class Catalogue:
 
     VERSION = schema.VERSION
 
-    def __init__(self, path: Path, *, readonly: bool = False, reason: str = "opened read-only"):
+    def __init__(self, path: Path, *, readonly: bool | LookalikeError = False):
         """Open the catalogue at ``path``, created or migrated to :attr:`VERSION` unless
-        ``readonly`` (then every write raises :class:`ReadOnlyIndexError` saying ``reason``).
+        ``readonly`` (True, or the error every write then raises: why it cannot be written).
         :class:`IndexFormatError` if it is none, or of a newer format."""
-        self.path = Path(path)
-        self.readonly, self.reason = readonly, reason
+        self.path, self.readonly = Path(path), bool(readonly)
+        self.refusal = readonly if isinstance(readonly, LookalikeError) else ReadOnlyIndexError(
+            f"the index at {self.path.parent} is read-only: opened read-only")
         try:
-            self.db = schema.connect(self.path, readonly)
+            self.db = schema.connect(self.path, self.readonly)
         except sqlite3.DatabaseError as exc:
             raise self._open_error(exc) from exc
         try:
             self.db.execute("PRAGMA foreign_keys = ON")
-            self.ensure_version(migrate=not readonly)  # first: a newer file is left untouched
-            if not readonly:
+            self.ensure_version(migrate=not self.readonly)  # first: a newer file is left untouched
+            if not self.readonly:
                 self.db.execute("PRAGMA journal_mode = WAL")
                 self.db.execute("PRAGMA synchronous = NORMAL")
             self.db.execute("SELECT count(*) FROM images").fetchone()
@@ -71,16 +72,16 @@ class Catalogue:
                 raise self._open_error(exc) from exc
             raise
 
-    def _open_error(self, exc: sqlite3.DatabaseError) -> IndexFormatError | ReadOnlyIndexError:
+    def _open_error(self, exc: sqlite3.DatabaseError) -> LookalikeError:
         if not self.readonly and getattr(exc, "sqlite_errorname", "") in schema.CANNOT_WRITE:
             return ReadOnlyIndexError(f"the index at {self.path.parent} is read-only: {exc}")
-        error = storage_error(exc, self.path.parent)
-        return error or IndexFormatError(f"{self.path} is not a lookalike catalogue ({exc})")
+        return storage_error(exc, self.path.parent) or IndexFormatError(
+            f"{self.path} is not a lookalike catalogue ({exc})")
 
     def require_writable(self) -> None:
-        """Raise :class:`ReadOnlyIndexError` if this catalogue was opened read-only."""
+        """Raise :attr:`refusal` if this catalogue was opened read-only."""
         if self.readonly:
-            raise ReadOnlyIndexError(f"the index at {self.path.parent} is read-only: {self.reason}")
+            raise type(self.refusal)(str(self.refusal))
 
     def close(self) -> None:
         self.db.close()
@@ -109,14 +110,19 @@ class Catalogue:
 
     @contextmanager
     def _immediate(self) -> Iterator[sqlite3.Connection]:
-        """Take the write lock now (no upgrade deadlock with another writer); undo on error."""
+        """Take the write lock now (no upgrade deadlock with another writer); undo on error,
+        unless SQLite rolled back already (a full disk): its error is the one raised."""
         self.require_writable()
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield self.db
             self.db.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            if self.db.in_transaction:
+                try:
+                    self.db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass  # the error being raised says more
             raise
 
     @contextmanager
@@ -269,9 +275,8 @@ class Catalogue:
         return np.fromiter((r[0] for r in rows), dtype=np.int64)
 
     def image_for_location(self, location: str) -> int | None:
-        row = self.db.execute(
-            "SELECT image_id FROM files WHERE location = ?", (stored_location(location),)
-        ).fetchone()
+        sql = "SELECT image_id FROM files WHERE location = ?"
+        row = self.db.execute(sql, (stored_location(location),)).fetchone()
         return row[0] if row else None
 
     def label_histogram(self, top: int = 20) -> list[tuple[int, int]]:

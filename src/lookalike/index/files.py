@@ -12,35 +12,48 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 
+@contextmanager
+def _replacing(path: Path, suffix: str) -> Iterator[Path]:
+    """A temporary name next to ``path`` to write; renamed over ``path`` when the block
+    ends, removed when it fails (a full disk leaves no half-written file behind)."""
+    tmp = path.with_name(path.name + suffix)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise
+
+
 def atomic_write(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` in one step (readers see the old or the new file)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with _replacing(path, ".tmp") as tmp, open(tmp, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def atomic_save(path: Path, array: np.ndarray) -> None:
     """``np.save`` to ``path``, replaced in one step."""
-    tmp = path.with_name(path.name + ".tmp.npy")
-    np.save(tmp, array)
-    os.replace(tmp, path)
+    with _replacing(path, ".tmp.npy") as tmp:
+        np.save(tmp, array)
 
 
 def save_with_meta(path: Path, meta: dict, **arrays: np.ndarray) -> None:
     """Arrays and a JSON ``meta`` dict in one ``.npz``, replaced atomically (derived data
     such as the neighbour graph or the word index, stamped with what it reflects)."""
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, meta=np.array(json.dumps(meta)), **arrays)
-    os.replace(tmp, path)
+    with _replacing(path, ".tmp.npz") as tmp:
+        np.savez(tmp, meta=np.array(json.dumps(meta)), **arrays)
 
 
 def load_with_meta(

@@ -119,12 +119,13 @@ def open_catalogue(path: Path, settings: Settings, *, model: str | None, create:
                 f"cannot create the index at {folder}: {(exc.strerror or str(exc)).lower()}"
             ) from exc
     reason = read_only_reason(folder, catalogue_path) if exists else None
+    refusal = ReadOnlyIndexError(f"the index at {folder} is read-only: {reason}") if reason else False
     try:
-        catalogue = Catalogue(catalogue_path, readonly=reason is not None, reason=reason or "")
-    except ReadOnlyIndexError as exc:  # writable to access(), not to SQLite (a network share)
-        if not exists or reason is not None:
+        catalogue = Catalogue(catalogue_path, readonly=refusal)
+    except (ReadOnlyIndexError, DiskFullError) as exc:  # SQLite cannot write: a share, a full disk
+        if not exists or refusal:
             raise
-        catalogue = Catalogue(catalogue_path, readonly=True, reason=str(exc).partition(": ")[2])
+        catalogue = Catalogue(catalogue_path, readonly=exc)
     try:
         stored = catalogue.settings_json()
         if exists and stored:  # (the catalogue has migrated an older format, or refused)

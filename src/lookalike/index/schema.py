@@ -148,8 +148,9 @@ def connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
     """A connection to the catalogue at ``path`` (any bytes a file name may hold: the URI
     escapes them).
 
-    Read-only, a WAL catalogue needs its ``-shm`` file, which read-only media cannot create:
-    then ``immutable=1`` reads the file as it is (no writer can exist there)."""
+    Read-only, a WAL catalogue needs its ``-shm`` file, which read-only media (or a full
+    disk) cannot create: then ``immutable=1`` reads the file as it is, unless a ``-wal``
+    file holds transactions that it would not see."""
     uri = "file:" + quote(os.fsencode(path))
     options = {"uri": True, "isolation_level": None, "check_same_thread": False}
     if not readonly:
@@ -160,4 +161,7 @@ def connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
         return db
     except sqlite3.OperationalError:
         db.close()
+        wal = Path(f"{path}-wal")
+        if wal.exists() and wal.stat().st_size:  # immutable=1 would not see its transactions
+            raise
         return sqlite3.connect(uri + "?mode=ro&immutable=1", **options)
