@@ -108,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queries", type=_positive_int, metavar="N", help="evaluate a fixed-seed sample of N queries instead of every image")
     p.add_argument("--ann-recall", action="store_true", help="also report recall@10 of the index's vector store against exact search (1.0 for an exact store)")
 
+    p = sub.add_parser("check", help="check an index for damage and inconsistencies (exit 1 if any)")
+    with_db(p)
+    p.add_argument("--repair", action="store_true", help="rebuild the derived files; recover what a damaged catalogue still holds (the old file is kept)")
+    p.add_argument("--json", action="store_true", help="print as JSON")
+
     p = sub.add_parser("serve", help="web page and REST API for an index (see docs/server.md)")
     with_db(p)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
@@ -262,6 +267,28 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_check(args) -> int:
+    from .index.check import check_index
+
+    report = check_index(args.db, repair=args.repair)
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+        return 0 if report.healthy else EXIT_ERROR
+    where = shown_path(report.path)
+    for kind, lines in (("problem", report.problems), ("note", report.notes),
+                        ("lost", report.lost), ("repaired", report.repaired),
+                        ("remaining", report.remaining or [])):
+        for line in lines:
+            print(f"{kind}: {line}")
+    if report.healthy:
+        print(f"ok: the index at {where} is " + ("repaired" if report.repaired else "healthy"))
+        return 0
+    left = len(report.problems if report.remaining is None else report.remaining)
+    hint = "" if report.remaining is not None else f"; run: lookalike check --db {where} --repair"
+    print(f"{left} problem{'s' * (left != 1)} in the index at {where}{hint}")
+    return EXIT_ERROR
+
+
 def cmd_serve(args) -> int:
     from .server import missing_dependencies
 
@@ -287,6 +314,7 @@ COMMANDS = {
     "remove": cmd_remove,
     "info": cmd_info,
     "eval": cmd_eval,
+    "check": cmd_check,
     "serve": cmd_serve,
 }
 
