@@ -18,7 +18,7 @@ import sys
 import time
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -47,14 +47,10 @@ def ok(proc: subprocess.CompletedProcess) -> str:
     return proc.stdout.decode("utf-8")
 
 
-def one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> str:
-    """Exit 1 and a single ``error: ...`` line holding every fragment; no traceback."""
-    err = proc.stderr.decode("utf-8")
-    lines = [line for line in err.splitlines() if not line.startswith("indexing:")]
-    assert proc.returncode == 1 and "Traceback" not in err, (proc.returncode, err)
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert all(f in lines[0] for f in fragments), (fragments, lines[0])
-    return lines[0]
+def json_of(result: tuple[int, str, str]) -> str:
+    """The JSON a successful in-process run printed."""
+    assert result[0] == 0, result
+    return result[1]
 
 
 def strict_json(text: str):
@@ -77,6 +73,32 @@ def strict_json(text: str):
     return check(json.loads(text, parse_constant=refuse))
 
 
+def main(capsys, *args: str | os.PathLike) -> tuple[int, str, str]:
+    """``lookalike ARGS`` in this process (faster than a new one): exit code, out, err."""
+    from lookalike.cli import main as lookalike_main
+
+    code = lookalike_main([os.fspath(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def clean_error(result: tuple[int, str, str], *fragments: str) -> str:
+    """Exit 1 and a single ``error: ...`` line (besides progress) holding every fragment."""
+    code, _, err = result
+    lines = [line for line in err.splitlines() if not line.startswith(("indexing:", "evaluating:"))]
+    assert code == 1 and len(lines) == 1 and lines[0].startswith("error: "), result
+    assert all(f in lines[0] for f in fragments), (fragments, lines[0])
+    return lines[0]
+
+
+def sh(*command: str | os.PathLike) -> subprocess.CompletedProcess:
+    return subprocess.run([os.fspath(c) for c in command], capture_output=True, text=True)
+
+
+def contents(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
 def odd_photos(folder: Path) -> Path:
     """Three normal photos and two whose names are not valid UTF-8."""
     folder.mkdir(parents=True)
@@ -88,17 +110,17 @@ def odd_photos(folder: Path) -> Path:
 
 
 # --- bad file names ---------------------------------------------------------------------
-def test_undecodable_file_names_are_indexed_stored_losslessly_and_shown(tmp_path):
+def test_undecodable_file_names_are_indexed_stored_losslessly_and_shown(tmp_path, capsys):
     photos, db = odd_photos(tmp_path / "photos"), tmp_path / "index"
     total = len(NORMAL) + len(ODD_NAMES)
 
     first = strict_json(ok(cli("index", photos, "--db", db, "--json")))
     assert first["embedded"] == total and first["failed"] == []  # the normal ones too
-    again = strict_json(ok(cli("index", photos, "--db", db, "--json")))
+    again = strict_json(json_of(main(capsys, "index", photos, "--db", db, "--json")))
     assert again["unchanged"] == total and again["embedded"] == again["removed"] == 0
 
     # Stored losslessly: the raw bytes as a BLOB, the other names as TEXT.
-    with sqlite3.connect(db / "catalogue.sqlite") as raw:
+    with closing(sqlite3.connect(db / "catalogue.sqlite")) as raw:
         stored = dict(raw.execute("SELECT location, typeof(location) FROM files").fetchall())
     for name in ODD_NAMES:
         assert stored.pop(os.fsencode(photos) + b"/" + name) == "blob"
@@ -107,7 +129,7 @@ def test_undecodable_file_names_are_indexed_stored_losslessly_and_shown(tmp_path
     # Search by each odd name finds it; --json is strict JSON and path_bytes is the name.
     for name in ODD_NAMES:
         query = photos / os.fsdecode(name)
-        [result] = strict_json(ok(cli("search", query, "--db", db, "--top", "3", "--json")))
+        [result] = strict_json(json_of(main(capsys, "search", query, "--db", db, "--top", "3", "--json")))
         best = result["matches"][0]
         assert base64.b64decode(best["path_bytes"]) == os.fsencode(query)
         assert best["path"] == os.fsencode(query).decode("utf-8", "backslashreplace")
@@ -141,31 +163,6 @@ def _client(index: Index, **config):
 
 
 # --- read-only indexes ------------------------------------------------------------------
-def main(capsys, *args: str | os.PathLike) -> tuple[int, str, str]:
-    """``lookalike ARGS`` in this process (faster than a new one): exit code, out, err."""
-    from lookalike.cli import main as lookalike_main
-
-    code = lookalike_main([os.fspath(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def clean_error(result: tuple[int, str, str], *fragments: str) -> str:
-    code, _, err = result
-    lines = [line for line in err.splitlines() if not line.startswith(("indexing:", "evaluating:"))]
-    assert code == 1 and len(lines) == 1 and lines[0].startswith("error: "), result
-    assert all(f in lines[0] for f in fragments), (fragments, lines[0])
-    return lines[0]
-
-
-def sh(*command: str | os.PathLike) -> subprocess.CompletedProcess:
-    return subprocess.run([os.fspath(c) for c in command], capture_output=True, text=True)
-
-
-def contents(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
-
-
 @contextmanager
 def made_read_only(folder: Path, how: str) -> Iterator[Path]:
     """``folder`` (an index) as read-only media would show it; undone however the block ends.
@@ -250,7 +247,8 @@ def test_read_only_index_searches_and_refuses_writes_in_one_line(tmp_path, capsy
             finally:
                 client.app.state.lookalike.close()  # the index the job swapped in
     after = contents(tmp_path / "index")
-    if how == "immutable-file":  # the folder was writable: derived files could be saved
+    if how == "immutable-file":  # the folder was writable: derived files could be saved,
+        assert "catalogue.sqlite-shm" in after  # and SQLite's mode=ro made its -shm file
         after, before = after["catalogue.sqlite"], before["catalogue.sqlite"]
     assert after == before  # nothing written, nothing migrated
 
