@@ -26,6 +26,7 @@ from .embed.embedder import Embeddings
 from .embed.labels import imagenet_labels
 from .errors import ImageError, LookalikeError
 from .images import is_supported, load_image
+from .index.check import CheckReport, check_index
 from .index.folder import IndexFolder
 from .index.graph import KnnGraph
 from .index.transform import TransformedStore
@@ -279,6 +280,18 @@ class Index:
     def word_index(self) -> InvertedFile:
         """The visual-word index of the stored local features, current with the catalogue."""
         return self.folder.word_index()
+
+    def check(self, repair: bool = False) -> CheckReport:
+        """``lookalike check``: the catalogue's integrity and every derived file against it,
+        one line per problem. ``repair`` rebuilds the derived files and recovers a damaged
+        catalogue (this index is closed meanwhile, then opened again)."""
+        if not repair:
+            return check_index(self.path, self.settings)
+        self.folder.close()
+        try:
+            return check_index(self.path, self.settings, repair=True)
+        finally:
+            self.folder = IndexFolder.open(self.path, self.settings, create=False)
 
     def info(self) -> dict:
         """Counts, model, vector store, the learned descriptor transform, the default query

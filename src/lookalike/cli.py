@@ -9,11 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import sys
 from pathlib import Path
 
-from .errors import LookalikeError
+from .errors import LookalikeError, storage_error
 from .query.options import RERANK_METHODS, ROUTES, SearchOptions
+from .query.results import path_fields, shown_path
 from .server.config import ServerConfig
 from .settings import DEFAULT_PIPELINE, Settings
 from .version import __version__
@@ -106,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queries", type=_positive_int, metavar="N", help="evaluate a fixed-seed sample of N queries instead of every image")
     p.add_argument("--ann-recall", action="store_true", help="also report recall@10 of the index's vector store against exact search (1.0 for an exact store)")
 
+    p = sub.add_parser("check", help="check an index for damage and inconsistencies (exit 1 if any)")
+    with_db(p)
+    p.add_argument("--repair", action="store_true", help="rebuild the derived files; recover what a damaged catalogue still holds (the old file is kept)")
+    p.add_argument("--json", action="store_true", help="print as JSON")
+
     p = sub.add_parser("serve", help="web page and REST API for an index (see docs/server.md)")
     with_db(p)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
@@ -117,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _open(args, *, create: bool = False, model: str | None = None):
+def _open(args, *, create: bool = False, model: str | None = None, writes: bool = False):
     from .api import Index
     from .settings import Settings
 
@@ -126,20 +133,30 @@ def _open(args, *, create: bool = False, model: str | None = None):
         changes["batch_size"] = args.batch_size
     if getattr(args, "threads", None) is not None:
         changes["threads"] = args.threads
-    return Index.open(args.db, model=model, settings=Settings(**changes), create=create)
+    index = Index.open(args.db, model=model, settings=Settings(**changes), create=create)
+    if writes:  # fail before any work, not at the first commit
+        try:
+            index.catalogue.require_writable()
+        except BaseException:
+            index.close()
+            raise
+    return index
 
 
 def cmd_index(args) -> int:
     from .progress import Progress
 
-    with _open(args, create=True, model=args.model) as index:
+    with _open(args, create=True, model=args.model, writes=True) as index:
         progress = Progress("indexing")
         try:
             report = index.add(args.paths, prune=not args.no_prune, progress=progress)
         finally:
             progress.close()
         if args.json:
-            print(json.dumps(report.as_dict(), indent=2))
+            document = report.as_dict()
+            document["failed"] = [{**path_fields(f["path"]), "reason": f["reason"]}
+                                  for f in document["failed"]]
+            print(json.dumps(document, indent=2))
         else:
             print(
                 f"{report.embedded} embedded, {report.reused} reused (moved or duplicate), "
@@ -147,9 +164,9 @@ def cmd_index(args) -> int:
                 f"{len(report.failed)} failed in {report.seconds:.1f} s"
                 + (f" ({report.images_per_second:.1f} images/s)" if report.embedded else "")
             )
-            print(f"index: {index.path} ({len(index)} images)")
+            print(f"index: {shown_path(str(index.path))} ({len(index)} images)")
             for location, reason in report.failed:
-                print(f"  skipped {location}: {reason}", file=sys.stderr)
+                print(f"  skipped {shown_path(location)}: {reason}", file=sys.stderr)
             if report.skipped_known_bad:
                 print(f"  {report.skipped_known_bad} unchanged files that failed before were skipped", file=sys.stderr)
         if report.interrupted:
@@ -167,7 +184,7 @@ def cmd_search(args) -> int:
         pipeline=args.pipeline, rerank=args.rerank, verify=args.verify, words=args.words,
         regions=args.regions,
     )
-    with _open(args) as index:
+    with _open(args, writes=args.add) as index:
         index.pipeline(options)  # a bad --pipeline fails before anything is embedded
         results = index.search_many(queries, options=options)
         if args.json:
@@ -175,11 +192,11 @@ def cmd_search(args) -> int:
         else:
             for result in results:
                 fallback = "  (too few category matches: searched everything)" if result.route == "categories+global" else ""
-                print(f"query {result.query}  [{', '.join(result.query_labels[:3])}]{fallback}")
+                print(f"query {shown_path(result.query)}  [{', '.join(result.query_labels[:3])}]{fallback}")
                 if not result.matches:
                     print("  no matches")
                 for m in result.matches:
-                    print(f"  {m.rank:>3}  {m.score:.3f}  {m.path}  [{', '.join(m.labels[:3])}]")
+                    print(f"  {m.rank:>3}  {m.score:.3f}  {shown_path(m.path)}  [{', '.join(m.labels[:3])}]")
         if args.plot:
             from .plot import plot_result
 
@@ -196,7 +213,7 @@ def cmd_search(args) -> int:
 
 
 def cmd_remove(args) -> int:
-    with _open(args) as index:
+    with _open(args, writes=True) as index:
         removed = index.remove(args.paths)
         print(f"removed {removed} files; {len(index)} images left")
     return 0
@@ -205,6 +222,7 @@ def cmd_remove(args) -> int:
 def cmd_info(args) -> int:
     with _open(args) as index:
         info = index.info()
+    info.update(path_fields(info["path"]))
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -249,6 +267,28 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_check(args) -> int:
+    from .index.check import check_index
+
+    report = check_index(args.db, repair=args.repair)
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+        return 0 if report.healthy else EXIT_ERROR
+    where = shown_path(report.path)
+    for kind, lines in (("problem", report.problems), ("note", report.notes),
+                        ("lost", report.lost), ("repaired", report.repaired),
+                        ("remaining", report.remaining or [])):
+        for line in lines:
+            print(f"{kind}: {line}")
+    if report.healthy:
+        print(f"ok: the index at {where} is " + ("repaired" if report.repaired else "healthy"))
+        return 0
+    left = len(report.problems if report.remaining is None else report.remaining)
+    hint = "" if report.remaining is not None else f"; run: lookalike check --db {where} --repair"
+    print(f"{left} problem{'s' * (left != 1)} in the index at {where}{hint}")
+    return EXIT_ERROR
+
+
 def cmd_serve(args) -> int:
     from .server import missing_dependencies
 
@@ -274,11 +314,15 @@ COMMANDS = {
     "remove": cmd_remove,
     "info": cmd_info,
     "eval": cmd_eval,
+    "check": cmd_check,
     "serve": cmd_serve,
 }
 
 
 def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # a name no escaping caught must not crash a run
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
@@ -290,6 +334,20 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return 0
+    except (sqlite3.Error, OSError) as exc:  # storage: a full disk, read-only media, damage
+        print(f"error: {_storage_message(exc, getattr(args, 'db', '.'))}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _storage_message(exc: sqlite3.Error | OSError, db: str) -> str:
+    """One line for a storage failure: named when known, else the system's own words."""
+    known = storage_error(exc, os.path.expanduser(db))
+    if known is not None:
+        return str(known)
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f": {shown_path(os.fsdecode(exc.filename))}" if exc.filename else ""
+        return f"{exc.strerror.lower()}{where}"
+    return f"the index at {shown_path(os.path.abspath(os.path.expanduser(db)))}: {exc}"
 
 
 if __name__ == "__main__":

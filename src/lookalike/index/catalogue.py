@@ -9,11 +9,10 @@ Two levels, so identical files are embedded once:
   image, with the size and mtime used to skip unchanged files without reading them.
 
 A moved, renamed or copied file therefore costs one hash and one row, never an embedding.
-Each batch is written in one transaction (WAL journal), so a crash or Ctrl-C keeps every
-finished batch and never leaves a half-written image. ``meta.generation`` increases with
-every change; vector stores record the generation they reflect and rebuild when it moved.
-The tables and the steps that migrate older formats to :attr:`Catalogue.VERSION` are in
-:mod:`lookalike.index.schema`; no other module runs SQL on the catalogue.
+Each batch is one transaction (WAL journal): a crash or Ctrl-C keeps every finished batch.
+``meta.generation`` increases with every change; derived files record the one they reflect.
+The tables, migrations and how the file is opened are in :mod:`lookalike.index.schema`; no
+other module runs SQL on the catalogue.
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import IndexFormatError
+from ..errors import IndexFormatError, LookalikeError, ReadOnlyIndexError, storage_error
 from . import schema
 from .formats import (
     DESCRIPTOR_BYTES,
@@ -38,6 +37,7 @@ from .formats import (
     FileStat,
     NewImage,
 )
+from .schema import read_location, stored_location
 
 FORMAT_VERSION = schema.VERSION
 
@@ -48,27 +48,40 @@ class Catalogue:
 
     VERSION = schema.VERSION
 
-    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+    def __init__(self, path: Path, *, readonly: bool | LookalikeError = False):
         """Open the catalogue at ``path``, created or migrated to :attr:`VERSION` unless
-        ``readonly``. :class:`IndexFormatError` if it is none, or of a newer format."""
-        self.path = Path(path)
-        uri = f"file:{self.path}?mode=ro" if readonly else f"file:{self.path}"
+        ``readonly`` (True, or the error every write then raises: why it cannot be written).
+        :class:`IndexFormatError` if it is none, or of a newer format."""
+        self.path, self.readonly = Path(path), bool(readonly)
+        self.refusal = readonly if isinstance(readonly, LookalikeError) else ReadOnlyIndexError(
+            f"the index at {self.path.parent} is read-only: opened read-only")
         try:
-            self.db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+            self.db = schema.connect(self.path, self.readonly)
         except sqlite3.DatabaseError as exc:
-            raise IndexFormatError(f"{self.path} is not a lookalike catalogue ({exc})") from exc
+            raise self._open_error(exc) from exc
         try:
             self.db.execute("PRAGMA foreign_keys = ON")
-            self.ensure_version(migrate=not readonly)  # first: a newer file is left untouched
-            if not readonly:
+            self.ensure_version(migrate=not self.readonly)  # first: a newer file is left untouched
+            if not self.readonly:
                 self.db.execute("PRAGMA journal_mode = WAL")
                 self.db.execute("PRAGMA synchronous = NORMAL")
             self.db.execute("SELECT count(*) FROM images").fetchone()
         except BaseException as exc:
             self.db.close()
             if isinstance(exc, sqlite3.DatabaseError):
-                raise IndexFormatError(f"{self.path} is not a lookalike catalogue ({exc})") from exc
+                raise self._open_error(exc) from exc
             raise
+
+    def _open_error(self, exc: sqlite3.DatabaseError) -> LookalikeError:
+        if not self.readonly and getattr(exc, "sqlite_errorname", "") in schema.CANNOT_WRITE:
+            return ReadOnlyIndexError(f"the index at {self.path.parent} is read-only: {exc}")
+        return storage_error(exc, self.path.parent) or IndexFormatError(
+            f"{self.path} is not a lookalike catalogue ({exc})")
+
+    def require_writable(self) -> None:
+        """Raise :attr:`refusal` if this catalogue was opened read-only."""
+        if self.readonly:
+            raise type(self.refusal)(str(self.refusal))
 
     def close(self) -> None:
         self.db.close()
@@ -77,11 +90,8 @@ class Catalogue:
     def ensure_version(self, *, migrate: bool = True) -> int | None:
         """Check the stored format; create a new catalogue at :attr:`VERSION`, or bring an
         older one up to it (``migrate``) in one transaction. Returns the format now stored
-        (None: an empty file left as it is).
-
-        The version is read first without a write lock, so opening a current catalogue
-        never waits for a process that is indexing into it.
-        """
+        (None: an empty file left as it is). Read without a write lock first, so opening a
+        current catalogue never waits for a process that is indexing into it."""
         version = schema.stored_version(self.db)
         if version is not None and version > self.VERSION:
             raise IndexFormatError(
@@ -100,13 +110,19 @@ class Catalogue:
 
     @contextmanager
     def _immediate(self) -> Iterator[sqlite3.Connection]:
-        """Take the write lock now (no upgrade deadlock with another writer); undo on error."""
+        """Take the write lock now (no upgrade deadlock with another writer); undo on error,
+        unless SQLite rolled back already (a full disk): its error is the one raised."""
+        self.require_writable()
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield self.db
             self.db.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            if self.db.in_transaction:
+                try:
+                    self.db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass  # the error being raised says more
             raise
 
     @contextmanager
@@ -126,20 +142,19 @@ class Catalogue:
 
     def set_meta(self, values: dict[str, str]) -> None:
         with self.transaction() as db:
-            db.executemany(
-                "INSERT INTO meta(key, value) VALUES(?, ?) "
-                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                list(values.items()),
-            )
+            db.executemany("INSERT INTO meta(key, value) VALUES(?, ?) "
+                           "ON CONFLICT(key) DO UPDATE SET value = excluded.value", values.items())
 
     @property
     def generation(self) -> int:
         return int(self.get_meta("generation", "0"))
 
     # --- reads ----------------------------------------------------------------------
+    # A location goes in through stored_location() and comes out through read_location():
+    # TEXT, or a BLOB of the raw bytes of a name that is not valid UTF-8.
     def files_by_location(self) -> dict[str, FileRecord]:
         rows = self.db.execute("SELECT id, location, image_id, size, mtime_ns FROM files")
-        return {r[1]: FileRecord(*r) for r in rows}
+        return {read_location(r[1]): FileRecord(r[0], read_location(r[1]), *r[2:]) for r in rows}
 
     def known_hashes(self) -> set[str]:
         """Content hashes of every image: files with these bytes need no embedding."""
@@ -147,7 +162,7 @@ class Catalogue:
 
     def failures(self) -> dict[str, tuple[int, int, str]]:
         rows = self.db.execute("SELECT location, size, mtime_ns, reason FROM failures")
-        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+        return {read_location(r[0]): (r[1], r[2], r[3]) for r in rows}
 
     def count_images(self) -> int:
         return self.db.execute("SELECT count(*) FROM images").fetchone()[0]
@@ -191,9 +206,7 @@ class Catalogue:
     def vectors_for(self, image_ids: Sequence[int]) -> np.ndarray:
         """Descriptors of ``image_ids`` in that order, float32 (every id must exist)."""
         rows = dict(self._in_query("SELECT id, vector FROM images WHERE id IN ({})", image_ids))
-        return np.stack([np.frombuffer(rows[i], dtype=VECTOR_DTYPE) for i in image_ids]).astype(
-            np.float32
-        )
+        return np.stack([np.frombuffer(rows[i], VECTOR_DTYPE) for i in image_ids]).astype(np.float32)
 
     def labels_for(self, image_ids: Sequence[int]) -> dict[int, list[tuple[int, float]]]:
         out: dict[int, list[tuple[int, float]]] = {i: [] for i in image_ids}
@@ -211,15 +224,12 @@ class Catalogue:
             "SELECT image_id, location FROM files WHERE image_id IN ({}) ORDER BY location",
             image_ids,
         ):
-            out[image_id].append(location)
+            out[image_id].append(read_location(location))
         return out
 
     def local_features_for(self, image_ids: Sequence[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-        """Stored local features: ``{image_id: (points float32 (N, 2), descriptors uint8 (N, 32))}``.
-
-        Images indexed without them (``Settings.local_features`` off, or an index made
-        before they existed, opened read-only) are simply absent.
-        """
+        """Stored local features: ``{image_id: (points float32 (N, 2), descriptors uint8 (N, 32))}``;
+        images indexed without them (or before they existed, opened read-only) are absent."""
         out: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         try:
             rows = list(self._in_query(
@@ -245,12 +255,9 @@ class Catalogue:
     def visual_words(
         self, image_ids: Sequence[int] | None = None
     ) -> Iterator[tuple[int, np.ndarray | None, bytes]]:
-        """Images with local features (all, or those of ``image_ids``):
-        ``(image_id, words or None, descriptors blob)``.
-
-        ``words`` is None for images indexed before words were stored; the caller quantises
-        their descriptors instead.
-        """
+        """Images with local features (all, or those of ``image_ids``): ``(image_id, words or
+        None, descriptors blob)``; None for images indexed before words were stored (the
+        caller quantises their descriptors instead)."""
         sql = "SELECT image_id, words, descriptors FROM local_features"
         try:
             if image_ids is None:
@@ -268,15 +275,15 @@ class Catalogue:
         return np.fromiter((r[0] for r in rows), dtype=np.int64)
 
     def image_for_location(self, location: str) -> int | None:
-        row = self.db.execute("SELECT image_id FROM files WHERE location = ?", (location,)).fetchone()
+        sql = "SELECT image_id FROM files WHERE location = ?"
+        row = self.db.execute(sql, (stored_location(location),)).fetchone()
         return row[0] if row else None
 
     def label_histogram(self, top: int = 20) -> list[tuple[int, int]]:
         """Most common top-1 labels: ``(class_id, images)``."""
         return self.db.execute(
             "SELECT class_id, count(*) AS n FROM labels WHERE rank = 0 GROUP BY class_id "
-            "ORDER BY n DESC, class_id LIMIT ?",
-            (top,),
+            "ORDER BY n DESC, class_id LIMIT ?", (top,),
         ).fetchall()
 
     def _in_query(self, sql: str, values: Sequence) -> Iterator[tuple]:
@@ -307,10 +314,8 @@ class Catalogue:
         )
         image_id = int(cur.lastrowid)
         labels = enumerate(zip(image.label_ids, image.label_probs, strict=False))
-        db.executemany(
-            "INSERT INTO labels(image_id, rank, class_id, prob) VALUES (?, ?, ?, ?)",
-            [(image_id, rank, int(c), float(p)) for rank, (c, p) in labels],
-        )
+        db.executemany("INSERT INTO labels(image_id, rank, class_id, prob) VALUES (?, ?, ?, ?)",
+                       [(image_id, rank, int(c), float(p)) for rank, (c, p) in labels])
         return image_id
 
     @staticmethod
@@ -323,12 +328,9 @@ class Catalogue:
         db.execute(
             "INSERT OR REPLACE INTO local_features(image_id, points, descriptors, words) "
             "VALUES (?, ?, ?, ?)",
-            (
-                image_id,
-                np.asarray(points, dtype=FEATURE_POINT_DTYPE).tobytes(),
-                np.ascontiguousarray(descriptors, dtype=np.uint8).tobytes(),
-                None if words is None else np.asarray(words, dtype=WORD_DTYPE).tobytes(),
-            ),
+            (image_id, np.asarray(points, dtype=FEATURE_POINT_DTYPE).tobytes(),
+             np.ascontiguousarray(descriptors, dtype=np.uint8).tobytes(),
+             None if words is None else np.asarray(words, dtype=WORD_DTYPE).tobytes()),
         )
 
     @staticmethod
@@ -338,14 +340,15 @@ class Catalogue:
         A file whose content changed leaves its old image without files; that image is
         deleted here, in the same transaction, and the caller drops it from vector stores.
         """
-        row = db.execute("SELECT image_id FROM files WHERE location = ?", (stat.location,)).fetchone()
+        location = stored_location(stat.location)
+        row = db.execute("SELECT image_id FROM files WHERE location = ?", (location,)).fetchone()
         db.execute(
             "INSERT INTO files(location, image_id, size, mtime_ns, indexed_at) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT(location) DO UPDATE SET image_id = excluded.image_id, "
             "size = excluded.size, mtime_ns = excluded.mtime_ns, indexed_at = excluded.indexed_at",
-            (stat.location, image_id, stat.size, stat.mtime_ns, time.time()),
+            (location, image_id, stat.size, stat.mtime_ns, time.time()),
         )
-        db.execute("DELETE FROM failures WHERE location = ?", (stat.location,))
+        db.execute("DELETE FROM failures WHERE location = ?", (location,))
         if row is None or row[0] == image_id:
             return None
         return Catalogue._drop_if_orphan(db, row[0])
@@ -368,14 +371,14 @@ class Catalogue:
             "INSERT INTO failures(location, size, mtime_ns, reason, at) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT(location) DO UPDATE SET size = excluded.size, "
             "mtime_ns = excluded.mtime_ns, reason = excluded.reason, at = excluded.at",
-            (stat.location, stat.size, stat.mtime_ns, reason, time.time()),
+            (stored_location(stat.location), stat.size, stat.mtime_ns, reason, time.time()),
         )
 
     @staticmethod
     def delete_locations(db: sqlite3.Connection, locations: Sequence[str]) -> list[int]:
         """Forget locations; returns ids of images left without any file (also deleted)."""
         orphans: list[int] = []
-        for location in locations:
+        for location in map(stored_location, locations):
             row = db.execute("SELECT image_id FROM files WHERE location = ?", (location,)).fetchone()
             db.execute("DELETE FROM files WHERE location = ?", (location,))
             db.execute("DELETE FROM failures WHERE location = ?", (location,))

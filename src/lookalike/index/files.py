@@ -11,35 +11,49 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 
+@contextmanager
+def _replacing(path: Path, suffix: str) -> Iterator[Path]:
+    """A temporary name next to ``path`` to write; renamed over ``path`` when the block
+    ends, removed when it fails (a full disk leaves no half-written file behind)."""
+    tmp = path.with_name(path.name + suffix)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise
+
+
 def atomic_write(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` in one step (readers see the old or the new file)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with _replacing(path, ".tmp") as tmp, open(tmp, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def atomic_save(path: Path, array: np.ndarray) -> None:
     """``np.save`` to ``path``, replaced in one step."""
-    tmp = path.with_name(path.name + ".tmp.npy")
-    np.save(tmp, array)
-    os.replace(tmp, path)
+    with _replacing(path, ".tmp.npy") as tmp:
+        np.save(tmp, array)
 
 
 def save_with_meta(path: Path, meta: dict, **arrays: np.ndarray) -> None:
     """Arrays and a JSON ``meta`` dict in one ``.npz``, replaced atomically (derived data
     such as the neighbour graph or the word index, stamped with what it reflects)."""
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, meta=np.array(json.dumps(meta)), **arrays)
-    os.replace(tmp, path)
+    with _replacing(path, ".tmp.npz") as tmp:
+        np.savez(tmp, meta=np.array(json.dumps(meta)), **arrays)
 
 
 def load_with_meta(
@@ -79,3 +93,21 @@ def unlink_quietly(folder: Path, names: tuple[str, ...]) -> None:
             (folder / name).unlink(missing_ok=True)
         except OSError:
             pass
+
+
+def read_only_reason(folder: Path, catalogue: Path) -> str | None:
+    """Why the index in ``folder`` cannot be written (read-only media, an immutable folder or
+    file, no permission), or None when it can. Asked of the kernel (``access``), which knows
+    read-only mounts and immutable files, also for root; the reason is the error a write
+    would get."""
+    for path in (catalogue, folder):
+        if os.access(path, os.W_OK):
+            continue
+        try:
+            if path == folder:
+                tempfile.TemporaryFile(dir=folder).close()
+            else:
+                open(path, "r+b").close()
+        except OSError as exc:
+            return f"{(exc.strerror or 'not writable').lower()}: {path}"
+    return None

@@ -10,6 +10,7 @@ or rebuilt) and saved; never saved where the folder is read-only.
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,13 +19,19 @@ from typing import Generic, TypeVar
 import numpy as np
 from PIL import Image
 
-from ..errors import IndexFormatError
+from ..errors import (
+    DiskFullError,
+    IndexFormatError,
+    LookalikeError,
+    ReadOnlyIndexError,
+    storage_error,
+)
 from ..images import load_first_readable
 from ..settings import Settings
 from ..verify import Features, Loader, Verifier
 from .ann import CatalogueVectors
 from .catalogue import Catalogue
-from .files import save_quietly
+from .files import read_only_reason, save_quietly
 from .graph import KnnGraph, LinkProgress
 from .stores import approximate_for, open_store
 from .transform import Transform, TransformedStore
@@ -87,7 +94,9 @@ def open_catalogue(path: Path, settings: Settings, *, model: str | None, create:
 
     ``model`` picks the model of a *new* index; an existing one must have been built with it
     (vectors of different models cannot be compared). ``model_id(settings)`` names the model
-    and pooling, stored in a new index.
+    and pooling, stored in a new index. An index that cannot be written (read-only media, an
+    immutable folder) is opened read-only: it searches, and writes raise
+    :class:`ReadOnlyIndexError`.
     """
     folder = Path(path).expanduser().absolute()
     catalogue_path = folder / CATALOGUE_FILE
@@ -103,8 +112,20 @@ def open_catalogue(path: Path, settings: Settings, *, model: str | None, create:
             raise IndexFormatError(
                 f"{folder} is a non-empty folder without an index; choose a new --db path"
             )
-        folder.mkdir(parents=True, exist_ok=True)
-    catalogue = Catalogue(catalogue_path)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise storage_error(exc, folder) or LookalikeError(
+                f"cannot create the index at {folder}: {(exc.strerror or str(exc)).lower()}"
+            ) from exc
+    reason = read_only_reason(folder, catalogue_path) if exists else None
+    refusal = ReadOnlyIndexError(f"the index at {folder} is read-only: {reason}") if reason else False
+    try:
+        catalogue = Catalogue(catalogue_path, readonly=refusal)
+    except (ReadOnlyIndexError, DiskFullError) as exc:  # SQLite cannot write: a share, a full disk
+        if not exists or refusal:
+            raise
+        catalogue = Catalogue(catalogue_path, readonly=exc)
     try:
         stored = catalogue.settings_json()
         if exists and stored:  # (the catalogue has migrated an older format, or refused)
@@ -116,6 +137,8 @@ def open_catalogue(path: Path, settings: Settings, *, model: str | None, create:
             return catalogue, settings.with_(**{k: stored[k] for k in FIXED_SETTINGS})
         if model:
             settings = settings.with_(model=model)
+        if catalogue.readonly:  # a catalogue made without settings, left as it is
+            return catalogue, settings
         from ..version import __version__
 
         catalogue.set_meta(
@@ -235,8 +258,19 @@ class IndexFolder:
                 (total / count).astype(np.float32), count,
                 lambda positions: source(ids[positions])[1], whiten_min_images, params=params,
             )
-        self.catalogue.set_meta({"transform": transform.to_json()})
+        self._remember({"transform": transform.to_json()})
         return transform
+
+    def _remember(self, meta: dict[str, str]) -> None:
+        """Store derived metadata in the catalogue if it can be written now; else it is kept
+        in memory (a read-only index, a full disk) and worked out again next time."""
+        if self.catalogue.readonly:
+            return
+        try:
+            self.catalogue.set_meta(meta)
+        except sqlite3.OperationalError as exc:
+            if not isinstance(storage_error(exc, self.path), (ReadOnlyIndexError, DiskFullError)):
+                raise
 
     def after_writes(self) -> None:
         """Save the store; rebuild it now if the transform must be re-learned, so the next

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -13,6 +15,31 @@ from ..embed.labels import imagenet_labels
 if TYPE_CHECKING:
     from ..index.catalogue import Catalogue
     from .cascade import Ranked
+
+
+def shown_path(location: str) -> str:
+    """A location as text any output can carry: a file name that is not valid UTF-8 (Python
+    holds its undecodable bytes as lone surrogates) with those bytes escaped as ``\\xNN``."""
+    if not _undecodable(location):
+        return location
+    return os.fsencode(location).decode("utf-8", "backslashreplace")
+
+
+def path_fields(location: str, key: str = "path") -> dict[str, str]:
+    """``{key: shown path}``, plus ``key_bytes``: base64 of the raw bytes, only for a name
+    that is not valid UTF-8 (so JSON stays strict and the exact name can be recovered)."""
+    fields = {key: shown_path(location)}
+    if _undecodable(location):
+        fields[f"{key}_bytes"] = base64.b64encode(os.fsencode(location)).decode("ascii")
+    return fields
+
+
+def _undecodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 @dataclass(frozen=True)
@@ -28,8 +55,10 @@ class Match:
     inliers: int | None = None
 
     def as_dict(self) -> dict:
-        """The stable JSON fields (``inliers`` is Python-API only, so the schema is unchanged)."""
-        return {"rank": self.rank, "path": self.path, "score": round(self.score, 6), "labels": self.labels}
+        """The stable JSON fields (``inliers`` is Python-API only, so the schema is unchanged);
+        ``path_bytes`` only for a file name that is not valid UTF-8 (:func:`path_fields`)."""
+        return {"rank": self.rank, **path_fields(self.path), "score": round(self.score, 6),
+                "labels": self.labels}
 
 
 @dataclass
@@ -48,7 +77,7 @@ class SearchResult:
 
     def as_dict(self) -> dict:
         """The stable JSON schema: ``{"query": str, "matches": [{rank, path, score, labels}]}``."""
-        return {"query": self.query, "matches": [m.as_dict() for m in self.matches]}
+        return {"query": shown_path(self.query), "matches": [m.as_dict() for m in self.matches]}
 
 
 def search_results(

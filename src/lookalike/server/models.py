@@ -3,16 +3,39 @@ functions that shape search results and images into it."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from typing import Any
 
-from ..query.results import Match, SearchResult
+from pydantic import (
+    BaseModel,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
+
+from ..query.results import Match, SearchResult, path_fields, shown_path
+
+BYTES_NOTE = "base64 of the raw bytes, only for file names that are not valid UTF-8"
 
 
-class MatchOut(BaseModel):
-    """The CLI's JSON match fields plus what the page needs to show and open the image."""
+class _OmitsAbsentBytes(BaseModel):
+    """``*_bytes`` fields are left out of the JSON unless set (most names are valid UTF-8)."""
+
+    @model_serializer(mode="wrap")
+    def _omit_absent_bytes(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        for key in [k for k, v in data.items() if k.endswith("_bytes") and v is None]:
+            del data[key]
+        return data
+
+
+class MatchOut(_OmitsAbsentBytes):
+    """The CLI's JSON match fields plus what the page needs to show and open the image.
+    ``path`` shows undecodable bytes of a file name escaped as ``\\xNN``."""
 
     rank: int
     path: str
+    path_bytes: str | None = Field(None, description=BYTES_NOTE)
     score: float
     labels: list[str]
     id: int
@@ -27,12 +50,26 @@ class SearchOut(BaseModel):
     matches: list[MatchOut]
 
 
-class ImageOut(BaseModel):
+class ImageOut(_OmitsAbsentBytes):
     id: int
     paths: list[str]
+    paths_bytes: list[str | None] | None = Field(
+        None, description=f"for each of paths: {BYTES_NOTE} (else null); only if one is such"
+    )
     labels: list[str]
     thumbnail_url: str
     original_url: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shown_paths(cls, data: Any) -> Any:
+        """Paths as :func:`~lookalike.query.results.shown_path` text, raw bytes aside."""
+        if isinstance(data, dict) and data.get("paths") and "paths_bytes" not in data:
+            fields = [path_fields(p) for p in data["paths"]]
+            data = {**data, "paths": [f["path"] for f in fields]}
+            if any("path_bytes" in f for f in fields):
+                data["paths_bytes"] = [f.get("path_bytes") for f in fields]
+        return data
 
 
 class UrlQuery(BaseModel):
@@ -59,7 +96,7 @@ def match_out(match: Match) -> dict:
 def result_out(result: SearchResult, query: str | None = None) -> dict:
     """A search result as :class:`SearchOut`; ``query`` names an upload or URL."""
     return {
-        "query": query if query is not None else result.query,
+        "query": query if query is not None else shown_path(result.query),
         "query_labels": result.query_labels,
         "route": result.route,
         "matches": [match_out(m) for m in result.matches],
