@@ -184,8 +184,8 @@ def test_local_features_and_words_round_trip(cat):
 
 # --- format version -----------------------------------------------------------------------
 def test_new_catalogue_records_its_version(cat):
-    assert Catalogue.VERSION == FORMAT_VERSION == schema.VERSION == 2
-    assert cat.version == Catalogue.VERSION and cat.get_meta("format_version") == "2"
+    assert Catalogue.VERSION == FORMAT_VERSION == schema.VERSION == 3
+    assert cat.version == Catalogue.VERSION and cat.get_meta("format_version") == "3"
     assert cat.generation == 0  # creating it changed no content
     assert cat.ensure_version() == Catalogue.VERSION
 
@@ -194,9 +194,9 @@ def test_newer_format_is_refused_in_one_line(tmp_path):
     path = tmp_path / "index" / "catalogue.sqlite"
     path.parent.mkdir()
     shutil.copy(FORMAT1 / "catalogue.sqlite", path)
-    _set_version(path, "3")
+    _set_version(path, "4")
     before = _digest(path)
-    expected = f"{path} was written by a newer lookalike (format 3); upgrade lookalike"
+    expected = f"{path} was written by a newer lookalike (format 4); upgrade lookalike"
     for opening in (
         lambda: Catalogue(path),
         lambda: Catalogue(path, readonly=True),
@@ -242,7 +242,7 @@ def test_catalogue_without_a_recorded_version_is_format_1(tmp_path):
     assert readonly.version == 1
     readonly.close()
     cat = Catalogue(path)
-    assert cat.version == 2 and "words" in _columns(cat.db, "local_features")
+    assert cat.version == Catalogue.VERSION and "words" in _columns(cat.db, "local_features")
     cat.close()
 
 
@@ -303,7 +303,8 @@ def test_format1_opens_read_only_without_migrating(tmp_path):
 
 
 def test_failed_migration_changes_nothing(tmp_path, monkeypatch):
-    """Steps run in one transaction with the version record: a failing step 3 undoes step 2."""
+    """Steps run in one transaction with the version record: a failing new step undoes the
+    earlier ones."""
     path = tmp_path / "catalogue.sqlite"
     shutil.copy(FORMAT1 / "catalogue-nowords.sqlite", path)
     images = _rows(path)["images"]
@@ -312,9 +313,9 @@ def test_failed_migration_changes_nothing(tmp_path, monkeypatch):
         db.execute("ALTER TABLE images ADD COLUMN source TEXT")
         db.execute("SELECT no_such_column FROM images")
 
-    monkeypatch.setattr(schema, "STEPS", (*schema.STEPS, (3, broken_step)))
-    monkeypatch.setattr(schema, "VERSION", 3)
-    monkeypatch.setattr(Catalogue, "VERSION", 3)
+    monkeypatch.setattr(schema, "STEPS", (*schema.STEPS, (4, broken_step)))
+    monkeypatch.setattr(schema, "VERSION", 4)
+    monkeypatch.setattr(Catalogue, "VERSION", 4)
     with pytest.raises(IndexFormatError, match="no such column"):
         Catalogue(path)
     assert _rows(path)["meta"]["format_version"] == "1"
@@ -323,23 +324,23 @@ def test_failed_migration_changes_nothing(tmp_path, monkeypatch):
     assert _rows(path)["images"] == images
 
 
-def test_a_third_step_is_one_more_entry(tmp_path, monkeypatch):
+def test_a_new_step_is_one_more_entry(tmp_path, monkeypatch):
     path = tmp_path / "catalogue.sqlite"
     shutil.copy(FORMAT1 / "catalogue-nowords.sqlite", path)
     ran: list[int] = []
 
-    def step3(db):
-        assert "words" in _columns(db, "local_features")  # step 2 ran first
-        ran.append(3)
+    def step4(db):
+        assert "words" in _columns(db, "local_features")  # the earlier steps ran first
+        ran.append(4)
         db.execute("ALTER TABLE images ADD COLUMN source TEXT")
 
-    monkeypatch.setattr(schema, "STEPS", (*schema.STEPS, (3, step3)))
-    monkeypatch.setattr(schema, "VERSION", 3)
-    monkeypatch.setattr(Catalogue, "VERSION", 3)
+    monkeypatch.setattr(schema, "STEPS", (*schema.STEPS, (4, step4)))
+    monkeypatch.setattr(schema, "VERSION", 4)
+    monkeypatch.setattr(Catalogue, "VERSION", 4)
     cat = Catalogue(path)
     cat.close()
-    cat = Catalogue(path)  # already at 3: nothing runs again
-    assert cat.version == 3 and ran == [3] and "source" in _columns(cat.db, "images")
+    cat = Catalogue(path)  # already at 4: nothing runs again
+    assert cat.version == 4 and ran == [4] and "source" in _columns(cat.db, "images")
     cat.close()
 
 

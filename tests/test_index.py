@@ -212,7 +212,7 @@ def test_catalogue_contents(built_index):
     labels = con.execute("SELECT count(*) FROM labels").fetchone()[0]
     assert labels == 5 * len(rows)
     meta = dict(con.execute("SELECT key, value FROM meta"))
-    assert meta["format_version"] == "2" and meta["model_id"].startswith("lite0-")
+    assert meta["format_version"] == "3" and meta["model_id"].startswith("lite0-")
     con.close()
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .errors import ImageError, LookalikeError
 from .images import load_image
-from .query.results import SearchResult
+from .query.results import SearchResult, shown_path
 
 _THUMB = 256
 
@@ -46,7 +46,7 @@ def plot_result(result: SearchResult, out: str | Path, *, columns: int = 6) -> P
         if image is not None:
             ax.imshow(image)
         label = textwrap.shorten(", ".join(labels[:2]), width=34, placeholder="…")
-        name = textwrap.shorten(Path(location).name, width=30, placeholder="…")
+        name = textwrap.shorten(shown_path(Path(location).name), width=30, placeholder="…")
         ax.set_title(f"{heading}\n{label}\n{name}", fontsize=8, color="#b00020" if heading == "query" else "black")
     fig.tight_layout()
     out = Path(out)

@@ -203,7 +203,7 @@ class AnnStore:
         folder = Path(folder)
         generation = source.catalogue.generation
         store = cls(source, params, fingerprint)
-        meta = None if rebuild else store._load(folder)
+        meta = None if rebuild else store.load_saved(folder)
         if meta is not None and meta.get("fingerprint") != store.fingerprint:
             meta = None
         if meta is not None and meta["generation"] == generation:
@@ -266,7 +266,7 @@ class AnnStore:
             self._viewed = None
         return self._index
 
-    def _load(self, folder: Path) -> dict | None:
+    def load_saved(self, folder: Path) -> dict | None:
         """Map the saved graph read-only; None when missing, damaged or of another shape."""
         from usearch.index import Index
 

@@ -295,7 +295,7 @@ def _check_ann(folder: Path, catalogue: Catalogue, transform: Transform, ids: np
     what = "vector store (ann)"
     source = CatalogueVectors(catalogue, transform.apply)
     store = AnnStore(source, settings.ann, transform.fingerprint)
-    meta = store._load(folder)  # what AnnStore.open reads, without the repair it would do
+    meta = store.load_saved(folder)  # as AnnStore.open reads it, without its repair
     if meta is None:
         report.problems.append(f"{what}: ann.usearch, ann-codec.npy or ann.json is missing, "
                                "unreadable or inconsistent")
