@@ -28,6 +28,7 @@ from .errors import ImageError, LookalikeError
 from .images import is_supported, load_image
 from .index.folder import IndexFolder
 from .index.graph import KnnGraph
+from .index.lock import writer_lock
 from .index.transform import TransformedStore
 from .index.words import InvertedFile
 from .indexing import Indexer, IndexReport, ProgressCallback, discover, forget, is_under
@@ -46,6 +47,8 @@ class Index:
 
     def __init__(self, folder: IndexFolder):
         self.folder = folder
+        # The catalogue generation this object last saw: its store is current up to it.
+        self._generation = folder.catalogue.generation
 
     # --- opening ---------------------------------------------------------------------
     @classmethod
@@ -108,6 +111,8 @@ class Index:
         *,
         prune: bool = False,
         progress: ProgressCallback | None = None,
+        wait: bool = True,
+        on_wait: Callable[[], None] | None = None,
     ) -> IndexReport:
         """Index image files and folders (recursively); only new or changed files are embedded.
 
@@ -117,37 +122,62 @@ class Index:
         ``progress(done, total)`` is called as files are done; when it also has a
         ``stage(label, unit)`` method (:class:`lookalike.progress.Progress`), it then follows
         the neighbour graph being brought up to date (images linked).
+
+        One process writes to an index at a time (:mod:`lookalike.index.lock`): while another
+        one indexes or removes, this call waits for it (``on_wait()`` is called once first),
+        or with ``wait=False`` raises :class:`~lookalike.errors.IndexBusyError`. The paths are
+        checked before anything is written or waited for.
         """
-        roots = [os.path.abspath(os.path.expanduser(p)) for p in paths]
-        for root in roots:
-            if not os.path.exists(root):
-                raise LookalikeError(f"no such file or folder: {root}")
-            if os.path.isfile(root) and not is_supported(root):
-                raise LookalikeError(f"not a supported image type: {root}")
-        stats = list(discover(roots, exclude=[self.path]))
-        folders = [r for r in roots if os.path.isdir(r)] if prune else []
-        self.folder.reserve(len(self) + len(stats))  # a big first run goes approximate
-        indexer = Indexer(self.catalogue, self.embedder, self.store, self.settings, progress)
-        try:
-            report = indexer.run(stats, prune_under=folders)
-        finally:
-            self.folder.after_writes()
-        if not report.interrupted:
+        roots = check_paths(paths)
+        with writer_lock(self.path, wait=wait, on_wait=on_wait):
+            failed: list[tuple[str, str]] = []
+            stats = list(discover(roots, exclude=[self.path], failed=failed))
+            folders = [r for r in roots if os.path.isdir(r)] if prune else []
+            self._fresh_store(len(self) + len(stats))  # a big first run goes approximate
+            indexer = Indexer(self.catalogue, self.embedder, self.store, self.settings, progress)
             try:
-                self._prepare_ranking(progress)
-            except KeyboardInterrupt:
-                report.interrupted = True  # the next add or diffusion query finishes the graph
+                unseen = [p for p, _ in failed if os.path.isdir(p)]  # unreadable: not pruned
+                report = indexer.run(stats, prune_under=folders, unseen=unseen)
+            finally:
+                self.folder.after_writes()
+            report.failed[:0] = failed
+            if not report.interrupted:
+                try:
+                    self._prepare_ranking(progress)
+                except KeyboardInterrupt:
+                    report.interrupted = True  # the next add or diffusion query finishes it
+            self._generation = self.catalogue.generation
         return report
 
-    def remove(self, paths: Iterable[str | os.PathLike]) -> int:
-        """Forget files (or everything under folders); returns how many files were removed."""
+    def remove(
+        self,
+        paths: Iterable[str | os.PathLike],
+        *,
+        wait: bool = True,
+        on_wait: Callable[[], None] | None = None,
+    ) -> int:
+        """Forget files (or everything under folders); returns how many files were removed.
+        Waits for another writer like :meth:`add` (``wait``, ``on_wait``)."""
         roots = [os.path.abspath(os.path.expanduser(p)) for p in paths]
-        gone = [loc for loc in self.catalogue.files_by_location() if is_under(loc, roots)]
-        if gone:
-            forget(self.catalogue, self.store, gone)
-            self.folder.after_writes()
-            self._prepare_ranking()
+        with writer_lock(self.path, wait=wait, on_wait=on_wait):
+            gone = [loc for loc in self.catalogue.files_by_location() if is_under(loc, roots)]
+            if gone:
+                self._fresh_store()
+                forget(self.catalogue, self.store, gone)
+                self.folder.after_writes()
+                self._prepare_ranking()
+            self._generation = self.catalogue.generation
         return len(gone)
+
+    def _fresh_store(self, expected: int = 0) -> None:
+        """Make sure the store writes go to holds what the catalogue holds now: when another
+        process wrote since this ``Index`` last saw the catalogue (a search that then adds,
+        a long-lived ``Index``), the store in memory is reloaded, or its writes would be
+        saved over the other process' images."""
+        if self.catalogue.generation != self._generation:
+            self.folder.open_store(expected)
+        else:
+            self.folder.reserve(expected)
 
     def _prepare_ranking(self, progress: ProgressCallback | None = None) -> None:
         """Bring the neighbour graph up to date now when default queries diffuse, so the
@@ -304,6 +334,18 @@ class Index:
                 {"label": names[c], "images": n} for c, n in self.catalogue.label_histogram()
             ],
         }
+
+
+def check_paths(paths: Iterable[str | os.PathLike]) -> list[str]:
+    """The paths to index, absolute; :class:`LookalikeError` for one that does not exist or
+    is a file of an unsupported type. Checked before an index is created or written."""
+    roots = [os.path.abspath(os.path.expanduser(p)) for p in paths]
+    for root in roots:
+        if not os.path.exists(root):
+            raise LookalikeError(f"no such file or folder: {root}")
+        if os.path.isfile(root) and not is_supported(root):
+            raise LookalikeError(f"not a supported image type: {root}")
+    return roots
 
 
 def _describe(image: ImageLike) -> str:

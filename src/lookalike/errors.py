@@ -20,3 +20,8 @@ class IndexFormatError(LookalikeError):
 
 class ModelError(LookalikeError):
     """The requested model is unknown or its weights package is not installed."""
+
+
+class IndexBusyError(LookalikeError):
+    """Another process is writing to the index (indexing or removing) and the caller chose
+    not to wait for it."""
