@@ -277,6 +277,8 @@ class Index:
         if pictures is None and query_ids is not None:
             size = self.query_size
             pictures = [(lambda i=int(i): self.folder.picture(i, size)) for i in query_ids]
+        if pictures is not None:
+            pictures = [(lambda load=load: _verifiable(load())) for load in pictures]
         return rank_queries(
             self.pipeline(options), self.folder, self.catalogue, vectors, label_ids, options,
             pictures=pictures, exclude=query_ids if exclude_query else None,
@@ -334,6 +336,15 @@ class Index:
                 {"label": names[c], "images": n} for c, n in self.catalogue.label_histogram()
             ],
         }
+
+
+MIN_VERIFY_SIDE = 8  # pixels: the regions of a narrower picture can be empty
+
+
+def _verifiable(picture: Image.Image | None) -> Image.Image | None:
+    """The picture, or None (no spatial verification: the descriptor alone ranks) when its
+    shorter side is too small to cut into the regions verification compares."""
+    return picture if picture is not None and min(picture.size) >= MIN_VERIFY_SIDE else None
 
 
 def check_paths(paths: Iterable[str | os.PathLike]) -> list[str]:
