@@ -32,7 +32,10 @@ from conftest import REPO, caltech_image, copy_subset
 from lookalike import Index
 from lookalike.errors import IndexBusyError, LookalikeError
 from lookalike.index.catalogue import Catalogue
+from lookalike.index.graph import KnnGraph
 from lookalike.index.lock import is_locked, writer_lock
+from lookalike.index.transform import Transform
+from lookalike.index.vectors import FlatStore
 from lookalike.indexing import hash_bytes
 
 TIMEOUT = 180  # seconds any one subprocess may take before the test fails
@@ -239,12 +242,13 @@ class Collection:
             return set()
         return {loc for loc, size, mtime in rows if disk.get(loc) == (size, mtime)}
 
-    def until_all_committed(self, proc: subprocess.Popen) -> None:
-        """Wait until every file on disk is committed (or the run ended). The files do not
-        change during a run, so they are looked at once: the polls cost the run no CPU."""
+    def until_committed(self, proc: subprocess.Popen, count: int | None = None) -> None:
+        """Wait until ``count`` files (default: all) are committed, or the run ended. The
+        files do not change during a run, so they are looked at once: polls cost little."""
         disk = self.on_disk()
-        wait_until(lambda: len(self.committed(disk)) == len(disk) or proc.poll() is not None,
-                   TIMEOUT, "the last commit")
+        count = len(disk) if count is None else count
+        wait_until(lambda: len(self.committed(disk)) >= count or proc.poll() is not None,
+                   TIMEOUT, f"{count} files committed")
 
     def rewrite_committed(self) -> None:
         """Give the next run every file to do: the committed ones get a byte more after the
@@ -285,13 +289,19 @@ def test_indexing_killed_or_interrupted_anywhere_resumes_to_the_exact_collection
     total = len(c.on_disk())
     procs: list[subprocess.Popen] = []
     try:
-        # 1. A first, complete run, measured: when it holds the writer lock, when its last
-        #    batch is committed, when it ends.
+        # 1. A first, complete run; then a second one, measured, with the whole collection
+        #    to do again (as every later run has: see rewrite_committed): when it takes the
+        #    writer lock, when its last batch is committed, when it ends.
+        proc, out, began = c.start()
+        procs.append(proc)
+        assert proc.wait(timeout=TIMEOUT) == 0, output(out)[1]
+        assert json.loads(output(out)[0])["embedded"] == total
+        c.rewrite_committed()
         proc, out, began = c.start()
         procs.append(proc)
         wait_until(lambda: is_locked(c.db) or proc.poll() is not None, TIMEOUT, "the lock")
         locked = time.monotonic() - began  # seconds into the run
-        c.until_all_committed(proc)
+        c.until_committed(proc)
         last_commit = time.monotonic() - began
         assert proc.wait(timeout=TIMEOUT) == 0, output(out)[1]
         ended = time.monotonic() - began
@@ -316,7 +326,7 @@ def test_indexing_killed_or_interrupted_anywhere_resumes_to_the_exact_collection
                 when = began + (point + 0.5) / TIME_POINTS * last_commit
                 stage = "by time"
             else:
-                c.until_all_committed(proc)
+                c.until_committed(proc)
                 fraction = (point - TIME_POINTS) / END_POINTS
                 when = time.monotonic() + fraction * (ended - last_commit)
                 stage = "end stages"
@@ -340,34 +350,39 @@ def test_indexing_killed_or_interrupted_anywhere_resumes_to_the_exact_collection
         assert sum(landed != "finished" for _, landed in kills) >= 17, kills
 
         # 3. SIGINT (Ctrl-C): exit 130 with the "interrupted" line, finished batches kept, and
-        #    the next run resumes: it skips what the last one committed. 4 points by time
-        #    after the run has begun indexing (about half of what is left each), the 5th in
-        #    the end stages.
+        #    the next run resumes: it skips what the last one committed. Each run is
+        #    interrupted once it holds the writer lock (so the CLI is running): the first at
+        #    once, the next three when it has committed half of what it had to do, the last
+        #    after its last commit (given the whole collection to do again first).
         c.rewrite_committed()
         interrupted = 0
         for point in range(SIGINT_POINTS):
+            last = point == SIGINT_POINTS - 1
+            if last:
+                c.rewrite_committed()
             before = c.committed()
             pending = total - len(before)
             proc, out, began = c.start()
             procs.append(proc)
-            if point < SIGINT_POINTS - 1:
-                wait_until(lambda p=proc: is_locked(c.db) or p.poll() is not None, TIMEOUT, "lock")
-                when = time.monotonic() + 0.5 * (last_commit - locked) * pending / total
-            else:
-                c.until_all_committed(proc)
-                when = time.monotonic()
-            sent = signal_at(proc, when, signal.SIGINT)
+            wait_until(lambda p=proc: is_locked(c.db) or p.poll() is not None, TIMEOUT, "lock")
+            if last:
+                c.until_committed(proc)
+            elif point:
+                c.until_committed(proc, len(before) + pending // 2)
+            sent = signal_at(proc, time.monotonic(), signal.SIGINT)
             code = proc.wait(timeout=TIMEOUT)
             stdout, stderr = output(out)
             assert "Traceback" not in stderr, stderr
-            assert code == (130 if sent else 0), stderr
+            assert code == (130 if sent else 0), (code, stderr)
             if sent:
                 interrupted += 1
                 assert stderr.strip().splitlines()[-1].startswith("interrupted"), stderr
-            if stdout.strip():  # the report (absent when Ctrl-C came after the indexing)
+            if stdout.strip():  # the report (absent when Ctrl-C came before or after it)
                 report = json.loads(stdout)
                 assert report["unchanged"] == len(before), (report, len(before))
                 assert report["embedded"] <= pending
+            print(f"SIGINT {point}: {'interrupted' if sent else 'finished'}, "
+                  f"{len(c.committed())} of {total} committed")
         assert interrupted >= SIGINT_POINTS - 1
 
         # 4. A last run completes, and embeds only what no earlier run committed.
@@ -385,6 +400,12 @@ def test_indexing_killed_or_interrupted_anywhere_resumes_to_the_exact_collection
     disk = c.on_disk()
     with Index.open(c.db, create=False) as index:
         catalogue = index.catalogue
+        # The derived files as the last run saved them, before this process touches them.
+        fingerprint = Transform.from_json(catalogue.get_meta("transform")).fingerprint
+        saved_store = FlatStore.load(c.db, catalogue.generation)
+        saved_graph, graph_generation = KnnGraph.load(c.db, fingerprint)
+        assert saved_store is not None and saved_graph is not None
+        assert graph_generation == catalogue.generation
         files = catalogue.files_by_location()
         assert set(files) == set(disk) and len(files) == total
         assert catalogue.count_images() == total and not catalogue.failures()
@@ -394,8 +415,8 @@ def test_indexing_killed_or_interrupted_anywhere_resumes_to_the_exact_collection
             assert Catalogue.image_id_for_hash(catalogue.db, content) == record.image_id
         ids = {record.image_id for record in files.values()}
         assert len(ids) == total
-        assert set(index.store.inner.ids.tolist()) == ids and len(index.store) == total
-        assert set(index.graph().ids.tolist()) == ids
+        assert set(saved_store.ids.tolist()) == set(saved_graph.ids.tolist()) == ids
+        assert len(index.store) == total and set(index.graph().ids.tolist()) == ids
         for location in sorted(disk)[:: total // 5]:
             assert index.search(location, k=1).matches[0].path == location
     print(f"SIGKILL points: {kills}; SIGINT points interrupted: {interrupted}/{SIGINT_POINTS}")
