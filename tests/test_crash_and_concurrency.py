@@ -132,6 +132,11 @@ def test_second_writer_fails_with_no_wait_or_waits_and_finds_nothing_to_do(tmp_p
         busy = run("index", photos, "--db", db, "--no-wait", timeout=60)
         assert_one_line_error(busy, f"another lookalike run is writing to {db}")
         assert time.monotonic() - began < 60
+        assert_one_line_error(run("remove", photos / "watch", "--db", db, "--no-wait", timeout=60),
+                              "another lookalike run is writing")
+        adding = run("search", query, "--db", db, "--add", "--no-wait", "--json", timeout=60)
+        assert json.loads(adding.stdout)[0]["matches"]  # the search is done, then the add fails
+        assert_one_line_error(adding, "another lookalike run is writing")
 
         second = start(cli("index", photos, "--db", db, "--json"), tmp_path / "second")
         procs.append(second)
