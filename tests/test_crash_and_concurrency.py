@@ -463,12 +463,13 @@ def test_skip_reasons_name_the_file(tmp_path):
         assert f"'{location}'" in reason and "<in-memory image>" not in reason, reason
 
 
-def test_symlink_loops_and_unreadable_folders_are_listed_not_fatal(tmp_path, monkeypatch):
+def test_symlink_loops_pipes_and_unreadable_folders_are_listed_not_fatal(tmp_path, monkeypatch):
     photos = copy_subset(tmp_path / "photos", ("watch", "Leopards"), 2)
     (photos / "watch" / "back-up").symlink_to(photos, target_is_directory=True)  # a cycle
     (photos / "self.jpg").symlink_to(photos / "self.jpg")  # ELOOP
     elsewhere = copy_subset(tmp_path / "elsewhere", ("airplanes",), 1)
     (photos / "linked").symlink_to(elsewhere)  # not a loop: not followed, not listed
+    os.mkfifo(photos / "pipe.jpg")  # reading it would block for ever
     db = tmp_path / "db"
     with Index.open(db) as index:
         report = index.add([photos], prune=True)
@@ -476,6 +477,7 @@ def test_symlink_loops_and_unreadable_folders_are_listed_not_fatal(tmp_path, mon
         assert dict(report.failed) == {
             str(photos / "watch" / "back-up"): f"symlink loop (points back to {photos})",
             str(photos / "self.jpg"): "symlink loop",
+            str(photos / "pipe.jpg"): "not a regular file (a pipe, socket or device)",
         }
 
         # An unreadable folder (simulated: the tests may run as root, who reads anything) is

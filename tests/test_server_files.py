@@ -118,7 +118,9 @@ def test_a_symlink_that_now_points_elsewhere_is_not_followed(served):
     assert first.status_code == 200 and first.content == link.read_bytes()
     secret = photos.parent / "secret.txt"
     secret.write_text("not for the web")
-    for target in (secret, photos / "other.jpg"):  # any file, or another indexed image
+    pipe = photos.parent / "pipe"
+    os.mkfifo(pipe)  # opening it for reading would wait for a writer: the server must not
+    for target in (secret, photos / "other.jpg", pipe):  # any file, another image, a pipe
         link.unlink()
         link.symlink_to(target)
         for kind in ("original", "thumbnail"):

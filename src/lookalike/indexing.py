@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from stat import S_ISREG
 
 import numpy as np
 
@@ -82,9 +83,9 @@ def discover(
     """Yield supported image files under ``roots`` (files or folders), recursively.
 
     Hidden folders and the excluded folders (the index itself) are skipped; symlinked folders
-    are not followed, so a link cycle cannot loop. What cannot be walked (``permission
-    denied``, a ``symlink loop``, a dangling link) is skipped and appended to ``failed``
-    as ``(path, reason)``."""
+    are not followed, so a link cycle cannot loop. What cannot be walked or read (``permission
+    denied``, a ``symlink loop``, a dangling link, a pipe) is skipped and appended to
+    ``failed`` as ``(path, reason)``."""
     excluded = {os.path.abspath(p) for p in exclude}
     report = failed.append if failed is not None else (lambda item: None)
     for root in roots:
@@ -111,6 +112,8 @@ def discover(
                 path = os.path.join(folder, name)
                 try:
                     st = os.stat(path)
+                    if not S_ISREG(st.st_mode):  # reading a FIFO named x.jpg blocks forever
+                        raise OSError(0, "not a regular file (a pipe, socket or device)")
                 except OSError as exc:
                     report((path, _os_reason(exc)))
                     continue
@@ -128,12 +131,10 @@ def _loop_reason(link: str, folder: str) -> str | None:
     return f"symlink loop (points back to {target})" if inside else None
 
 
-_REASONS = {errno.ELOOP: "symlink loop", errno.EACCES: "permission denied",
-            errno.EPERM: "permission denied", errno.ENOENT: "not found (a dangling symlink?)"}
-
-
 def _os_reason(exc: OSError) -> str:
-    return _REASONS.get(exc.errno or 0, (exc.strerror or type(exc).__name__).lower())
+    reasons = {errno.ELOOP: "symlink loop", errno.EACCES: "permission denied",
+               errno.EPERM: "permission denied", errno.ENOENT: "not found (a dangling symlink?)"}
+    return reasons.get(exc.errno or 0, (exc.strerror or type(exc).__name__).lower())
 
 
 def is_under(location: str, roots: Iterable[str]) -> bool:
@@ -211,18 +212,17 @@ class Indexer:
         # Prune last: a file moved within the roots must first be attached to its image
         # under the new name, or removing the old name would orphan (and drop) the image.
         if not report.interrupted:
-            present = {s.location for s in stats}
-            self._prune(known, failures, present, prune_under, list(unseen), report)
+            self._prune(known, failures, stats, prune_under, list(unseen), report)
         report.seconds = time.perf_counter() - started
         return report
 
     # --- internals -------------------------------------------------------------------
-
-    def _prune(self, known, failures, present, prune_under, unseen, report) -> None:
+    def _prune(self, known, failures, stats, prune_under, unseen, report) -> None:
         """Forget catalogued files under ``prune_under`` that were not discovered."""
         prune_roots = [os.path.abspath(r) for r in prune_under]
         if not prune_roots:
             return
+        present = {s.location for s in stats}
         gone = [loc for loc in [*known, *failures] if loc not in present
                 and is_under(loc, prune_roots) and not is_under(loc, unseen)]
         if gone:

@@ -150,10 +150,11 @@ class ServerState:
             locations = known_locations(index, image_id)
         changed = False
         for location in locations:
-            try:
-                file = open(location, "rb")  # noqa: SIM115 - handed to the caller
+            try:  # non-blocking: a pipe where the file was must not hang the server
+                fd = os.open(location, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
             except OSError:
                 continue
+            file = os.fdopen(fd, "rb")
             try:
                 if self._is_indexed(file, location, image_id):
                     return location, file
