@@ -1,4 +1,5 @@
-"""A bounded fuzz of where outside bytes come in: decoding, indexing and the upload endpoint.
+"""Hostile and broken input: a bounded fuzz of where outside bytes come in (decoding,
+indexing, the upload endpoint), and the paths and names users get wrong.
 
 Inputs start from a real photo encoded in each format the product reads (JPEG baseline and
 progressive, PNG, GIF, WebP, TIFF, BMP) and are mutated: bytes overwritten (often in the
@@ -13,13 +14,20 @@ run with a traceback).
 Derandomised and bounded (hypothesis ``derandomize=True``, a seeded generator for the
 indexing folder), so CI runs the same inputs every time; the counts asserted at the end of
 each test are quoted in docs/reliability.md.
+
+Paths and names: a mistyped folder creates no index; a --db that is a file is called one;
+skip reasons name the file; symlink loops, pipes and unreadable folders are listed, not
+fatal.
 """
 
 from __future__ import annotations
 
 import faulthandler
 import io
+import os
 import random
+import subprocess
+import sys
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -33,9 +41,9 @@ with warnings.catch_warnings():  # Starlette >= 1.x nags about httpx on import
     warnings.filterwarnings("ignore", message="Using `httpx`")
     from fastapi.testclient import TestClient
 
-from conftest import caltech_image, copy_subset
+from conftest import REPO, caltech_image, copy_subset
 from lookalike import Index
-from lookalike.errors import ImageError
+from lookalike.errors import ImageError, LookalikeError
 from lookalike.images import load_image
 from lookalike.server.app import ServerConfig, create_app
 from lookalike.settings import Settings
@@ -218,3 +226,91 @@ def test_upload_answers_200_or_a_4xx_error_for_every_input(client):
     tried = sum(statuses.values())
     print(f"upload: {tried} inputs, statuses {statuses}")
     assert tried >= UPLOAD_EXAMPLES and statuses.get(200, 0) >= UPLOAD_EXAMPLES // 10
+
+
+def run(*args: object) -> subprocess.CompletedProcess:
+    """``lookalike`` as a user runs it, from this checkout."""
+    path = os.pathsep.join([str(REPO / "src"), *filter(None, [os.environ.get("PYTHONPATH")])])
+    return subprocess.run(
+        [sys.executable, "-m", "lookalike.cli", *map(str, args)], capture_output=True,
+        text=True, timeout=180, env={**os.environ, "PYTHONPATH": path},
+    )
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, fragment: str) -> None:
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], proc.stderr
+
+
+# --- paths and names -----------------------------------------------------------------------
+def test_indexing_a_missing_folder_creates_no_index(tmp_path):
+    db = tmp_path / "typo-db"
+    proc = run("index", tmp_path / "no-such-folder", "--db", db)
+    assert_one_line_error(proc, f"no such file or folder: {tmp_path / 'no-such-folder'}")
+    assert not db.exists()
+    photos = copy_subset(tmp_path / "photos", ("watch",), 1)
+    with Index.open(tmp_path / "db") as index:  # the API checks every path before writing
+        generation = index.catalogue.generation
+        with pytest.raises(LookalikeError, match="no such file or folder"):
+            index.add([photos, tmp_path / "no-such-folder"])
+        assert index.catalogue.generation == generation and len(index) == 0
+
+
+def test_a_db_that_is_a_file_is_called_one(tmp_path):
+    db = tmp_path / "notes.txt"
+    db.write_text("not an index")
+    proc = run("search", caltech_image("watch", 1), "--db", db)
+    assert_one_line_error(proc, f"{db} is a file, not an index folder")
+    assert "create one with" not in proc.stderr and db.read_text() == "not an index"
+
+
+def test_skip_reasons_name_the_file(tmp_path):
+    photos = copy_subset(tmp_path / "photos", ("watch",), 2)
+    truncated = photos / "watch" / "truncated.jpg"
+    truncated.write_bytes(caltech_image("watch", 3).read_bytes()[:2000])
+    garbage = photos / "watch" / "garbage.png"
+    garbage.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 100)
+    with Index.open(tmp_path / "db") as index:
+        report = index.add([photos])
+    reasons = dict(report.failed)
+    assert report.embedded == 2 and set(reasons) == {str(truncated), str(garbage)}
+    for location, reason in reasons.items():
+        assert f"'{location}'" in reason and "<in-memory image>" not in reason, reason
+
+
+def test_symlink_loops_pipes_and_unreadable_folders_are_listed_not_fatal(tmp_path, monkeypatch):
+    photos = copy_subset(tmp_path / "photos", ("watch", "Leopards"), 2)
+    (photos / "watch" / "back-up").symlink_to(photos, target_is_directory=True)  # a cycle
+    (photos / "self.jpg").symlink_to(photos / "self.jpg")  # ELOOP
+    elsewhere = copy_subset(tmp_path / "elsewhere", ("airplanes",), 1)
+    (photos / "linked").symlink_to(elsewhere)  # not a loop: not followed, not listed
+    os.mkfifo(photos / "pipe.jpg")  # reading it would block for ever
+    db = tmp_path / "db"
+    with Index.open(db) as index:
+        report = index.add([photos], prune=True)
+        assert report.embedded == 4
+        assert dict(report.failed) == {
+            str(photos / "watch" / "back-up"): f"symlink loop (points back to {photos})",
+            str(photos / "self.jpg"): "symlink loop",
+            str(photos / "pipe.jpg"): "not a regular file (a pipe, socket or device)",
+        }
+
+        # An unreadable folder (simulated: the tests may run as root, who reads anything) is
+        # listed, and its files already indexed are not pruned as if they were gone.
+        unreadable = str(photos / "Leopards")
+        real_scandir = os.scandir
+
+        def scandir(path="."):
+            if os.fspath(path) == unreadable:
+                raise PermissionError(13, "Permission denied", unreadable)
+            return real_scandir(path)
+
+        monkeypatch.setattr(os, "scandir", scandir)
+        report = index.add([photos], prune=True)
+        assert (unreadable, "permission denied") in report.failed
+        assert report.removed == 0 and len(index) == 4
+
+    proc = run("index", photos, "--db", db)  # the CLI lists them, and succeeds
+    assert proc.returncode == 0, proc.stderr
+    assert f"skipped {photos / 'watch' / 'back-up'}: symlink loop" in proc.stderr
