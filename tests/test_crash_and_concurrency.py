@@ -21,7 +21,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from contextlib import closing, suppress
 from pathlib import Path
@@ -33,7 +32,7 @@ from lookalike import Index
 from lookalike.errors import IndexBusyError, LookalikeError
 from lookalike.index.catalogue import Catalogue
 from lookalike.index.graph import KnnGraph
-from lookalike.index.lock import is_locked, writer_lock
+from lookalike.index.lock import deferring_interrupts, is_locked, writer_lock
 from lookalike.index.transform import Transform
 from lookalike.index.vectors import FlatStore
 from lookalike.indexing import hash_bytes
@@ -74,7 +73,6 @@ def stop(*procs: subprocess.Popen) -> None:
 
 
 def wait_until(condition, timeout: float, what: str, interval: float = 0.01) -> None:
-    """Poll ``condition()`` until it is true."""
     started = time.monotonic()
     while not condition():
         if time.monotonic() - started > timeout:
@@ -83,8 +81,7 @@ def wait_until(condition, timeout: float, what: str, interval: float = 0.01) -> 
 
 
 def catalogued(db: Path) -> list[tuple[str, int, int]]:
-    """``(location, size, mtime_ns)`` of the files committed so far, read the way another
-    process would (WAL: it never waits for the writer)."""
+    """``(location, size, mtime_ns)`` of the committed files, as another process reads them."""
     if not (db / "catalogue.sqlite").exists():
         return []
     try:
@@ -161,20 +158,25 @@ def test_api_add_and_remove_wait_or_raise(tmp_path):
                 index.remove([photos], wait=False)
         assert len(index) == 0
 
-        held, release, calls = threading.Event(), threading.Event(), []
-
-        def other_writer() -> None:
-            with writer_lock(db):
-                held.set()
-                release.wait(30)
-
-        holder = threading.Thread(target=other_writer)
-        holder.start()
-        held.wait(10)
-        report = index.add([photos], on_wait=lambda: (calls.append("waiting"), release.set()))
-        holder.join(10)
-        assert calls == ["waiting"] and report.embedded == 3
+        other, calls = writer_lock(db), []
+        other.__enter__()  # another writer holds the lock, and lets it go when told we wait
+        report = index.add([photos], on_wait=lambda: (calls.append(1), other.__exit__(None, None, None)))
+        assert calls == [1] and report.embedded == 3
         assert not is_locked(db)  # released when the call returned
+
+
+def test_ctrl_c_waits_until_a_write_is_whole():
+    done = []
+
+    @deferring_interrupts
+    def write() -> None:
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C between BEGIN and COMMIT, say
+        time.sleep(0.1)  # a handler would have raised by now
+        done.append("committed")
+
+    with pytest.raises(KeyboardInterrupt):
+        write()
+    assert done == ["committed"] and signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_a_long_lived_index_sees_what_another_writer_added(tmp_path):
@@ -247,13 +249,11 @@ class Collection:
                 f.write(b"\0")
 
     def hide(self, names: list[str]) -> None:
-        for name in names:
-            (self.stash / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(self.photos / name, self.stash / name)
-
-    def unhide(self) -> None:
-        for path in sorted(self.stash.rglob("*.jpg")):
-            shutil.move(path, self.photos / path.relative_to(self.stash))
+        """Move files out of the folder (``hide([])`` moves them back)."""
+        for name in names or [str(p.relative_to(self.stash)) for p in self.stash.rglob("*.jpg")]:
+            source, target = (self.photos, self.stash) if names else (self.stash, self.photos)
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(source / name, target / name)
 
     def start(self) -> tuple[subprocess.Popen, Path, float]:
         out = self.logs / f"run{len(self.procs) + 1:02d}"
@@ -301,7 +301,7 @@ def test_indexing_killed_or_interrupted_anywhere_resumes_to_the_exact_collection
         for point in range(TIME_POINTS + END_POINTS):
             c.rewrite_committed()
             if point >= TIME_POINTS:
-                c.hide(hidden) if (point - TIME_POINTS) % 2 == 0 else c.unhide()
+                c.hide(hidden if (point - TIME_POINTS) % 2 == 0 else [])
             proc, out, began = c.start()
             if point < TIME_POINTS:
                 when = began + (point + 0.5) / TIME_POINTS * last_commit

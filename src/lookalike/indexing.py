@@ -36,6 +36,7 @@ from .embed.embedder import Embedder
 from .errors import ImageError
 from .images import is_supported, load_image
 from .index.catalogue import Catalogue, FileStat, NewImage
+from .index.lock import deferring_interrupts
 from .index.vectors import VectorStore
 from .index.words import shipped_vocabulary
 from .settings import Settings
@@ -141,6 +142,7 @@ def is_under(location: str, roots: Iterable[str]) -> bool:
     return any(location == r or location.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
 
 
+@deferring_interrupts
 def forget(catalogue: Catalogue, store: VectorStore, locations: list[str]) -> list[int]:
     """Forget file locations, and the images left without any file (in the catalogue, then
     in the store); returns those images' ids."""
@@ -164,14 +166,8 @@ class _Prepared:
 class Indexer:
     """Brings a catalogue and a vector store up to date with a set of files."""
 
-    def __init__(
-        self,
-        catalogue: Catalogue,
-        embedder: Embedder,
-        store: VectorStore,
-        settings: Settings,
-        progress: ProgressCallback | None = None,
-    ):
+    def __init__(self, catalogue: Catalogue, embedder: Embedder, store: VectorStore,
+                 settings: Settings, progress: ProgressCallback | None = None):
         self.catalogue = catalogue
         self.embedder = embedder
         self.store = store
@@ -317,6 +313,7 @@ class Indexer:
                         embedded.cancel()
                 raise
 
+    @deferring_interrupts  # a failure is recorded in a transaction
     def _drain_one(self, pending, batch, reused, report, done, total) -> int:
         item = pending.popleft().result()
         if item.error is not None:
@@ -331,6 +328,7 @@ class Indexer:
         self.progress(done, total)
         return done
 
+    @deferring_interrupts  # the catalogue and the store in memory change together
     def _commit(self, batch, reused, embedded: Future | None, report) -> None:
         """Write ``batch`` (its embeddings: ``embedded``) and the ``reused`` files in one
         transaction."""

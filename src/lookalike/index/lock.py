@@ -1,4 +1,5 @@
-"""One writer at a time: an advisory lock on ``write.lock`` in the index folder.
+"""One writer at a time: an advisory lock on ``write.lock`` in the index folder; and Ctrl-C
+held off while a write is half done (:func:`deferring_interrupts`).
 
 Indexing and removing take it (:meth:`lookalike.Index.add`, :meth:`lookalike.Index.remove`);
 readers (search, info, eval, the server's queries) never do: SQLite's WAL journal gives them
@@ -13,14 +14,19 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import os
+import signal
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from ..errors import IndexBusyError
 
 LOCK_FILE = "write.lock"
+T = TypeVar("T", bound=Callable)
 
 
 def _open_lock_file(path: Path) -> int | None:
@@ -95,3 +101,30 @@ def is_locked(folder: str | os.PathLike) -> bool:
     finally:
         os.close(fd)
     return False
+
+
+def deferring_interrupts(function: T) -> T:
+    """``function`` with Ctrl-C held off until it returns, then raised (KeyboardInterrupt).
+
+    Python raises KeyboardInterrupt between any two bytecodes of the main thread: between
+    SQLite's BEGIN and the ``try`` that would roll it back (the connection then refuses the
+    next transaction), or between a commit and the matching change to the vector store in
+    memory (which would then be saved without it). Functions that write both are wrapped.
+    Other threads never receive KeyboardInterrupt and run the function as it is.
+    """
+
+    @functools.wraps(function)
+    def deferred(*args, **kwargs):  # noqa: ANN202
+        previous = signal.getsignal(signal.SIGINT)
+        if threading.current_thread() is not threading.main_thread() or previous is None:
+            return function(*args, **kwargs)
+        received: list[tuple] = []
+        signal.signal(signal.SIGINT, lambda *caught: received.append(caught))
+        try:
+            return function(*args, **kwargs)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+            if received and callable(previous):
+                previous(*received[0])  # the default handler raises KeyboardInterrupt
+
+    return deferred  # type: ignore[return-value]
