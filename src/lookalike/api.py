@@ -24,14 +24,16 @@ from PIL import Image
 
 from .embed.embedder import Embeddings
 from .embed.labels import imagenet_labels
-from .errors import ImageError, LookalikeError
-from .images import is_supported, load_image
+from .errors import LookalikeError
+from .images import load_image
 from .index.check import CheckReport, check_index
 from .index.folder import IndexFolder
 from .index.graph import KnnGraph
+from .index.lock import writer_lock
 from .index.transform import TransformedStore
 from .index.words import InvertedFile
 from .indexing import Indexer, IndexReport, ProgressCallback, discover, forget, is_under
+from .paths import check_paths, describe_query
 from .query.cascade import Cascade, Ranked, rank_queries
 from .query.options import SearchOptions
 from .query.rerank import Auto
@@ -47,6 +49,8 @@ class Index:
 
     def __init__(self, folder: IndexFolder):
         self.folder = folder
+        # The catalogue generation this object last saw: its store is current up to it.
+        self._generation = folder.catalogue.generation
 
     # --- opening ---------------------------------------------------------------------
     @classmethod
@@ -59,10 +63,7 @@ class Index:
         create: bool = True,
     ) -> Index:
         """Open the index folder at ``path``, creating it if needed (``create=True``).
-
-        ``model`` picks the model for a *new* index; for an existing one it must match the
-        model it was built with (vectors of different models cannot be compared).
-        """
+        ``model`` picks a *new* index's model; an existing one must have been built with it."""
         return cls(IndexFolder.open(path, settings or Settings(), model=model, create=create))
 
     def close(self) -> None:
@@ -109,6 +110,8 @@ class Index:
         *,
         prune: bool = False,
         progress: ProgressCallback | None = None,
+        wait: bool = True,
+        on_wait: Callable[[], None] | None = None,
     ) -> IndexReport:
         """Index image files and folders (recursively); only new or changed files are embedded.
 
@@ -118,37 +121,62 @@ class Index:
         ``progress(done, total)`` is called as files are done; when it also has a
         ``stage(label, unit)`` method (:class:`lookalike.progress.Progress`), it then follows
         the neighbour graph being brought up to date (images linked).
+
+        One process writes to an index at a time (:mod:`lookalike.index.lock`): while another
+        one indexes or removes, this call waits for it (``on_wait()`` is called once first),
+        or with ``wait=False`` raises :class:`~lookalike.errors.IndexBusyError`. The paths are
+        checked before anything is written or waited for.
         """
-        roots = [os.path.abspath(os.path.expanduser(p)) for p in paths]
-        for root in roots:
-            if not os.path.exists(root):
-                raise LookalikeError(f"no such file or folder: {root}")
-            if os.path.isfile(root) and not is_supported(root):
-                raise LookalikeError(f"not a supported image type: {root}")
-        stats = list(discover(roots, exclude=[self.path]))
-        folders = [r for r in roots if os.path.isdir(r)] if prune else []
-        self.folder.reserve(len(self) + len(stats))  # a big first run goes approximate
-        indexer = Indexer(self.catalogue, self.embedder, self.store, self.settings, progress)
-        try:
-            report = indexer.run(stats, prune_under=folders)
-        finally:
-            self.folder.after_writes()
-        if not report.interrupted:
+        roots = check_paths(paths)
+        with writer_lock(self.path, wait=wait, on_wait=on_wait):
+            failed: list[tuple[str, str]] = []
+            stats = list(discover(roots, exclude=[self.path], failed=failed))
+            folders = [r for r in roots if os.path.isdir(r)] if prune else []
+            self._fresh_store(len(self) + len(stats))  # a big first run goes approximate
+            indexer = Indexer(self.catalogue, self.embedder, self.store, self.settings, progress)
             try:
-                self._prepare_ranking(progress)
-            except KeyboardInterrupt:
-                report.interrupted = True  # the next add or diffusion query finishes the graph
+                unseen = [p for p, _ in failed if os.path.isdir(p)]  # unreadable: not pruned
+                report = indexer.run(stats, prune_under=folders, unseen=unseen)
+            finally:
+                self.folder.after_writes()
+            report.failed[:0] = failed
+            if not report.interrupted:
+                try:
+                    self._prepare_ranking(progress)
+                except KeyboardInterrupt:
+                    report.interrupted = True  # the next add or diffusion query finishes it
+            self._generation = self.catalogue.generation
         return report
 
-    def remove(self, paths: Iterable[str | os.PathLike]) -> int:
-        """Forget files (or everything under folders); returns how many files were removed."""
+    def remove(
+        self,
+        paths: Iterable[str | os.PathLike],
+        *,
+        wait: bool = True,
+        on_wait: Callable[[], None] | None = None,
+    ) -> int:
+        """Forget files (or everything under folders); returns how many files were removed.
+        Waits for another writer like :meth:`add` (``wait``, ``on_wait``)."""
         roots = [os.path.abspath(os.path.expanduser(p)) for p in paths]
-        gone = [loc for loc in self.catalogue.files_by_location() if is_under(loc, roots)]
-        if gone:
-            forget(self.catalogue, self.store, gone)
-            self.folder.after_writes()
-            self._prepare_ranking()
+        with writer_lock(self.path, wait=wait, on_wait=on_wait):
+            gone = [loc for loc in self.catalogue.files_by_location() if is_under(loc, roots)]
+            if gone:
+                self._fresh_store()
+                forget(self.catalogue, self.store, gone)
+                self.folder.after_writes()
+                self._prepare_ranking()
+            self._generation = self.catalogue.generation
         return len(gone)
+
+    def _fresh_store(self, expected: int = 0) -> None:
+        """Make sure the store writes go to holds what the catalogue holds now: when another
+        process wrote since this ``Index`` last saw the catalogue (a search that then adds,
+        a long-lived ``Index``), the store in memory is reloaded, or its writes would be
+        saved over the other process' images."""
+        if self.catalogue.generation != self._generation:
+            self.folder.open_store(expected)
+        else:
+            self.folder.reserve(expected)
 
     def _prepare_ranking(self, progress: ProgressCallback | None = None) -> None:
         """Bring the neighbour graph up to date now when default queries diffuse, so the
@@ -202,7 +230,7 @@ class Index:
         options = SearchOptions.from_any(options, k=k, **changes)
         decoded = [self._decode(image) for image in images]  # kept for verification
         embeddings = self.embedder.embed_images(decoded)
-        names = list(names) if names is not None else [_describe(i) for i in images]
+        names = list(names) if names is not None else [describe_query(i) for i in images]
         pictures = [(lambda picture=picture: picture) for picture in decoded]
         ranked = self.rank(embeddings.vectors, options, label_ids=embeddings.label_ids,
                            pictures=pictures)
@@ -287,11 +315,12 @@ class Index:
         catalogue (this index is closed meanwhile, then opened again)."""
         if not repair:
             return check_index(self.path, self.settings)
-        self.folder.close()
-        try:
-            return check_index(self.path, self.settings, repair=True)
-        finally:
-            self.folder = IndexFolder.open(self.path, self.settings, create=False)
+        with writer_lock(self.path):  # no indexing run may write meanwhile
+            self.folder.close()
+            try:
+                return check_index(self.path, self.settings, repair=True)
+            finally:
+                self.folder = IndexFolder.open(self.path, self.settings, create=False)
 
     def info(self) -> dict:
         """Counts, model, vector store, the learned descriptor transform, the default query
@@ -317,26 +346,3 @@ class Index:
                 {"label": names[c], "images": n} for c, n in self.catalogue.label_histogram()
             ],
         }
-
-
-def _describe(image: ImageLike) -> str:
-    if isinstance(image, (str, os.PathLike)):
-        return os.path.abspath(os.path.expanduser(image))
-    return "<image>"
-
-
-def expand_query_paths(queries: Iterable[str | os.PathLike]) -> list[str]:
-    """Query arguments to image files: files as given, folders expanded recursively."""
-    out: list[str] = []
-    for query in queries:
-        path = os.path.abspath(os.path.expanduser(query))
-        if os.path.isdir(path):
-            found = [s.location for s in discover([path])]
-            if not found:
-                raise LookalikeError(f"no supported images in folder: {path}")
-            out.extend(found)
-        elif os.path.isfile(path):
-            out.append(path)
-        else:
-            raise ImageError(f"no such query image: {path}")
-    return out

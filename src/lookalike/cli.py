@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
             help=f"index folder (default: $LOOKALIKE_DB or ./{DEFAULT_DB})",
         )
 
+    def with_no_wait(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--no-wait", action="store_true", help="fail at once when another lookalike run is writing to the index, instead of waiting for it")
+
     p = sub.add_parser("index", help="index image folders (incremental: only new or changed files)")
     p.add_argument("paths", nargs="+", metavar="DIR", help="folders or image files to index")
     with_db(p)
@@ -73,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="inference threads (default: all cores)")
     p.add_argument("--no-prune", action="store_true", help="keep entries of files that were deleted")
     p.add_argument("--json", action="store_true", help="print the run report as JSON")
+    with_no_wait(p)
 
     p = sub.add_parser("search", help="find the indexed images most similar to query images")
     p.add_argument("queries", nargs="+", metavar="QUERY", help="image files or folders of images")
@@ -84,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON document (see docs/cli.md)")
     p.add_argument("--plot", metavar="PNG", help="write a picture of the query and its matches")
     p.add_argument("--add", action="store_true", help="add the query images to the index after searching")
+    with_no_wait(p)
     with_pipeline(p)
     p.add_argument("--rerank", choices=RERANK_METHODS, help="shorthand for the pipeline's re-ranking: auto (diffusion or query expansion by collection size), diffusion, qe or none")
     p.add_argument("--verify", type=_non_negative_int, metavar="N", help="shorthand: spatially verify the first N matches so copies of the query come first (0: no verification at all)")
@@ -93,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("remove", help="forget files or folders from the index")
     p.add_argument("paths", nargs="+", metavar="PATH")
     with_db(p)
+    with_no_wait(p)
 
     p = sub.add_parser("info", help="show what an index holds")
     with_db(p)
@@ -143,13 +149,26 @@ def _open(args, *, create: bool = False, model: str | None = None, writes: bool 
     return index
 
 
+def _waiting(args, folder: Path) -> dict:
+    """The ``wait``/``on_wait`` of Index.add and remove: wait for another writer, saying so
+    once on stderr, or with --no-wait fail at once."""
+    def say() -> None:
+        print(f"another lookalike run is writing to {folder}; waiting (Ctrl-C to stop)",
+              file=sys.stderr, flush=True)
+
+    return {"wait": not args.no_wait, "on_wait": say}
+
+
 def cmd_index(args) -> int:
+    from .paths import check_paths
     from .progress import Progress
 
+    check_paths(args.paths)  # before the index is created: a typo creates nothing
     with _open(args, create=True, model=args.model, writes=True) as index:
         progress = Progress("indexing")
         try:
-            report = index.add(args.paths, prune=not args.no_prune, progress=progress)
+            report = index.add(args.paths, prune=not args.no_prune, progress=progress,
+                               **_waiting(args, index.path))
         finally:
             progress.close()
         if args.json:
@@ -176,7 +195,7 @@ def cmd_index(args) -> int:
 
 
 def cmd_search(args) -> int:
-    from .api import expand_query_paths
+    from .paths import expand_query_paths
 
     queries = expand_query_paths(args.queries)
     options = SearchOptions(
@@ -207,14 +226,14 @@ def cmd_search(args) -> int:
                 written = plot_result(result, out)
                 print(f"plot: {written}", file=sys.stderr)
         if args.add:
-            report = index.add(queries)
+            report = index.add(queries, **_waiting(args, index.path))
             print(f"added {report.embedded + report.reused} query images to the index", file=sys.stderr)
     return 0
 
 
 def cmd_remove(args) -> int:
     with _open(args, writes=True) as index:
-        removed = index.remove(args.paths)
+        removed = index.remove(args.paths, **_waiting(args, index.path))
         print(f"removed {removed} files; {len(index)} images left")
     return 0
 

@@ -88,3 +88,8 @@ def _device(folder: str) -> str:
     while not os.path.ismount(mount) and os.path.dirname(mount) != mount:
         mount = os.path.dirname(mount)
     return f"the device of {folder}" + (f" (mounted at {mount})" if mount != folder else "")
+
+
+class IndexBusyError(LookalikeError):
+    """Another process is writing to the index (indexing or removing) and the caller chose
+    not to wait for it."""

@@ -171,6 +171,7 @@ def _load(
 def load_image(
     source: ImageSource,
     *,
+    name: str | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_bytes: int = DEFAULT_MAX_BYTES,
     target_size: int | None = None,
@@ -178,10 +179,12 @@ def load_image(
     """Decode ``source`` (path, bytes or binary file) to an upright 8-bit RGB image.
 
     ``target_size`` lets JPEGs decode at a reduced DCT scale (much faster for big photos) while
-    keeping the shorter side >= ``target_size``. Raises ImageError for every failure.
+    keeping the shorter side >= ``target_size``. Raises ImageError for every failure; its
+    message calls the image ``name`` (default: the path, or the file object's name), so
+    bytes read from a file are reported under the file's name.
     """
     return _load(
-        source, _name(source), max_pixels=max_pixels, max_bytes=max_bytes, target_size=target_size
+        source, name or _name(source), max_pixels=max_pixels, max_bytes=max_bytes, target_size=target_size
     )
 
 

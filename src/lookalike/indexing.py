@@ -19,14 +19,16 @@ The work is split so that each step is done at most once per file content:
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from stat import S_ISREG
 
 import numpy as np
 
@@ -34,6 +36,7 @@ from .embed.embedder import Embedder
 from .errors import ImageError
 from .images import is_supported, load_image
 from .index.catalogue import Catalogue, FileStat, NewImage
+from .index.lock import deferring_interrupts
 from .index.vectors import VectorStore
 from .index.words import shipped_vocabulary
 from .settings import Settings
@@ -62,14 +65,7 @@ class IndexReport:
 
     def as_dict(self) -> dict:
         return {
-            "discovered": self.discovered,
-            "unchanged": self.unchanged,
-            "embedded": self.embedded,
-            "reused": self.reused,
-            "removed": self.removed,
-            "skipped_known_bad": self.skipped_known_bad,
-            "failed": [{"path": p, "reason": r} for p, r in self.failed],
-            "interrupted": self.interrupted,
+            **asdict(self), "failed": [{"path": p, "reason": r} for p, r in self.failed],
             "seconds": round(self.seconds, 3),
         }
 
@@ -80,39 +76,73 @@ def hash_bytes(data: bytes) -> str:
 
 
 def discover(
-    roots: Iterable[str | os.PathLike], *, exclude: Iterable[Path] = ()
+    roots: Iterable[str | os.PathLike],
+    *,
+    exclude: Iterable[Path] = (),
+    failed: list[tuple[str, str]] | None = None,
 ) -> Iterator[FileStat]:
     """Yield supported image files under ``roots`` (files or folders), recursively.
 
     Hidden folders and the excluded folders (the index itself) are skipped; symlinked folders
-    are not followed, so a link cycle cannot loop.
-    """
+    are not followed, so a link cycle cannot loop. What cannot be walked or read (``permission
+    denied``, a ``symlink loop``, a dangling link, a pipe) is skipped and appended to
+    ``failed`` as ``(path, reason)``."""
     excluded = {os.path.abspath(p) for p in exclude}
+    report = failed.append if failed is not None else (lambda item: None)
     for root in roots:
         root = os.path.abspath(root)
         if os.path.isfile(root):
             st = os.stat(root)
             yield FileStat(root, st.st_size, st.st_mtime_ns)
             continue
-        for folder, dirs, files in os.walk(root):
-            dirs[:] = sorted(
-                d for d in dirs if not d.startswith(".") and os.path.join(folder, d) not in excluded
-            )
+        walk = os.walk(root, onerror=lambda exc: report((exc.filename, _os_reason(exc))))
+        for folder, dirs, files in walk:
+            kept = []
+            for d in sorted(dirs):
+                path = os.path.join(folder, d)
+                if d.startswith(".") or path in excluded:
+                    continue
+                if not os.path.islink(path):
+                    kept.append(d)
+                elif loop := _loop_reason(path, folder):  # other links: not followed
+                    report((path, loop))
+            dirs[:] = kept
             for name in sorted(files):
                 if not is_supported(name):
                     continue
                 path = os.path.join(folder, name)
                 try:
                     st = os.stat(path)
-                except OSError:
+                    if not S_ISREG(st.st_mode):  # reading a FIFO named x.jpg blocks forever
+                        raise OSError(0, "not a regular file (a pipe, socket or device)")
+                except OSError as exc:
+                    report((path, _os_reason(exc)))
                     continue
                 yield FileStat(path, st.st_size, st.st_mtime_ns)
+
+
+def _loop_reason(link: str, folder: str) -> str | None:
+    """Why following the symlinked folder ``link`` (in ``folder``) would loop, or None."""
+    try:
+        os.stat(link)
+    except OSError as exc:
+        return "symlink loop" if exc.errno == errno.ELOOP else None
+    target, here = os.path.realpath(link), os.path.realpath(folder)
+    inside = here == target or here.startswith(target.rstrip(os.sep) + os.sep)
+    return f"symlink loop (points back to {target})" if inside else None
+
+
+def _os_reason(exc: OSError) -> str:
+    reasons = {errno.ELOOP: "symlink loop", errno.EACCES: "permission denied",
+               errno.EPERM: "permission denied", errno.ENOENT: "not found (a dangling symlink?)"}
+    return reasons.get(exc.errno or 0, (exc.strerror or type(exc).__name__).lower())
 
 
 def is_under(location: str, roots: Iterable[str]) -> bool:
     return any(location == r or location.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
 
 
+@deferring_interrupts
 def forget(catalogue: Catalogue, store: VectorStore, locations: list[str]) -> list[int]:
     """Forget file locations, and the images left without any file (in the catalogue, then
     in the store); returns those images' ids."""
@@ -136,14 +166,8 @@ class _Prepared:
 class Indexer:
     """Brings a catalogue and a vector store up to date with a set of files."""
 
-    def __init__(
-        self,
-        catalogue: Catalogue,
-        embedder: Embedder,
-        store: VectorStore,
-        settings: Settings,
-        progress: ProgressCallback | None = None,
-    ):
+    def __init__(self, catalogue: Catalogue, embedder: Embedder, store: VectorStore,
+                 settings: Settings, progress: ProgressCallback | None = None):
         self.catalogue = catalogue
         self.embedder = embedder
         self.store = store
@@ -158,8 +182,11 @@ class Indexer:
         if settings.local_features:
             self._decode_size = max(self._decode_size, self._verify_params.size * 3 // 4)
 
-    def run(self, stats: list[FileStat], *, prune_under: Iterable[str] = ()) -> IndexReport:
-        """Index ``stats``; forget catalogued files under ``prune_under`` that are gone."""
+    def run(
+        self, stats: list[FileStat], *, prune_under: Iterable[str] = (), unseen: Iterable[str] = ()
+    ) -> IndexReport:
+        """Index ``stats``; forget catalogued files under ``prune_under`` that are gone, but
+        not those under ``unseen`` (paths discovery could not walk: they may still exist)."""
         started = time.perf_counter()
         report = IndexReport(discovered=len(stats))
         known = self.catalogue.files_by_location()
@@ -181,20 +208,19 @@ class Indexer:
         # Prune last: a file moved within the roots must first be attached to its image
         # under the new name, or removing the old name would orphan (and drop) the image.
         if not report.interrupted:
-            self._prune(known, failures, stats, prune_under, report)
+            self._prune(known, failures, stats, prune_under, list(unseen), report)
         report.seconds = time.perf_counter() - started
         return report
 
     # --- internals -------------------------------------------------------------------
-
-    def _prune(self, known, failures, stats, prune_under, report: IndexReport) -> None:
+    def _prune(self, known, failures, stats, prune_under, unseen, report) -> None:
         """Forget catalogued files under ``prune_under`` that were not discovered."""
         prune_roots = [os.path.abspath(r) for r in prune_under]
         if not prune_roots:
             return
         present = {s.location for s in stats}
-        gone = [loc for loc in known if loc not in present and is_under(loc, prune_roots)]
-        gone += [loc for loc in failures if loc not in present and is_under(loc, prune_roots)]
+        gone = [loc for loc in [*known, *failures] if loc not in present
+                and is_under(loc, prune_roots) and not is_under(loc, unseen)]
         if gone:
             forget(self.catalogue, self.store, gone)
             report.removed = len(set(gone) & set(known))
@@ -211,6 +237,7 @@ class Indexer:
                 return item
             image = load_image(
                 data,
+                name=stat.location,
                 max_pixels=self.settings.max_pixels,
                 max_bytes=self.settings.max_file_bytes,
                 target_size=self._decode_size,
@@ -286,6 +313,7 @@ class Indexer:
                         embedded.cancel()
                 raise
 
+    @deferring_interrupts  # a failure is recorded in a transaction
     def _drain_one(self, pending, batch, reused, report, done, total) -> int:
         item = pending.popleft().result()
         if item.error is not None:
@@ -300,6 +328,7 @@ class Indexer:
         self.progress(done, total)
         return done
 
+    @deferring_interrupts  # the catalogue and the store in memory change together
     def _commit(self, batch, reused, embedded: Future | None, report) -> None:
         """Write ``batch`` (its embeddings: ``embedded``) and the ``reused`` files in one
         transaction."""

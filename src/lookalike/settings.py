@@ -88,6 +88,7 @@ class VerifyParams:
     workers: int = 2  # threads verifying candidates in parallel
     cache: int = 512  # candidates' features kept in memory
     margin: float = 0.0  # widen a query region by this fraction when verifying it
+    min_side: int = 8  # pixels: a narrower query picture is not verified (empty regions)
 
 
 @dataclass(frozen=True)

@@ -103,6 +103,8 @@ def open_catalogue(path: Path, settings: Settings, *, model: str | None, create:
     exists = catalogue_path.exists()
     if not exists:
         if not create:
+            if folder.exists() and not folder.is_dir():
+                raise IndexFormatError(f"{folder} is a file, not an index folder")
             raise IndexFormatError(
                 f"no index at {folder}; create one with: lookalike index DIR --db {folder}"
             )

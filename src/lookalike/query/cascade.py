@@ -122,7 +122,7 @@ def rank_queries(
             exclude=None if exclude is None else int(exclude[number]),
         )
         if pictures is not None:
-            query.picture = pictures[number]
+            query.picture = _verifiable(pictures[number], collection.settings.verify.min_side)
         ranked = cascade.rank(query, collection)
         ranked.route = route
         if options.min_score is not None:
@@ -130,3 +130,16 @@ def rank_queries(
             ranked.ids, ranked.scores = ranked.ids[keep], ranked.scores[keep]
         out.append(ranked)
     return out
+
+
+def _verifiable(
+    load: Callable[[], Image.Image | None], min_side: int
+) -> Callable[[], Image.Image | None]:
+    """``load``, giving None (no spatial verification: the descriptor alone ranks) for a
+    picture whose shorter side is too small to cut into the regions verification compares."""
+
+    def picture() -> Image.Image | None:
+        image = load()
+        return image if image is not None and min(image.size) >= min_side else None
+
+    return picture

@@ -1,16 +1,22 @@
 """``/api/images/{id}...``: an indexed image's details, thumbnail, original file, and
-"more like this". Images are addressed only by id: no endpoint opens a path from a request."""
+"more like this". Images are addressed only by id: no endpoint opens a path from a request,
+and a file is served only while its content is the image that was indexed
+(:meth:`~lookalike.server.state.ServerState.open_indexed`)."""
 
 from __future__ import annotations
 
 import io
 import os
+from collections.abc import Iterator
+from typing import BinaryIO
+from urllib.parse import quote
 
 from fastapi import APIRouter, HTTPException
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import Response, StreamingResponse
 from PIL import Image
 
 from ..embed.labels import imagenet_labels
+from ..errors import ImageError
 from ..images import load_image
 from .dependencies import ImageId, State
 from .models import ImageOut, SearchOut, image_urls, result_out
@@ -20,22 +26,44 @@ from .state import known_locations
 image_routes = APIRouter(prefix="/api/images", tags=["images"])
 
 
-def make_thumbnail(path: str, size: int, max_pixels: int) -> bytes:
-    """A JPEG no larger than ``size`` on either side."""
-    image = load_image(path, max_pixels=max_pixels, target_size=size)
+def make_thumbnail(source: str | BinaryIO, size: int, max_pixels: int) -> bytes:
+    """A JPEG no larger than ``size`` on either side, of a path or an open file. 404 when it
+    no longer decodes (the message names no path: it would be the server's)."""
+    try:
+        image = load_image(source, max_pixels=max_pixels, target_size=size)
+    except ImageError:
+        raise HTTPException(404, "the indexed file is no longer a readable image") from None
     image.thumbnail((size, size), Image.Resampling.LANCZOS, reducing_gap=2.0)
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=85, optimize=True)
     return buffer.getvalue()
 
 
-def sniff_media_type(path: str) -> str:
-    """The media type from the file's content, so a renamed file is served as what it is."""
+def sniff_media_type(source: str | BinaryIO) -> str:
+    """The media type from the file's content, so a renamed file is served as what it is
+    (an open file is left at its start)."""
     try:
-        with Image.open(path) as image:
+        with Image.open(source) as image:
             return Image.MIME.get(image.format or "", "application/octet-stream")
     except (OSError, ValueError, SyntaxError):
         raise HTTPException(404, "the indexed file is no longer a readable image") from None
+    finally:
+        if not isinstance(source, str):
+            source.seek(0)
+
+
+def _chunks(file: BinaryIO) -> Iterator[bytes]:
+    with file:
+        while chunk := file.read(1 << 16):
+            yield chunk
+
+
+def _inline(filename: str) -> str:
+    """A Content-Disposition header that shows the file, with its name (RFC 6266)."""
+    quoted = quote(filename)
+    if quoted != filename:
+        return f"inline; filename*=utf-8''{quoted}"
+    return f'inline; filename="{filename}"'
 
 
 @image_routes.get("/{image_id}/similar", response_model=SearchOut, summary="More like this")
@@ -60,12 +88,13 @@ def image_details(state: State, image_id: ImageId) -> dict:
     summary="A JPEG thumbnail",
 )
 def thumbnail(state: State, image_id: ImageId) -> Response:
-    path = state.locate(image_id)
-    key = (image_id, path)
-    data = state.thumbnails.get(key)
-    if data is None:
-        size, max_pixels = state.config.thumbnail_size, state.index.settings.max_pixels
-        data = state.thumbnails.put(key, make_thumbnail(path, size, max_pixels))
+    path, file = state.open_indexed(image_id)
+    with file:
+        key = (image_id, path)
+        data = state.thumbnails.get(key)
+        if data is None:
+            size, max_pixels = state.config.thumbnail_size, state.index.settings.max_pixels
+            data = state.thumbnails.put(key, make_thumbnail(file, size, max_pixels))
     return Response(
         data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"}
     )
@@ -73,15 +102,17 @@ def thumbnail(state: State, image_id: ImageId) -> Response:
 
 @image_routes.get(
     "/{image_id}/original",
-    response_class=FileResponse,
+    response_class=StreamingResponse,
     responses={200: {"content": {"image/*": {}}}},
     summary="The original file",
 )
-def original(state: State, image_id: ImageId) -> FileResponse:
-    path = state.locate(image_id)
-    return FileResponse(
-        path,
-        media_type=sniff_media_type(path),
-        filename=os.path.basename(path),
-        content_disposition_type="inline",
-    )
+def original(state: State, image_id: ImageId) -> StreamingResponse:
+    path, file = state.open_indexed(image_id)
+    try:
+        media_type = sniff_media_type(file)
+        size = os.fstat(file.fileno()).st_size
+    except BaseException:
+        file.close()
+        raise
+    headers = {"Content-Length": str(size), "Content-Disposition": _inline(os.path.basename(path))}
+    return StreamingResponse(_chunks(file), media_type=media_type, headers=headers)

@@ -8,40 +8,46 @@ every use of the index is serialised by one lock; decoding an upload or fetching
 
 from __future__ import annotations
 
+import hashlib
 import os
+import stat
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 from fastapi import HTTPException
 from PIL import Image
 
 from ..api import Index
+from ..index.catalogue import Catalogue
 from ..query.options import SearchOptions
 from ..query.results import SearchResult
 from .config import ServerConfig
 from .search_options import search_index
 
+VERIFIED_FILES = 8192  # files whose content was checked, remembered by inode, size and mtime
+
 
 class LRUCache:
-    """A small thread-safe LRU of encoded thumbnails (bytes), so a grid re-render is free."""
+    """A small thread-safe LRU: encoded thumbnails (bytes), so a grid re-render is free, and
+    the files whose content was checked."""
 
     def __init__(self, capacity: int):
         self.capacity = capacity
-        self._items: OrderedDict[Any, bytes] = OrderedDict()
+        self._items: OrderedDict[Any, Any] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: Any) -> bytes | None:
+    def get(self, key: Any) -> Any:
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
             return self._items.get(key)
 
-    def put(self, key: Any, value: bytes) -> bytes:
+    def put(self, key: Any, value: Any) -> Any:
         with self._lock:
             self._items[key] = value
             self._items.move_to_end(key)
@@ -88,6 +94,14 @@ class IndexJob:
         }
 
 
+def content_hash(file: BinaryIO) -> str:
+    """:func:`lookalike.indexing.hash_bytes` of a file's content, read in chunks."""
+    digest = hashlib.blake2b(digest_size=16)
+    while chunk := file.read(1 << 20):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
 def known_locations(index: Index, image_id: int) -> list[str]:
     """The files of an indexed image, or 404. Call with the index lock held."""
     locations = index.catalogue.locations_for([image_id])[image_id]
@@ -104,6 +118,7 @@ class ServerState:
         self.config = config
         self.lock = threading.Lock()
         self.thumbnails = LRUCache(config.thumbnail_cache)
+        self._verified = LRUCache(VERIFIED_FILES)  # (location, stat) -> image id it holds
         self.job: IndexJob | None = None
         self._job_lock = threading.Lock()
 
@@ -126,14 +141,48 @@ class ServerState:
                 known_locations(index, query)
             return search_index(index, query, options)
 
-    def locate(self, image_id: int) -> str:
-        """A readable file of an indexed image, or 404: ids are the only way to name files."""
+    def open_indexed(self, image_id: int) -> tuple[str, BinaryIO]:
+        """A file of an indexed image, opened, whose content is still the image that was
+        indexed; 404 otherwise. Ids are the only way to name files, and a file is served
+        from the very descriptor that was checked, so a symlink in the collection that now
+        points elsewhere, or a file rewritten since, is never served."""
         with self.reading() as index:
             locations = known_locations(index, image_id)
+        changed = False
         for location in locations:
-            if os.path.isfile(location):
-                return location
+            try:  # non-blocking: a pipe where the file was must not hang the server
+                fd = os.open(location, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            except OSError:
+                continue
+            file = os.fdopen(fd, "rb")
+            try:
+                if self._is_indexed(file, location, image_id):
+                    return location, file
+            except BaseException:
+                file.close()
+                raise
+            file.close()
+            changed = True
+        if changed:
+            raise HTTPException(404, "the file changed since it was indexed; re-index")
         raise HTTPException(404, f"the file of image {image_id} is no longer on disk")
+
+    def _is_indexed(self, file: BinaryIO, location: str, image_id: int) -> bool:
+        """Whether ``file`` holds the content indexed as ``image_id`` (left at its start). A
+        file checked before is not read again while its inode, size and mtime are the same."""
+        st = os.fstat(file.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            return False
+        key = (location, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        if self._verified.get(key) == image_id:
+            return True
+        digest = content_hash(file)
+        file.seek(0)
+        with self.reading() as index:
+            same = Catalogue.image_id_for_hash(index.catalogue.db, digest) == image_id
+        if same:
+            self._verified.put(key, image_id)
+        return same
 
     def start_job(self, paths: list[str], prune: bool, missing: list[str]) -> IndexJob:
         """Index ``paths`` in a background thread; 409 while another run is in progress."""
