@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PER_CLASS, SUBSET_CLASSES, copy_subset
+import lookalike
+from conftest import PER_CLASS, SUBSET_CLASSES, caltech_image, copy_subset
+from lookalike.evaluate import evaluate_index
 
 TOTAL = len(SUBSET_CLASSES) * PER_CLASS
 
@@ -64,6 +66,13 @@ def test_search_json_schema(cli_index):
     plain = json.loads(run("search", query, "--db", db, "--top", "3", "--json", "--verify", "0",
                            "--words", "0", "--regions", "0", "--rerank", "none").stdout)
     assert plain[0]["matches"][0]["path"] == str(query)
+    # --pipeline spells the same ranking as a spec; the shorthands edit it.
+    spelled = json.loads(run("search", query, "--db", db, "--top", "3", "--json",
+                             "--pipeline", "cosine").stdout)
+    assert spelled == plain
+    edited = json.loads(run("search", query, "--db", db, "--top", "3", "--json",
+                            "--pipeline", "cosine,qe,verify:5", "--rerank", "none", "--verify", "0").stdout)
+    assert edited == plain
     assert run("search", query, "--db", db, "--words", "-1", check=False).returncode == 2  # usage
 
 
@@ -88,14 +97,13 @@ def test_info(cli_index):
     assert info["top_labels"] and info["bytes_on_disk"] > 0
     # 40 images: exact store, and too few for a meaningful diffusion graph.
     assert info["store"] == "flat" and info["rerank"] == "qe"
-    assert info["transform"] == "none (fewer than 100 images)"  # centring needs 100
+    assert info["pipeline"] == "cosine,auto,verify:20,words:10,regions:10"
+    assert info["transform"] == "none (too few images to learn from)"  # centring needs 100
     assert "images" in run("info", "--db", db).stdout
 
 
 def test_search_add_puts_the_query_into_the_index(cli_index, tmp_path):
     db, photos = cli_index
-    from conftest import caltech_image
-
     query = tmp_path / "new-leopard.jpg"
     query.write_bytes(caltech_image("Leopards", 30).read_bytes())
     run("search", query, "--db", db, "--add")
@@ -115,6 +123,12 @@ def test_user_errors_are_one_line(cli_index, tmp_path):
     assert_clean_error(run("search", bad, "--db", db, "--label", "unicorn", check=False), "")
     assert_clean_error(run("index", tmp_path / "nowhere", "--db", db, check=False), "no such file or folder")
     assert_clean_error(run("index", photos, "--db", db, "--model", "lite2", check=False), "built with model")
+    # A bad pipeline spec fails before anything is embedded, in search and in eval.
+    query = photos / "watch" / "image_0001.jpg"
+    assert_clean_error(run("search", query, "--db", db, "--pipeline", "cosine,magic", check=False),
+                       "unknown stage 'magic' in pipeline 'cosine,magic'")
+    assert_clean_error(run("eval", "--db", db, "--pipeline", "qe", check=False),
+                       "pipeline 'qe' must start with 'cosine'")
     assert run("search", "--db", db, check=False).returncode == 2  # argparse usage error
 
 
@@ -185,4 +199,9 @@ def test_eval_with_folders_and_csv(cli_index, tmp_path):
     truth.write_text("query,relevant\n" + f"{leopards[0]},{';'.join(leopards[1:])}\n")
     single = json.loads(run("eval", "--db", db, "--truth", truth, "--json").stdout)
     assert single["queries"] == 1 and single["P@1"] == 1.0
+    # --pipeline picks the ranking evaluated: the same numbers as through the Python API.
+    expanded = json.loads(run("eval", "--db", db, "--json", "--pipeline", "cosine,qe").stdout)
+    with lookalike.Index.open(db, create=False) as index:
+        assert expanded == evaluate_index(index, pipeline="cosine,qe").as_dict()
+        assert expanded != evaluate_index(index, pipeline="cosine").as_dict()
     assert_clean_error(run("eval", "--db", db, "--truth", tmp_path / "none.csv", check=False), "cannot read ground truth")
