@@ -121,18 +121,14 @@ def test_save_reopen_memory_mapped_and_stale_repair(catalogue, queries, tmp_path
     assert built == [1, 1] and len(rebuilt) == len(repaired)
 
 
-def test_damaged_file_is_rebuilt(catalogue, vectors, queries, tmp_path):
+def test_damaged_file_is_rebuilt_and_a_shrunk_collection_goes_exact(catalogue, vectors, queries, tmp_path):
     params = AnnParams(threshold=500, calibrate_at=500, scan_max=1500)
     open_store(tmp_path, catalogue, params)
     (tmp_path / "ann.usearch").write_bytes(b"not an index")
     store = open_store(tmp_path, catalogue, params)
     assert len(store) == len(vectors) and store.search(queries, 3)[1].shape == (len(queries), 3)
-
-
-def test_a_shrunk_collection_goes_back_to_the_exact_store(catalogue, vectors, tmp_path):
-    open_store(tmp_path, catalogue, ANN)
     assert (tmp_path / "ann.json").exists()
-    # 1,500 images: fewer than half of a 4,000 threshold.
+    # 1,500 images: fewer than half of a 4,000 threshold, back on the exact store.
     store = open_store(tmp_path, catalogue, AnnParams(threshold=4000))
     assert isinstance(store, FlatStore) and len(store) == len(vectors)
     assert not any((tmp_path / name).exists() for name in AnnStore.FILES)
