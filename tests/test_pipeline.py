@@ -93,10 +93,10 @@ def test_changed_and_deleted_files(photos, tmp_path):
 
 def test_without_prune_deleted_files_are_kept(photos, tmp_path):
     with lookalike.Index.open(tmp_path / "index") as index:
-        index.add([photos])
+        index.add([photos / "watch"])
         (photos / "watch" / "image_0002.jpg").unlink()
-        report = index.add([photos])
-        assert report.removed == 0 and len(index) == TOTAL
+        report = index.add([photos / "watch"])
+        assert report.removed == 0 and len(index) == PER_CLASS
 
 
 def test_image_ids_are_never_reused(photos, tmp_path):
