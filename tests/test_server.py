@@ -23,7 +23,7 @@ with warnings.catch_warnings():  # Starlette >= 1.x nags about httpx on import
     warnings.filterwarnings("ignore", message="Using `httpx`")
     from fastapi.testclient import TestClient
 
-from conftest import PER_CLASS, SUBSET_CLASSES, copy_subset
+from conftest import PER_CLASS, SUBSET_CLASSES, copy_subset, edited
 from lookalike import Index
 from lookalike.server import trusted_hosts
 from lookalike.server.app import ServerConfig, create_app
@@ -143,7 +143,13 @@ def test_search_options_reach_the_ranking(client, collection):
     assert_error(upload(client, path, words=-1), 422, "words")
 
 
-def test_pipeline_parameter_picks_the_ranking(client, collection):
+def test_pipeline_parameter_picks_the_ranking(client, collection, tmp_path):
+    # An edited copy: its original is first when verified (the default), not by cosine alone.
+    copy = tmp_path / "edited.jpg"
+    edited("Motorbikes", 5).save(copy)
+    original = str(query_path(collection, "Motorbikes", 5))
+    assert upload(client, copy, k=3).json()["matches"][0]["path"] == original
+    assert upload(client, copy, k=3, pipeline="cosine").json()["matches"][0]["path"] != original
     path = query_path(collection, "watch", 3)
     index = client.app.state.lookalike.index
     default = upload(client, path, k=5).json()
