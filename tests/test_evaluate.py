@@ -78,12 +78,14 @@ def test_eval_ann_recall_and_rerank(built_index, index):
     metrics = run("eval", "--db", db, "--json", "--ann-recall")  # the index's default search
     assert metrics["ann_recall@10"] == 1.0 and metrics["store"] == "flat"
     plain = run("eval", "--db", db, "--json", "--rerank", "none", "--verify", "0")
-    qe = run("eval", "--db", db, "--json", "--rerank", "qe", "--verify", "0")
+    qe = run("eval", "--db", db, "--json", "--pipeline", "cosine,qe")  # = --rerank qe --verify 0
     assert qe["queries"] == plain["queries"] == metrics["queries"] and qe["P@1"] >= 0.9
     assert metrics["mAP"] != plain["mAP"]  # the defaults re-rank: not the plain ranking
     # The same numbers through the Python API.
     assert evaluate_index(index).as_dict()["mAP"] == metrics["mAP"]
-    api_qe = evaluate_index(index, rerank="qe", verify=0).as_dict()
+    api_qe = evaluate_index(index, pipeline="cosine,qe").as_dict()
     assert api_qe == {k: qe[k] for k in api_qe}
+    api_plain = evaluate_index(index, pipeline="cosine").as_dict()
+    assert api_plain == {k: plain[k] for k in api_plain} != api_qe  # --pipeline was not ignored
     sample = run("eval", "--db", db, "--json", "--queries", "7")
     assert sample["queries"] == 7
