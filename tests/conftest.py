@@ -6,7 +6,9 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 CALTECH = REPO.parent / "shared" / "datasets" / "caltech101"
@@ -33,6 +35,43 @@ def copy_subset(dest: Path, classes=SUBSET_CLASSES, per_class: int = PER_CLASS) 
     return dest
 
 
+def class_of(path: str) -> str:
+    """A photo's class: the name of its folder."""
+    return Path(path).parent.name
+
+
+def edited(label: str, number: int) -> Image.Image:
+    """A crop of ~50 % of the area, turned a quarter: global descriptors find it hard."""
+    im = Image.open(caltech_image(label, number)).convert("RGB")
+    w, h = im.size
+    return im.crop((int(w * 0.1), int(h * 0.15), int(w * 0.8), int(h * 0.85))).rotate(90, expand=True)
+
+
+def augment(base: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """``n`` unit vectors near the real ones: convex mixes of two, times log-normal noise
+    (i.i.d. random vectors have no neighbourhood structure and would test nothing)."""
+    rng = np.random.default_rng(seed)
+    a, b = rng.integers(0, len(base), n), rng.integers(0, len(base), n)
+    mix = rng.uniform(0.6, 1.0, (n, 1)).astype(np.float32)
+    noise = np.exp(0.3 * rng.standard_normal((n, base.shape[1]))).astype(np.float32)
+    v = (mix * base[a] + (1 - mix) * base[b]) * noise
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def catalogue_with(path: Path, vectors: np.ndarray):
+    """A catalogue holding ``vectors`` as images ``1..N`` at ``/photos/<i>.jpg``."""
+    from lookalike.index.catalogue import Catalogue, FileStat, NewImage
+
+    catalogue = Catalogue(path)
+    with catalogue.transaction() as db:
+        for i, vector in enumerate(vectors):
+            image_id = Catalogue.insert_image(
+                db, NewImage(f"hash{i}", 1, 1, vector, [1, 2], [0.6, 0.3])
+            )
+            Catalogue.upsert_file(db, FileStat(f"/photos/{i}.jpg", 1, 1), image_id)
+    return catalogue
+
+
 @pytest.fixture(scope="session")
 def built_index(tmp_path_factory):
     """A read-mostly index of the subset, built once: ``(index_path, images_dir)``."""
@@ -46,7 +85,32 @@ def built_index(tmp_path_factory):
     return root / "index", images
 
 
+@pytest.fixture(scope="session")
+def index(built_index):
+    """The built index, open for the whole run; tests only search it."""
+    import lookalike
+
+    with lookalike.Index.open(built_index[0], create=False) as opened:
+        yield opened
+
+
 @pytest.fixture
 def photos(tmp_path) -> Path:
     """A fresh, writable copy of the subset."""
     return copy_subset(tmp_path / "photos")
+
+
+@pytest.fixture(scope="session")
+def real_vectors() -> np.ndarray:
+    """Descriptors of 8 photos from each of 5 classes (the subset), embedded once."""
+    from lookalike.embed.embedder import Embedder
+    from lookalike.images import load_image
+    from lookalike.settings import Settings
+
+    embedder = Embedder(Settings())
+    images = [
+        load_image(caltech_image(label, n), target_size=embedder.input_size)
+        for label in SUBSET_CLASSES
+        for n in range(1, PER_CLASS + 1)
+    ]
+    return embedder.embed_images(images).vectors

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PER_CLASS, SUBSET_CLASSES, copy_subset
+import lookalike
+from conftest import PER_CLASS, SUBSET_CLASSES, caltech_image, copy_subset, edited
 
 TOTAL = len(SUBSET_CLASSES) * PER_CLASS
 
@@ -67,6 +68,19 @@ def test_search_json_schema(cli_index):
     assert run("search", query, "--db", db, "--words", "-1", check=False).returncode == 2  # usage
 
 
+def test_search_pipeline(cli_index, tmp_path):
+    db, photos = cli_index
+    # An edited copy: the plain cosine ranking misses its original, verification finds it.
+    query = tmp_path / "edited.jpg"
+    edited("Motorbikes", 5).save(query)
+    out = json.loads(run("search", query, "--db", db, "-k", "5", "--json", "--pipeline", "cosine").stdout)
+    with lookalike.Index.open(db, create=False) as index:
+        spelled = [m.path for m in index.search(query, 5, pipeline="cosine").matches]
+        default = [m.path for m in index.search(query, 5).matches]
+    assert [m["path"] for m in out[0]["matches"]] == spelled
+    assert default[0] == str(photos / "Motorbikes" / "image_0005.jpg") != spelled[0]
+
+
 def test_search_text_and_plot(cli_index, tmp_path):
     db, photos = cli_index
     plot = tmp_path / "result.png"
@@ -88,14 +102,13 @@ def test_info(cli_index):
     assert info["top_labels"] and info["bytes_on_disk"] > 0
     # 40 images: exact store, and too few for a meaningful diffusion graph.
     assert info["store"] == "flat" and info["rerank"] == "qe"
-    assert info["transform"] == "none (fewer than 100 images)"  # centring needs 100
+    assert info["pipeline"] == "cosine,auto,verify:20,words:10,regions:10"
+    assert info["transform"] == "none (too few images to learn from)"  # centring needs 100
     assert "images" in run("info", "--db", db).stdout
 
 
 def test_search_add_puts_the_query_into_the_index(cli_index, tmp_path):
     db, photos = cli_index
-    from conftest import caltech_image
-
     query = tmp_path / "new-leopard.jpg"
     query.write_bytes(caltech_image("Leopards", 30).read_bytes())
     run("search", query, "--db", db, "--add")
@@ -115,7 +128,21 @@ def test_user_errors_are_one_line(cli_index, tmp_path):
     assert_clean_error(run("search", bad, "--db", db, "--label", "unicorn", check=False), "")
     assert_clean_error(run("index", tmp_path / "nowhere", "--db", db, check=False), "no such file or folder")
     assert_clean_error(run("index", photos, "--db", db, "--model", "lite2", check=False), "built with model")
+    # A bad pipeline spec fails before anything is embedded, in search and in eval.
+    query = photos / "watch" / "image_0001.jpg"
+    assert_clean_error(run("search", query, "--db", db, "--pipeline", "cosine,magic", check=False),
+                       "unknown stage 'magic' in pipeline 'cosine,magic'")
     assert run("search", "--db", db, check=False).returncode == 2  # argparse usage error
+
+
+def test_eval_refuses_a_bad_pipeline_in_one_line(cli_index, capsys):
+    # In process (eval --pipeline itself runs for real in test_evaluate.py).
+    from lookalike import cli
+
+    db, _ = cli_index
+    assert cli.main(["eval", "--db", str(db), "--pipeline", "qe"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: pipeline 'qe' must start with 'cosine'"]
 
 
 def _catalogue_count(db: Path) -> int:

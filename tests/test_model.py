@@ -1,4 +1,5 @@
-"""The network is right: weights read without torch, sensible ImageNet predictions."""
+"""The network is right (lookalike.embed): weights read without torch, sensible ImageNet
+predictions, and an int8 model that agrees with the float one."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ import pytest
 from PIL import Image
 from skimage import data
 
+from conftest import SUBSET_CLASSES, caltech_image
 from lookalike.embed.efficientnet import block_specs, build_onnx
 from lookalike.embed.embedder import Embedder
 from lookalike.embed.labels import imagenet_labels, label_ids
+from lookalike.embed.quantize import calibration_images, load_ranges, measure_ranges
 from lookalike.embed.registry import available_models, get_model
 from lookalike.errors import ModelError
+from lookalike.images import load_image
 from lookalike.settings import Settings
 
 
@@ -67,3 +71,33 @@ def test_registry_and_labels():
     names = imagenet_labels()
     assert len(names) == 1000 and len(set(names)) == 1000
     assert label_ids()["espresso"] == 967
+
+
+def test_int8_model_agrees_with_float():
+    images = [
+        load_image(caltech_image(label, n), target_size=224)
+        for label in SUBSET_CLASSES
+        for n in (1, 2)
+    ]
+    float_embedder = Embedder(Settings(model="lite0"))
+    fp32 = float_embedder.embed_images(images)
+    int8_embedder = Embedder(Settings(model="lite0-int8"))
+    assert int8_embedder.model_id != float_embedder.model_id  # never mixed in one index
+    int8 = int8_embedder.embed_images(images)
+    agree = np.mean(fp32.label_ids[:, 0] == int8.label_ids[:, 0])
+    assert agree >= 0.8
+    cosine = (fp32.vectors * int8.vectors).sum(axis=1)
+    assert cosine.mean() >= 0.97
+
+
+def test_shipped_int8_ranges_are_the_measured_ones():
+    """The package's int8 ranges are what measuring the sample photos gives (reproducible)."""
+    spec = get_model("lite0")
+    measured = measure_ranges(
+        spec.builder(spec.loader(spec.weights_path())), spec.preprocess, calibration_images()
+    )
+    shipped = load_ranges("lite0")
+    assert measured.keys() == shipped.keys() and len(shipped) > 50
+    np.testing.assert_allclose(
+        np.array([measured[k] for k in shipped]), np.array(list(shipped.values())), rtol=1e-4, atol=1e-4
+    )

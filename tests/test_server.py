@@ -23,7 +23,7 @@ with warnings.catch_warnings():  # Starlette >= 1.x nags about httpx on import
     warnings.filterwarnings("ignore", message="Using `httpx`")
     from fastapi.testclient import TestClient
 
-from conftest import PER_CLASS, SUBSET_CLASSES, copy_subset
+from conftest import PER_CLASS, SUBSET_CLASSES, copy_subset, edited
 from lookalike import Index
 from lookalike.server import trusted_hosts
 from lookalike.server.app import ServerConfig, create_app
@@ -49,12 +49,7 @@ def collection(built_index: tuple[Path, Path]) -> Collection:
     return Collection(photos, db)
 
 
-@pytest.fixture(scope="module")
-def index(collection: Collection) -> Iterator[Index]:
-    with Index.open(collection.db, create=False) as opened:
-        yield opened
-
-
+# ``index``: conftest's session-wide Index on the same folder.
 def client_for(index: Index, **config) -> TestClient:
     return TestClient(create_app(index, ServerConfig(**config)))
 
@@ -146,6 +141,52 @@ def test_search_options_reach_the_ranking(client, collection):
     assert_error(upload(client, path, rerank="magic"), 422, "rerank")
     assert_error(upload(client, path, verify=-1), 422, "verify")
     assert_error(upload(client, path, words=-1), 422, "words")
+
+
+def test_pipeline_parameter_picks_the_ranking(client, collection, tmp_path):
+    # An edited copy: its original is first when verified (the default), not by cosine alone.
+    copy = tmp_path / "edited.jpg"
+    edited("Motorbikes", 5).save(copy)
+    original = str(query_path(collection, "Motorbikes", 5))
+    assert upload(client, copy, k=3).json()["matches"][0]["path"] == original
+    assert upload(client, copy, k=3, pipeline="cosine").json()["matches"][0]["path"] != original
+    path = query_path(collection, "watch", 3)
+    index = client.app.state.lookalike.index
+    default = upload(client, path, k=5).json()
+    for pipeline in ("cosine", "cosine,qe:2,verify:3", "cosine,auto,words:4"):
+        response = upload(client, path, k=5, pipeline=pipeline)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        # The same shape as any search...
+        assert set(body) == set(default) and len(body["matches"]) == 5
+        assert all(set(m) == MATCH_FIELDS for m in body["matches"])
+        # ...with the ranking that pipeline gives.
+        direct = index.search(path, 5, pipeline=pipeline).matches
+        assert [m["id"] for m in body["matches"]] == [m.image_id for m in direct]
+    plain = upload(client, path, k=10, pipeline="cosine").json()["matches"]
+    assert [m["id"] for m in plain] == [
+        m["id"] for m in upload(client, path, k=10, rerank="none", verify=0).json()["matches"]]
+    first = plain[0]["id"]
+    similar = client.get(f"/api/images/{first}/similar", params={"k": 3, "pipeline": "cosine,qe"})
+    assert similar.status_code == 200 and similar.json()["matches"][0]["id"] == first
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "fragment"),
+    [
+        ("cosine,magic", "unknown stage 'magic'"),
+        ("verify:5", "must start with 'cosine'"),
+        ("cosine,verify", "needs a number"),
+        ("cosine,verify:5,qe", "in order"),
+        ("cosine," + "qe," * 70, "pipeline"),  # longer than the 200 characters allowed
+    ],
+)
+def test_bad_pipeline_is_422(client, collection, pipeline, fragment):
+    path = query_path(collection, "watch", 3)
+    response = upload(client, path, pipeline=pipeline)
+    assert_error(response, 422, fragment)
+    assert set(response.json()) == {"error"}
+    assert_error(client.get("/api/images/1/similar", params={"pipeline": pipeline}), 422, fragment)
 
 
 def test_route_and_k_are_validated(client):

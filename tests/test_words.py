@@ -1,6 +1,6 @@
-"""Visual words on real photos: the shipped vocabulary, the inverted file and word candidates.
-
-Uses the shared Caltech-101 subset (5 classes x 8 photos). No timing assertions.
+"""Visual words on real photos (lookalike.index.words): the shipped vocabulary, the inverted
+file, and the word index an index keeps current with its catalogue. The word candidates of
+a query (the ``words`` stage) are in test_verification.py. No timing assertions.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from PIL import Image
 import lookalike
 from conftest import caltech_image
 from lookalike.index.words import InvertedFile, Vocabulary, shipped_vocabulary
-from lookalike.verify import VerifyParams, extract
+from lookalike.settings import VerifyParams
+from lookalike.verify import extract
 
 
 def _descriptors(label: str, number: int, edit=None) -> np.ndarray:
@@ -78,29 +79,38 @@ def test_inverted_file_ranks_the_original_of_a_thumbnail_first():
     assert len(inverted.search(np.zeros(0, np.uint16), 5)[0]) == 0
 
 
-def test_word_candidates_are_verified_with_the_first_matches(built_index):
-    db, photos = built_index
-    original = str(photos / "Motorbikes" / "image_0005.jpg")
-    im = Image.open(caltech_image("Motorbikes", 5)).convert("RGB")
-    w, h = im.size
-    query = im.crop((int(w * 0.1), int(h * 0.15), int(w * 0.8), int(h * 0.85))).rotate(90, expand=True)
-    with lookalike.Index.open(db) as ix:
-        plain = [m.path for m in ix.search(query, 10, rerank="none", verify=0).matches]
-        assert plain[0] != original  # the global ranking does not put it first
-        # Verifying only the first match misses it; the word candidates bring it in.
-        alone = ix.search(query, 10, rerank="none", verify=1, words=0, regions=0).matches
-        assert alone[0].path != original
-        helped = ix.search(query, 10, rerank="none", verify=1, words=5, regions=0).matches
-        assert helped[0].path == original and helped[0].inliers >= 15
-        with pytest.raises(lookalike.LookalikeError, match="words must be"):
-            ix.search(query, 5, words=-1)
+def test_inverted_file_changes_save_and_load(tmp_path):
+    rng = np.random.default_rng(0)
+    size = 64
+    words = [rng.integers(0, size, 30).astype(np.uint16) for _ in range(12)]
+    ids = np.arange(1, 13, dtype=np.int64)
+    built = InvertedFile.build(ids[:10], words[:10], size)
+    changed = built.with_changes(ids[10:], words[10:], np.array([1, 2]))
+    assert built.pending == 0 and changed.pending == 4 and len(changed) == 10
+    assert changed.search(words[11], 1)[0].tolist() == [12]  # an added image is found
+    assert not np.isin(changed.search(words[0], 12)[0], [1, 2]).any()  # removed ones are not
+    assert built.search(words[0], 1)[0].tolist() == [1]  # the built file is unchanged
+    with pytest.raises(ValueError, match="relative to a built file"):
+        changed.with_changes(ids[:0], [], np.array([3]))
+    with pytest.raises(ValueError, match="only a built inverted file is saved"):
+        changed.save(tmp_path, 5, "vocabulary")
+    built.save(tmp_path, 5, "vocabulary")
+    loaded, generation = InvertedFile.load(tmp_path, "vocabulary")
+    assert generation == 5 and np.array_equal(loaded.image_ids, built.image_ids)
+    for query in words:
+        found, scores = loaded.search(query, 4)
+        expected = built.search(query, 4)
+        assert np.array_equal(found, expected[0]) and np.allclose(scores, expected[1], atol=1e-6)
+    assert InvertedFile.load(tmp_path, "another vocabulary") == (None, -1)
+    (tmp_path / InvertedFile.FILE).write_bytes(b"damaged")
+    assert InvertedFile.load(tmp_path, "vocabulary") == (None, -1)
 
 
 def test_index_from_before_words_gets_them_from_its_descriptors(tmp_path, photos):
     with lookalike.Index.open(tmp_path / "index") as ix:
         ix.add([photos / "watch", photos / "Leopards"])
         expected = ix.search(caltech_image("watch", 4), 3, words=10).matches
-        stored = ix._inverted_file()
+        stored = ix.word_index()
     # An index written before words existed: the column is missing.
     db = sqlite3.connect(tmp_path / "index" / "catalogue.sqlite")
     db.execute("ALTER TABLE local_features DROP COLUMN words")
@@ -111,7 +121,7 @@ def test_index_from_before_words_gets_them_from_its_descriptors(tmp_path, photos
     with lookalike.Index.open(tmp_path / "index") as ix:
         rows = list(ix.catalogue.visual_words())
         assert rows and all(words is None for _, words, _ in rows)  # column added back, empty
-        rebuilt = ix._inverted_file()  # quantised from the stored descriptors instead
+        rebuilt = ix.word_index()  # quantised from the stored descriptors instead
         query = shipped_vocabulary().quantise(_descriptors("watch", 4))
         assert np.array_equal(rebuilt.search(query, 5)[0], stored.search(query, 5)[0])
         assert [m.path for m in ix.search(caltech_image("watch", 4), 3, words=10).matches] == [
@@ -126,7 +136,7 @@ def test_word_index_is_saved_and_follows_the_collection(tmp_path, photos):
     fingerprint = shipped_vocabulary().fingerprint
     with lookalike.Index.open(folder) as ix:
         ix.add([photos / "watch"])
-        built = ix._inverted_file()
+        built = ix.word_index()
         generation = ix.catalogue.generation
     saved, saved_generation = InvertedFile.load(folder, fingerprint)
     assert saved_generation == generation and np.array_equal(saved.image_ids, built.image_ids)
@@ -134,9 +144,9 @@ def test_word_index_is_saved_and_follows_the_collection(tmp_path, photos):
     query = shipped_vocabulary().quantise(_descriptors("watch", 2))
     assert np.array_equal(saved.search(query, 3)[0], built.search(query, 3)[0])
     with lookalike.Index.open(folder) as ix:
-        assert np.array_equal(ix._inverted_file().image_ids, built.image_ids)  # loaded as saved
+        assert np.array_equal(ix.word_index().image_ids, built.image_ids)  # loaded as saved
         ix.add([photos / "Leopards"])  # the catalogue changes: rebuilt and saved again
-        grown = ix._inverted_file()
+        grown = ix.word_index()
         assert len(grown) == 16
         assert InvertedFile.load(folder, fingerprint)[1] == ix.catalogue.generation
 
@@ -146,12 +156,12 @@ def test_small_changes_are_merged_into_the_word_index_without_a_rebuild(tmp_path
     fingerprint = shipped_vocabulary().fingerprint
     with lookalike.Index.open(folder) as ix:
         ix.add([photos / "watch", photos / "Leopards", photos / "airplanes"])
-        built = ix._inverted_file()
+        built = ix.word_index()
         built_generation = ix.catalogue.generation
         new = photos / "sunflower" / "image_0001.jpg"
         ix.add([new])  # 1 image in 25: merged in, the saved file is not rebuilt
         ix.remove([photos / "watch" / "image_0002.jpg"])
-        merged = ix._inverted_file()
+        merged = ix.word_index()
         assert InvertedFile.load(folder, fingerprint)[1] == built_generation
         assert merged.pending == 2 and len(merged) == len(built)
         new_id = ix.catalogue.image_for_location(str(new))
@@ -160,24 +170,12 @@ def test_small_changes_are_merged_into_the_word_index_without_a_rebuild(tmp_path
         gone = built.search(shipped_vocabulary().quantise(_descriptors("watch", 2)), 1)[0][0]
         assert gone not in merged.search(shipped_vocabulary().quantise(_descriptors("watch", 2)), 30)[0]
         # The same best match as a file built from scratch (lower ranks may differ by idf).
-        ids, words = ix._stored_words()
+        ids, words = ix.folder.stored_words()
         fresh = InvertedFile.build(ids, words, shipped_vocabulary().size)
         for label, number in (("Leopards", 3), ("airplanes", 5), ("sunflower", 1)):
             query = shipped_vocabulary().quantise(_descriptors(label, number))
             assert merged.search(query, 1)[0][0] == fresh.search(query, 1)[0][0]
         ix.add([photos / "sunflower"])  # 7 more: past the rebuild fraction, built and saved
-        rebuilt = ix._inverted_file()
+        rebuilt = ix.word_index()
         assert rebuilt.pending == 0 and len(rebuilt) == 31
         assert InvertedFile.load(folder, fingerprint)[1] == ix.catalogue.generation
-
-
-def test_word_candidates_are_skipped_above_the_size_limit(built_index):
-    db, photos = built_index
-    im = Image.open(caltech_image("Motorbikes", 5)).convert("RGB")
-    w, h = im.size
-    query = im.crop((int(w * 0.1), int(h * 0.15), int(w * 0.8), int(h * 0.85))).rotate(90, expand=True)
-    small = lookalike.Settings(word_index_max_images=10)  # the test index has 40 images
-    with lookalike.Index.open(db, settings=small) as ix:
-        capped = ix.search(query, 10, rerank="none", verify=1, words=5, regions=0).matches
-        assert ix._words is None  # no word index was built or loaded
-        assert capped[0].path != str(photos / "Motorbikes" / "image_0005.jpg")

@@ -66,7 +66,7 @@ class Cascade:
     def rank(self, query: Query, collection: Collection) -> Ranked:
         """The first ``query.k`` matches of one query (without the excluded image)."""
         skip = query.skip
-        depth = max([query.k, skip] + [stage.depth(collection) + skip for stage in self.stages])
+        depth = max([query.k + skip] + [stage.depth(collection) + skip for stage in self.stages])
         store = collection.store
         scores, ids = store.inner.search(query.vector[None, :], depth, candidates=query.allowed)
         scores, ids = scores[0], ids[0]
