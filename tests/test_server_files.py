@@ -151,3 +151,27 @@ def test_unicode_file_names_are_quoted(served, tmp_path):
         "inline; filename*=utf-8''caf%C3%A9%20%E2%98%95.jpg"
     )
     os.unlink(path)
+
+
+def test_a_file_name_that_is_not_utf8_is_served_and_shown(tmp_path):
+    """The page and the API carry such a name escaped, with its raw bytes, and never fail."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    odd = photos / os.fsdecode(b"caf\xe9 \xff.jpg")
+    shutil.copy2(caltech_image("watch", 5), odd)
+    (photos / "broken.jpg").write_bytes(b"not a picture")
+    os.rename(photos / "broken.jpg", photos / os.fsdecode(b"bad \xfe.jpg"))
+    with Index.open(tmp_path / "db") as index:
+        report = index.add([photos])
+        assert report.embedded == 1 and len(report.failed) == 1
+        failed = report.as_dict()["failed"][0]
+        assert failed["path"].endswith("bad \\xfe.jpg") and "path_bytes" in failed
+        client = TestClient(create_app(index))
+        number = image_id(index, odd)
+        details = client.get(f"/api/images/{number}")
+        assert details.status_code == 200
+        assert details.json()["paths"] == [str(photos) + "/caf\\xe9 \\xff.jpg"]
+        original = client.get(f"/api/images/{number}/original")
+        assert original.status_code == 200 and original.content == odd.read_bytes()
+        assert "filename*=utf-8''" in original.headers["content-disposition"]
+        assert client.get(f"/api/images/{number}/thumbnail").status_code == 200

@@ -172,10 +172,7 @@ def cmd_index(args) -> int:
         finally:
             progress.close()
         if args.json:
-            document = report.as_dict()
-            document["failed"] = [{**path_fields(f["path"]), "reason": f["reason"]}
-                                  for f in document["failed"]]
-            print(json.dumps(document, indent=2))
+            print(json.dumps(report.as_dict(), indent=2))  # failed paths carry path_bytes
         else:
             print(
                 f"{report.embedded} embedded, {report.reused} reused (moved or duplicate), "

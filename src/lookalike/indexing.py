@@ -39,6 +39,7 @@ from .index.catalogue import Catalogue, FileStat, NewImage
 from .index.lock import deferring_interrupts
 from .index.vectors import VectorStore
 from .index.words import shipped_vocabulary
+from .query.results import path_fields
 from .settings import Settings
 from .verify import extract
 
@@ -65,7 +66,7 @@ class IndexReport:
 
     def as_dict(self) -> dict:
         return {
-            **asdict(self), "failed": [{"path": p, "reason": r} for p, r in self.failed],
+            **asdict(self), "failed": [{**path_fields(p), "reason": r} for p, r in self.failed],
             "seconds": round(self.seconds, 3),
         }
 

@@ -2,11 +2,10 @@
 
 Two levels, so identical files are embedded once:
 
-* ``images``: one row per distinct *content* (keyed by a BLAKE2b hash of the bytes) with its
-  pixel size, its ImageNet labels and its descriptor (float16, the source of truth from
-  which every vector store is rebuilt);
-* ``files``: one row per *location* (an absolute path today, a URL tomorrow) pointing at an
-  image, with the size and mtime used to skip unchanged files without reading them.
+* ``images``: one row per distinct *content* (keyed by a BLAKE2b hash) with its pixel size,
+  ImageNet labels and descriptor (float16: the source every vector store is rebuilt from);
+* ``files``: one row per *location* (a path, or a URL) pointing at an image, with the size
+  and mtime used to skip unchanged files without reading them.
 
 A moved, renamed or copied file therefore costs one hash and one row, never an embedding.
 Each batch is one transaction (WAL journal): a crash or Ctrl-C keeps every finished batch.
@@ -371,7 +370,9 @@ class Catalogue:
             "INSERT INTO failures(location, size, mtime_ns, reason, at) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT(location) DO UPDATE SET size = excluded.size, "
             "mtime_ns = excluded.mtime_ns, reason = excluded.reason, at = excluded.at",
-            (stored_location(stat.location), stat.size, stat.mtime_ns, reason, time.time()),
+            (stored_location(stat.location), stat.size, stat.mtime_ns,
+             reason.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"),
+             time.time()),
         )
 
     @staticmethod

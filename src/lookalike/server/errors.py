@@ -7,7 +7,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import LookalikeError
+from ..errors import DiskFullError, LookalikeError, storage_error
 
 
 def error_response(status: int, message: str, headers: dict | None = None) -> JSONResponse:
@@ -39,5 +39,9 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(400, str(exc))
 
     @app.exception_handler(Exception)
-    async def internal_error(_: Request, exc: Exception) -> JSONResponse:
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        # A full disk, read-only media or a damaged catalogue: the CLI's one line, 507/503.
+        known = storage_error(exc, request.app.state.lookalike.index.path)
+        if known is not None:
+            return error_response(507 if isinstance(known, DiskFullError) else 503, str(known))
         return error_response(500, f"internal error ({type(exc).__name__})")

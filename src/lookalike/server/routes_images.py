@@ -18,6 +18,7 @@ from PIL import Image
 from ..embed.labels import imagenet_labels
 from ..errors import ImageError
 from ..images import load_image
+from ..query.results import shown_path
 from .dependencies import ImageId, State
 from .models import ImageOut, SearchOut, image_urls, result_out
 from .search_options import Options
@@ -114,5 +115,5 @@ def original(state: State, image_id: ImageId) -> StreamingResponse:
     except BaseException:
         file.close()
         raise
-    headers = {"Content-Length": str(size), "Content-Disposition": _inline(os.path.basename(path))}
+    headers = {"Content-Length": str(size), "Content-Disposition": _inline(shown_path(os.path.basename(path)))}
     return StreamingResponse(_chunks(file), media_type=media_type, headers=headers)
