@@ -12,6 +12,10 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -171,3 +175,17 @@ def write_report(report: dict, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {out}")
+
+
+@contextmanager
+def quick_check_folder(args, prefix: str) -> Iterator[None]:
+    """With ``--limit``, ``args.work`` is a temporary folder, removed afterwards: a quick
+    check never leaves files that a later full run would reuse."""
+    if not args.limit:
+        yield
+        return
+    args.work = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield
+    finally:
+        shutil.rmtree(args.work, ignore_errors=True)

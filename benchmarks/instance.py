@@ -42,10 +42,8 @@ import io
 import json
 import os
 import random
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -308,13 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="write the results as JSON (e.g. benchmarks/results/instance.json)")
     args = parser.parse_args(argv)
 
-    if args.limit:
-        args.work = Path(tempfile.mkdtemp(prefix="lookalike-instance-"))
-    try:
+    with caltech.quick_check_folder(args, "lookalike-instance-"):
         result = run(args, argv)
-    finally:
-        if args.limit:
-            shutil.rmtree(args.work, ignore_errors=True)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -49,10 +49,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -216,13 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
 
-    if args.limit:
-        args.work = Path(tempfile.mkdtemp(prefix="lookalike-query-costs-"))
-    try:
+    with caltech.quick_check_folder(args, "lookalike-query-costs-"):
         result = run(args, argv)
-    finally:
-        if args.limit:
-            shutil.rmtree(args.work, ignore_errors=True)
     print(json.dumps(result, indent=2))
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
