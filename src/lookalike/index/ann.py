@@ -168,7 +168,7 @@ class AnnStore:
             return
         path = folder / "ann.usearch"
         if self._same_as != path:  # else only the generation moved: no gigabyte rewrite
-            tmp = folder / "ann.usearch.tmp"  # then a rename: a reader's memory map stays valid
+            tmp = folder / f"ann.usearch.{os.getpid()}.tmp"  # renamed: readers' maps stay valid
             self._index.save(str(tmp))
             os.replace(tmp, path)
             self.codec.save(folder / "ann-codec.npy")

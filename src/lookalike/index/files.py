@@ -21,9 +21,10 @@ import numpy as np
 
 @contextmanager
 def _replacing(path: Path, suffix: str) -> Iterator[Path]:
-    """A temporary name next to ``path`` to write; renamed over ``path`` when the block
-    ends, removed when it fails (a full disk leaves no half-written file behind)."""
-    tmp = path.with_name(path.name + suffix)
+    """A temporary name next to ``path`` to write, this process's own (two processes saving
+    the same derived file cannot write into one temporary file); renamed over ``path`` when
+    the block ends, removed when it fails (a full disk leaves no half-written file behind)."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}{suffix}")
     try:
         yield tmp
         os.replace(tmp, path)
