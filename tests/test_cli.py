@@ -15,6 +15,7 @@ import pytest
 
 import lookalike
 from conftest import PER_CLASS, SUBSET_CLASSES, caltech_image, copy_subset, edited
+from lookalike import cli
 
 TOTAL = len(SUBSET_CLASSES) * PER_CLASS
 
@@ -213,3 +214,18 @@ def test_eval_with_folders_and_csv(cli_index, tmp_path):
     single = json.loads(run("eval", "--db", db, "--truth", truth, "--json").stdout)
     assert single["queries"] == 1 and single["P@1"] == 1.0
     assert_clean_error(run("eval", "--db", db, "--truth", tmp_path / "none.csv", check=False), "cannot read ground truth")
+
+
+def test_ctrl_c_while_a_native_library_loads_is_an_interruption(monkeypatch, capsys):
+    """Python turns a Ctrl-C during an extension's import into ImportError (from the
+    KeyboardInterrupt): still exit 130 with one line, not a traceback."""
+
+    def loading(args):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as interrupt:
+            raise ImportError("initialization failed") from interrupt
+
+    monkeypatch.setitem(cli.COMMANDS, "info", loading)
+    assert cli.main(["info", "--db", "anywhere"]) == 130
+    assert capsys.readouterr().err.strip() == "interrupted"

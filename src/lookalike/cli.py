@@ -353,6 +353,12 @@ def main(argv: list[str] | None = None) -> int:
     except (sqlite3.Error, OSError) as exc:  # storage: a full disk, read-only media, damage
         print(f"error: {_storage_message(exc, getattr(args, 'db', '.'))}", file=sys.stderr)
         return EXIT_ERROR
+    except ImportError as exc:
+        if isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):
+            # Ctrl-C while a native library (ONNX Runtime, OpenCV) was being loaded
+            print("interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        raise
 
 
 def _storage_message(exc: sqlite3.Error | OSError, db: str) -> str:
