@@ -37,7 +37,7 @@ from ..settings import AnnParams
 from .catalogue import Catalogue
 from .codec import Int8Codec
 from .files import atomic_write, save_quietly
-from .vectors import top_k
+from .vectors import in_order, top_k
 
 # ids -> (ids found, their float32 descriptors): where exact vectors are read from.
 VectorSource = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -156,9 +156,7 @@ class AnnStore:
     def vectors(self, ids: np.ndarray) -> np.ndarray:
         """Exact vectors of ``ids`` from the source (the catalogue), in the order asked."""
         ids = np.asarray(ids, dtype=np.int64)
-        found, vectors = self.exact(ids)
-        position = {int(i): r for r, i in enumerate(found)}
-        return vectors[[position[int(i)] for i in ids]]
+        return in_order(*self.exact(ids), ids)
 
     def save(self, folder: Path, generation: int) -> None:
         folder = Path(folder)

@@ -36,7 +36,7 @@ import numpy as np
 
 from ..embed.pooling import l2_normalise
 from ..settings import TransformParams
-from .vectors import VectorStore
+from .vectors import VectorStore, in_order
 
 DEFAULTS = TransformParams()
 
@@ -247,9 +247,7 @@ class TransformedStore:
             if self.source is None:
                 raise
         ids = np.asarray(ids, dtype=np.int64)
-        found, vectors = self.source(ids)
-        position = {int(i): r for r, i in enumerate(found)}
-        return vectors[[position[int(i)] for i in ids]]
+        return in_order(*self.source(ids), ids)
 
     def save(self, folder: Path, generation: int) -> None:
         self.inner.save(folder, generation)

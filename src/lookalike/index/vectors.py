@@ -56,6 +56,13 @@ class VectorStore(Protocol):
         """Persist to ``folder``, recording the catalogue generation it reflects."""
 
 
+def in_order(found: np.ndarray, vectors: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Rows of ``vectors`` (which belong to ``found``, in any order) in the order of ``ids``:
+    what a source that answers by id in its own order returns to ``VectorStore.vectors``."""
+    position = {int(i): r for r, i in enumerate(found)}
+    return vectors[[position[int(i)] for i in ids]]
+
+
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     """Column indices of the ``k`` largest scores per row, best first (ties by index)."""
     n = scores.shape[1]

@@ -73,7 +73,7 @@ class Cascade:
         if query.exclude is not None:
             keep = ids != query.exclude
             scores, ids = scores[keep], ids[keep]
-        ranking = Ranking(ids, scores, order=ids)
+        ranking = Ranking(ids, scores, order=ids, min_inliers=collection.settings.verify.min_inliers)
         for stage in self.stages:
             stage.apply(query, ranking, collection)
         order = np.asarray(ranking.verified_first()[: query.k], dtype=np.int64)

@@ -98,7 +98,7 @@ class Ranking:
     scores: np.ndarray
     order: np.ndarray
     inliers: dict[int, int] = field(default_factory=dict)
-    min_inliers: int = 0
+    min_inliers: int = 0  # VerifyParams.min_inliers: what counts as verified
 
     def verified_first(self) -> np.ndarray:
         """``order`` with the verified candidates (``min_inliers`` or more) moved to the

@@ -27,7 +27,6 @@ from .stages import Collection, Query, Ranking
 
 def check(ranking: Ranking, collection: Collection, features: Features, ids: list[int]) -> None:
     """Verify the candidates among ``ids`` not checked yet; record their inlier counts."""
-    ranking.min_inliers = collection.settings.verify.min_inliers
     new = [i for i in dict.fromkeys(ids) if i not in ranking.inliers]
     if not new:
         return
@@ -71,10 +70,9 @@ class Words:
 
     def apply(self, query: Query, ranking: Ranking, collection: Collection) -> None:
         features = query.features(collection)
-        if features is None:
+        if features is None or features.descriptors is None:
             return
-        if features.descriptors is None or len(collection.store) > collection.settings.words.max_images:
-            check(ranking, collection, features, [])
+        if len(collection.store) > collection.settings.words.max_images:
             return
         exclude = () if query.exclude is None else (query.exclude,)
         found, _ = collection.word_index().search(
@@ -102,7 +100,6 @@ class Regions:
         features = query.features(collection)
         image = query.image()
         settings = collection.settings
-        ranking.min_inliers = settings.verify.min_inliers
         if features is None or image is None:
             return
         if max(ranking.inliers.values(), default=0) >= settings.verify.sure_inliers:
