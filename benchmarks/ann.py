@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import caltech  # noqa: E402
 
 import lookalike  # noqa: E402
-from lookalike.index.catalogue import VECTOR_DTYPE  # noqa: E402
+from lookalike.index.formats import VECTOR_DTYPE  # noqa: E402
 
 SEED = 20261126
 CHUNK = 50_000

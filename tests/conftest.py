@@ -60,7 +60,8 @@ def augment(base: np.ndarray, n: int, seed: int) -> np.ndarray:
 
 def catalogue_with(path: Path, vectors: np.ndarray):
     """A catalogue holding ``vectors`` as images ``1..N`` at ``/photos/<i>.jpg``."""
-    from lookalike.index.catalogue import Catalogue, FileStat, NewImage
+    from lookalike.index.catalogue import Catalogue
+    from lookalike.index.formats import FileStat, NewImage
 
     catalogue = Catalogue(path)
     with catalogue.transaction() as db:

@@ -20,7 +20,8 @@ from conftest import caltech_image
 from lookalike.errors import IndexFormatError
 from lookalike.index import schema
 from lookalike.index.ann import CatalogueVectors
-from lookalike.index.catalogue import FORMAT_VERSION, Catalogue, FileStat, NewImage
+from lookalike.index.catalogue import FORMAT_VERSION, Catalogue
+from lookalike.index.formats import FileStat, NewImage
 
 FORMAT1 = Path(__file__).parent / "data" / "format1"
 # The photos in the format-1 catalogues; the watch photo is there under two names.

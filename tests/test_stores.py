@@ -12,7 +12,8 @@ import pytest
 
 from conftest import augment, catalogue_with
 from lookalike.index.ann import AnnStore, CatalogueVectors
-from lookalike.index.catalogue import Catalogue, FileStat, NewImage
+from lookalike.index.catalogue import Catalogue
+from lookalike.index.formats import FileStat, NewImage
 from lookalike.index.stores import approximate_for, open_store
 from lookalike.index.vectors import FlatStore
 from lookalike.settings import AnnParams

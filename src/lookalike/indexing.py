@@ -35,7 +35,8 @@ import numpy as np
 from .embed.embedder import Embedder
 from .errors import ImageError
 from .images import is_supported, load_image
-from .index.catalogue import Catalogue, FileStat, NewImage
+from .index.catalogue import Catalogue
+from .index.formats import FileStat, NewImage
 from .index.lock import deferring_interrupts
 from .index.vectors import VectorStore
 from .index.words import shipped_vocabulary
