@@ -13,10 +13,11 @@ from PIL import Image
 
 import lookalike
 from conftest import PER_CLASS, SUBSET_CLASSES, caltech_image
+from lookalike.discovery import discover, is_under
 from lookalike.errors import LookalikeError
 from lookalike.index.catalogue import Catalogue
 from lookalike.index.vectors import FlatStore
-from lookalike.indexing import IndexReport, discover, forget, is_under
+from lookalike.indexing import IndexReport, forget
 
 TOTAL = len(SUBSET_CLASSES) * PER_CLASS
 

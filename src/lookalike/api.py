@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from .discovery import discover, is_under
 from .embed.embedder import Embeddings
 from .embed.labels import imagenet_labels
 from .errors import LookalikeError
@@ -32,7 +33,7 @@ from .index.graph import KnnGraph
 from .index.lock import writer_lock
 from .index.transform import TransformedStore
 from .index.words import InvertedFile
-from .indexing import Indexer, IndexReport, ProgressCallback, discover, forget, is_under
+from .indexing import Indexer, IndexReport, ProgressCallback, forget
 from .paths import check_paths, describe_query
 from .query.cascade import Cascade, Ranked, rank_queries
 from .query.options import SearchOptions

@@ -8,9 +8,9 @@ from collections.abc import Iterable
 
 from PIL import Image
 
+from .discovery import discover
 from .errors import ImageError, LookalikeError
 from .images import is_supported
-from .indexing import discover
 
 
 def check_paths(paths: Iterable[str | os.PathLike]) -> list[str]:

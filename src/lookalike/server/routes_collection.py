@@ -8,8 +8,8 @@ import os
 
 from fastapi import APIRouter, Depends, HTTPException
 
+from ..discovery import is_under
 from ..embed.labels import imagenet_labels
-from ..indexing import is_under
 from ..version import __version__
 from .config import MAX_K
 from .dependencies import State, require_token
