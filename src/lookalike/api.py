@@ -31,6 +31,7 @@ from .index.check import CheckReport, check_index
 from .index.folder import IndexFolder
 from .index.graph import KnnGraph
 from .index.lock import writer_lock
+from .index.stores import REMOTE_STORE_KEY, attach_check
 from .index.transform import TransformedStore
 from .index.words import InvertedFile
 from .indexing import Indexer, IndexReport, ProgressCallback, forget
@@ -62,10 +63,23 @@ class Index:
         model: str | None = None,
         settings: Settings | None = None,
         create: bool = True,
+        store: str | None = None,
     ) -> Index:
         """Open the index folder at ``path``, creating it if needed (``create=True``).
-        ``model`` picks a *new* index's model; an existing one must have been built with it."""
-        return cls(IndexFolder.open(path, settings or Settings(), model=model, create=create))
+        ``model`` picks a *new* index's model; an existing one must have been built with it.
+        ``store`` (``milvus://HOST:PORT/COLLECTION``) puts the vectors in that remote store
+        from now on; it is checked before anything is written, and recorded in the index."""
+        settings = settings or Settings()
+        address = attach_check(store, settings.with_(model=model) if model else settings)
+        index = cls(IndexFolder.open(path, settings, model=model, create=create))
+        if address and index.catalogue.get_meta(REMOTE_STORE_KEY) != address:
+            try:
+                index.catalogue.set_meta({REMOTE_STORE_KEY: address})
+                index.folder.open_store()  # brought level with the catalogue now
+            except BaseException:
+                index.close()
+                raise
+        return index
 
     def close(self) -> None:
         self.folder.close()
@@ -113,6 +127,7 @@ class Index:
         progress: ProgressCallback | None = None,
         wait: bool = True,
         on_wait: Callable[[], None] | None = None,
+        ray: str | None = None,
     ) -> IndexReport:
         """Index image files and folders (recursively); only new or changed files are embedded.
 
@@ -126,7 +141,8 @@ class Index:
         One process writes to an index at a time (:mod:`lookalike.index.lock`): while another
         one indexes or removes, this call waits for it (``on_wait()`` is called once first),
         or with ``wait=False`` raises :class:`~lookalike.errors.IndexBusyError`. The paths are
-        checked before anything is written or waited for.
+        checked before anything is written or waited for. ``ray`` decodes and embeds on a
+        Ray cluster (its address, or ``"local"``: :mod:`lookalike.distributed`).
         """
         roots = check_paths(paths)
         with writer_lock(self.path, wait=wait, on_wait=on_wait):
@@ -134,7 +150,13 @@ class Index:
             stats = list(discover(roots, exclude=[self.path], failed=failed))
             folders = [r for r in roots if os.path.isdir(r)] if prune else []
             self._fresh_store(len(self) + len(stats))  # a big first run goes approximate
-            indexer = Indexer(self.catalogue, self.embedder, self.store, self.settings, progress)
+            if ray:
+                from .distributed import RayIndexer
+
+                indexer = RayIndexer(self.catalogue, self.embedder, self.store, self.settings,
+                                     progress, address=ray)
+            else:
+                indexer = Indexer(self.catalogue, self.embedder, self.store, self.settings, progress)
             try:
                 unseen = [p for p, _ in failed if os.path.isdir(p)]  # unreadable: not pruned
                 report = indexer.run(stats, prune_under=folders, unseen=unseen)

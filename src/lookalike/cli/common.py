@@ -58,7 +58,8 @@ def open_index(args, *, create: bool = False, model: str | None = None, writes: 
         changes["batch_size"] = args.batch_size
     if getattr(args, "threads", None) is not None:
         changes["threads"] = args.threads
-    index = Index.open(args.db, model=model, settings=Settings(**changes), create=create)
+    index = Index.open(args.db, model=model, settings=Settings(**changes), create=create,
+                       store=getattr(args, "store", None))
     if writes:
         try:
             index.catalogue.require_writable()
