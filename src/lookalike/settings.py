@@ -71,7 +71,8 @@ class MilvusParams:
     diskann_search_list: int = 100  # DISKANN search list (raised to k when k is larger)
     timeout: float = 60.0  # seconds any one call to the server may take
     insert_batch: int = 1000  # vectors per insert call
-    consistency: str = "Strong"  # searches see every write acknowledged before them
+    consistency: str = "Strong"  # reads that synchronise the store see every write before them
+    search_consistency: str = "Session"  # searches: this process' writes (Strong: up to a time tick more)
 
 
 @dataclass(frozen=True)

@@ -154,7 +154,8 @@ class MilvusStore:
         server = self.server
         hits = server.call("search", lambda: server.client.search(
             server.name, data=queries.tolist(), limit=k, filter=expression, output_fields=[],
-            search_params=server.search_params(k), anns_field="vector", **server.kw()))
+            search_params=server.search_params(k), anns_field="vector",
+            consistency_level=server.params.search_consistency, **server.kw()))
         width = min((len(row) for row in hits), default=0)
         ids = np.array([[int(h["id"]) for h in row[:width]] for row in hits], dtype=np.int64)
         scores = np.array([[h["distance"] for h in row[:width]] for row in hits], dtype=np.float32)
@@ -169,7 +170,8 @@ class MilvusStore:
         for start in range(0, len(unique), ID_CHUNK):
             chunk = unique[start : start + ID_CHUNK]
             rows = server.call("read vectors", lambda chunk=chunk: server.client.query(
-                server.name, filter=id_filter(chunk), output_fields=["vector"], **server.kw()))
+                server.name, filter=id_filter(chunk), output_fields=["vector"],
+                consistency_level=server.params.search_consistency, **server.kw()))
             found.update((int(r["id"]), r["vector"]) for r in rows)
         if len(found) != len(unique):
             raise KeyError("asked for vectors of ids the store does not hold")
