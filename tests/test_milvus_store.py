@@ -52,7 +52,7 @@ def mutations(server, collection: str) -> int:
     return sum(int(n) for n in re.findall(pattern, text))
 
 
-def test_incremental_changes_reach_the_store(store_uri, tmp_path, request):
+def test_incremental_changes_reach_the_store(store_uri, tmp_path, request, capsys):
     photos = copy_subset(tmp_path / "photos", CLASSES, PER_CLASS)
     with lookalike.Index.open(tmp_path / "index", store=store_uri) as index:
         assert index.add([photos], prune=True).embedded == len(CLASSES) * PER_CLASS
@@ -93,6 +93,14 @@ def test_incremental_changes_reach_the_store(store_uri, tmp_path, request):
     with lookalike.Index.open(tmp_path / "index", create=False) as reopened:  # recorded
         assert np.array_equal(held(reopened), reopened.catalogue.image_ids())
         assert ("milvus" in reopened.info()["store"]) == (store_uri is not None)
+        assert cli.main(["check", "--db", str(tmp_path / "index")]) == 0
+        if store_uri:  # rows lost on the server: check says so, --repair reloads them
+            reopened.folder.store.inner.remove(reopened.catalogue.image_ids()[:2])
+            assert cli.main(["check", "--db", str(tmp_path / "index")]) == 1
+            assert "2 catalogue images missing" in capsys.readouterr().out
+            assert cli.main(["check", "--db", str(tmp_path / "index"), "--repair"]) == 0
+    with lookalike.Index.open(tmp_path / "index", create=False) as repaired:
+        assert np.array_equal(held(repaired), repaired.catalogue.image_ids())
 
 
 def test_default_query_and_label_filter_equal_across_stores(milvus, tmp_path):

@@ -54,6 +54,11 @@ class MilvusStore:
 
     # --- opening -------------------------------------------------------------------------
     @classmethod
+    def connect(cls, uri: str, params: MilvusParams, catalogue: Catalogue) -> MilvusStore:
+        """The store of ``uri`` as it is (no synchronisation: what ``lookalike check`` reads)."""
+        return cls(MilvusServer(MilvusAddress.parse(uri), params), catalogue)
+
+    @classmethod
     def open(cls, folder: Path, catalogue: Catalogue, uri: str, params: MilvusParams, *,
              transform: Callable[[np.ndarray], np.ndarray] | None = None,
              fingerprint: str = "", rebuild: bool = False) -> MilvusStore:
