@@ -20,6 +20,7 @@ default :class:`~lookalike.settings.MilvusParams`), and for each:
 from __future__ import annotations
 
 import argparse
+import signal
 import subprocess
 import sys
 import tempfile
@@ -59,8 +60,9 @@ def server_rss_mb(pid: int) -> float:
     return round(int(out.stdout.strip() or 0) / 1024, 1)
 
 
-def measure(port: int, pid: int, kind: str, base, labels, n: int, queries, truth) -> dict:
-    params = MilvusParams(index_type=kind, timeout=600)
+def measure(port: int, pid: int, kind: str, base, labels, n: int, queries, truth,
+            nlist: int) -> dict:
+    params = MilvusParams(index_type=kind, timeout=600, ivf_nlist=nlist)
     server = MilvusServer(MilvusAddress("127.0.0.1", port, f"bench_{kind.lower()}"), params)
     if server.dims() is not None:
         server.drop()
@@ -97,6 +99,7 @@ def measure(port: int, pid: int, kind: str, base, labels, n: int, queries, truth
         "search_p95_ms": round(float(np.percentile(latencies, 95)), 2),
         "recall_at_10": round(float(recall), 4), "server_rss_mb": server_rss_mb(pid),
         "search_params": server.search_params(K)["params"],
+        **({"nlist": nlist, "pq_m": params.pq_m} if kind == "IVF_PQ" else {}),
     }
     print(result, flush=True)
     server.drop()
@@ -110,6 +113,8 @@ def main() -> None:
     parser.add_argument("--types", default="HNSW,IVF_PQ")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--limit", type=int, default=3000, help="real Caltech photos mixed")
+    parser.add_argument("--nlist", type=int, default=MilvusParams().ivf_nlist,
+                        help="IVF_PQ lists (Milvus builds them per sealed segment)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/scale-milvus-100k.json"))
     args = parser.parse_args()
     report = caltech.run_info()
@@ -119,6 +124,7 @@ def main() -> None:
     truth = exact_top(base, labels, args.n, queries)
     from milvus import MilvusServer as Standalone
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stop the server on a kill, too
     net = PrivateNetwork()
     standalone = Standalone()
     standalone.set_base_dir(tempfile.mkdtemp(prefix="lookalike-milvus-"))
@@ -127,8 +133,11 @@ def main() -> None:
             standalone.start()
             pid = standalone.server_proc.pid
             report["synthetic"] = f"{args.n} mixes of {len(base)} real lite0-int8 descriptors (benchmarks/ann.py)"
-            report["results"] = [measure(standalone.listen_port, pid, kind, base, labels, args.n,
-                                         queries, truth) for kind in args.types.split(",")]
+            report["results"] = []
+            for kind in args.types.split(","):
+                report["results"].append(measure(standalone.listen_port, pid, kind, base, labels,
+                                                 args.n, queries, truth, args.nlist))
+                caltech.write_report(report, args.out)  # what is measured is kept
     finally:
         standalone.stop()
         net.close()

@@ -99,10 +99,13 @@ class RayIndexer(Indexer):
         context.enable_progress_bars = False
         rows = [{"location": i.stat.location, "size": i.stat.size, "mtime_ns": i.stat.mtime_ns}
                 for i in new]
-        actors = max(1, min(len(new) // self.settings.batch_size + 1, _cluster_cpus(ray)))
-        dataset = ray.data.from_items(rows).map_batches(
+        batches = -(-len(new) // self.settings.batch_size)
+        actors = max(1, min(batches, _cluster_cpus(ray)))
+        # One block per batch: Ray's default splits a small input into hundreds of blocks.
+        dataset = ray.data.from_items(rows, override_num_blocks=batches).map_batches(
             EmbedActor, fn_constructor_kwargs={"settings": self.settings},
-            batch_size=self.settings.batch_size, concurrency=actors, num_cpus=1,
+            batch_size=self.settings.batch_size, num_cpus=1,
+            compute=ray.data.ActorPoolStrategy(size=actors),
         )
         for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
             yield from (pickle.loads(r) for r in batch["result"])
@@ -162,7 +165,7 @@ def _connect(ray, address: str, settings: Settings) -> bool:
         if address == LOCAL:
             path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
             ray.init(num_cpus=settings.threads or settings.cpu_count(), include_dashboard=False,
-                     log_to_driver=False, configure_logging=False,
+                     log_to_driver=False, configure_logging=False, _node_ip_address="127.0.0.1",
                      runtime_env={"env_vars": {**env, "PYTHONPATH": path}})
         else:
             ray.init(address=address, log_to_driver=False, configure_logging=False,
