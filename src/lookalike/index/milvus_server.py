@@ -28,8 +28,6 @@ NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
 PROBED = ("DISKANN",)  # index types whose build is proven when a collection is made
 PROBE_ROWS = 1_100  # above the 1,024 rows from which a sealed segment gets its index
 T = TypeVar("T")
-# pymilvus logs recoverable trouble as warnings on stderr; failures reach the user as errors
-logging.getLogger("pymilvus").setLevel(logging.ERROR)
 
 
 @dataclass(frozen=True)
@@ -87,6 +85,9 @@ class MilvusServer:
             raise StoreError(
                 "the Milvus store needs pymilvus: pip install 'lookalike[milvus]'"
             ) from None
+        # pymilvus (configuring its logger on import) warns on stderr about trouble it
+        # recovers from; what it cannot recover from reaches the user as one error line
+        logging.getLogger("pymilvus").setLevel(logging.ERROR)
         self.address, self.params, self.name = address, params, address.collection
         self.client = self.call(
             "connect", lambda: MilvusClient(uri=address.endpoint, timeout=params.timeout)
