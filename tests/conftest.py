@@ -137,9 +137,10 @@ def milvus_server(private_network, tmp_path_factory):
     server.set_base_dir(str(tmp_path_factory.mktemp("milvus")))
     with private_network.inside():
         server.start()  # waits until /healthz answers
+    process = server.server_proc
     yield server
-    server.stop()
-    assert server.server_proc is None
+    server.stop()  # SIGTERM, then SIGKILL after a second
+    assert process.poll() is not None, "the Milvus server is still running"
 
 
 @pytest.fixture
