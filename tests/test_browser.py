@@ -6,19 +6,14 @@ go to ``test-artifacts/`` (git-ignored) so a person can check the page looks rig
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from playwright import sync_api
 
 from conftest import PER_CLASS, SUBSET_CLASSES
-from lookalike import Index
-from lookalike.server.app import create_app
+from live_server import serve
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -47,23 +42,8 @@ def photos(built_index: tuple[Path, Path]) -> Path:
 
 @pytest.fixture(scope="module")
 def base_url(built_index: tuple[Path, Path]) -> Iterator[str]:
-    """The real server on 127.0.0.1; the socket is bound first, so the port cannot be taken."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    with Index.open(built_index[0], create=False) as index:
-        config = uvicorn.Config(create_app(index), log_level="warning")
-        server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 30
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert server.started, "uvicorn did not start"
-        yield f"http://127.0.0.1:{port}"
-        server.should_exit = True
-        thread.join(timeout=10)
-    sock.close()
+    with serve(built_index[0]) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

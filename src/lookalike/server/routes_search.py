@@ -17,10 +17,11 @@ from ..errors import ImageError
 from ..images import load_image, load_image_url
 from .dependencies import State
 from .models import SearchOut, UrlQuery, result_out
+from .openapi import error_responses
 from .search_options import Options
 from .state import ServerState
 
-search_routes = APIRouter(prefix="/api", tags=["search"])
+search_routes = APIRouter(prefix="/api", tags=["search"], responses=error_responses(413))
 
 
 def decode_upload(state: ServerState, upload: UploadFile) -> Image.Image:
