@@ -18,6 +18,9 @@ def error_response(status: int, message: str, headers: dict | None = None) -> JS
 def _validation_message(exc: RequestValidationError) -> str:
     parts = []
     for error in exc.errors():
+        if error.get("type") == "json_invalid":  # pydantic says "1: JSON decode error"
+            parts.append("the request body is not valid JSON")
+            continue
         where = ".".join(str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path"))
         parts.append(f"{where}: {error.get('msg', 'invalid')}" if where else error.get("msg", ""))
     return "; ".join(parts) or "invalid request"

@@ -62,7 +62,7 @@ def fetch_url(state: ServerState, url: str) -> Image.Image:
 def search_upload(
     state: State,
     options: Options,
-    file: Annotated[UploadFile, File(description="the query image (any format Pillow reads)")],
+    file: Annotated[UploadFile, File(description="the query image (JPEG, PNG, WebP, GIF, TIFF, BMP, ...)")],
 ) -> dict:
     result = state.search(decode_upload(state, file), options)
     return result_out(result, query=file.filename or "<upload>")
