@@ -8,13 +8,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # NumPy and the label list load on first use: the CLI starts faster
+    import numpy as np
 
-from ..embed.labels import imagenet_labels
-
-if TYPE_CHECKING:
     from ..index.catalogue import Catalogue
     from .cascade import Ranked
+
+
+REPR_MATCHES = 5  # matches a SearchResult's repr lists
 
 
 def shown_path(location: str) -> str:
@@ -60,6 +61,10 @@ class Match:
         return {"rank": self.rank, **path_fields(self.path), "score": round(self.score, 6),
                 "labels": self.labels}
 
+    def __repr__(self) -> str:
+        labels = ", ".join(self.labels[:3])
+        return f"<Match #{self.rank} {self.score:.3f} {shown_path(self.path)!r} [{labels}]>"
+
 
 @dataclass
 class SearchResult:
@@ -79,6 +84,15 @@ class SearchResult:
         """The stable JSON schema: ``{"query": str, "matches": [{rank, path, score, labels}]}``."""
         return {"query": shown_path(self.query), "matches": [m.as_dict() for m in self.matches]}
 
+    def __repr__(self) -> str:
+        """The query and its first matches, one a line (the REPL's view of a search)."""
+        shown = [f"  {m!r}" for m in self.matches[:REPR_MATCHES]]
+        if len(self.matches) > REPR_MATCHES:
+            shown.append(f"  ... {len(self.matches) - REPR_MATCHES} more")
+        head = (f"<SearchResult {shown_path(self.query)!r} ({self.route}): "
+                f"{len(self.matches)} matches")
+        return "\n".join([head + (":" if shown else ""), *shown]) + ">"
+
 
 def search_results(
     catalogue: Catalogue, names: Sequence[str], ranked: Sequence[Ranked],
@@ -86,6 +100,8 @@ def search_results(
 ) -> list[SearchResult]:
     """Rankings as results: one :class:`Match` per file location of each ranked image, at
     most ``k`` (two copies of one photo are two results with the same score)."""
+    from ..embed.labels import imagenet_labels
+
     label_names = imagenet_labels()
     results = []
     for name, one, query_labels in zip(names, ranked, label_ids, strict=False):

@@ -1,0 +1,124 @@
+"""Cold start of the command line: ``lookalike --help`` and one ``lookalike search`` on a
+10,000-image index, each a fresh process, as a user runs them.
+
+    python benchmarks/cold_start.py [--n 10000] [--runs 7] [--out benchmarks/results/cold_start.json]
+
+The index: the bundled sample photos (``examples/images``) are indexed for real, then
+benchmarks/ann.py's generator writes ``--n`` images derived from their descriptors, each with
+the real local features and visual words of the photo it was made from (so verification and
+the word index work as on real photos). One untimed search builds the store's files and
+Python's bytecode cache; then each command runs ``--runs`` times, alternating, and the median
+wall and CPU seconds (user + system of the child, from ``wait4``) are reported beside
+``python -c pass`` (the interpreter's own start). The query is ``examples/queries/leopard.jpg``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import ann  # noqa: E402
+
+import lookalike  # noqa: E402
+from lookalike.embed.labels import imagenet_labels  # noqa: E402
+from lookalike.index.words import shipped_vocabulary  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+QUERY = REPO / "examples" / "queries" / "leopard.jpg"
+
+
+def sample_base(folder: Path) -> tuple[np.ndarray, list[str], list]:
+    """Descriptors, top labels and stored local features (as catalogue blobs) of the sample
+    photos, indexed for real into ``folder``."""
+    vocabulary = shipped_vocabulary()
+    with lookalike.Index.open(folder) as index:
+        index.add([REPO / "examples" / "images"])
+        ids, vectors = index.catalogue.all_vectors()
+        labels = index.catalogue.labels_for(ids.tolist())
+        stored = index.catalogue.local_features_for(ids.tolist())
+    names = imagenet_labels()
+    top = [names[labels[i][0][0]] for i in ids.tolist()]
+    features = []
+    for image_id in ids.tolist():
+        if image_id not in stored:
+            features.append(None)
+            continue
+        points, descriptors = stored[image_id]
+        features.append((
+            points.astype(np.float16).tobytes(),
+            descriptors.tobytes(),
+            vocabulary.quantise(descriptors).tobytes(),
+        ))
+    return vectors, top, features
+
+
+def timed(command: list[str], env: dict) -> tuple[float, float]:
+    """Wall and CPU seconds of one run of ``command`` (its output discarded)."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"failed: {' '.join(command)}: {process.stderr.read().decode()}")
+    process.stderr.close()
+    return wall, usage.ru_utime + usage.ru_stime
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/cold_start.json")
+    args = parser.parse_args()
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # users' installs have their bytecode cached
+    lookalike_cli = [sys.executable, "-m", "lookalike"]
+    with tempfile.TemporaryDirectory() as scratch:
+        base, labels, features = sample_base(Path(scratch) / "sample")
+        folder = Path(scratch) / "index"
+        ann.write_catalogue(folder, base, labels, args.n, features)
+        search = [*lookalike_cli, "search", str(QUERY), "--db", str(folder)]
+        commands = {
+            "python -c pass": [sys.executable, "-c", "pass"],
+            "lookalike --help": [*lookalike_cli, "--help"],
+            "lookalike search": search,
+        }
+        for command in commands.values():  # untimed: store files, bytecode cache
+            timed(command, env)
+        samples: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
+        for _ in range(args.runs):
+            for name, command in commands.items():
+                samples[name].append(timed(command, env))
+    result = {
+        "n_images": args.n,
+        "runs": args.runs,
+        "query": str(QUERY.relative_to(REPO)),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "load_average_at_end": os.getloadavg()[0],
+        "median_s": {
+            name: {
+                "wall": round(statistics.median(w for w, _ in runs), 3),
+                "cpu": round(statistics.median(c for _, c in runs), 3),
+                "wall_min": round(min(w for w, _ in runs), 3),
+            }
+            for name, runs in samples.items()
+        },
+    }
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
