@@ -1,7 +1,8 @@
 """Cold start of the command line: ``lookalike --help`` and one ``lookalike search`` on a
 10,000-image index, each a fresh process, as a user runs them.
 
-    python benchmarks/cold_start.py [--n 10000] [--runs 7] [--out benchmarks/results/cold_start.json]
+    python benchmarks/cold_start.py [--n 10000] [--runs 7] [--base-src ../other/src]
+                                    [--out benchmarks/results/cold_start.json]
 
 The index: the bundled sample photos (``examples/images``) are indexed for real, then
 benchmarks/ann.py's generator writes ``--n`` images derived from their descriptors, each with
@@ -10,6 +11,8 @@ the word index work as on real photos). One untimed search builds the store's fi
 Python's bytecode cache; then each command runs ``--runs`` times, alternating, and the median
 wall and CPU seconds (user + system of the child, from ``wait4``) are reported beside
 ``python -c pass`` (the interpreter's own start). The query is ``examples/queries/leopard.jpg``.
+``--base-src`` also runs both commands from another checkout's ``src`` (an A/B against the
+parent commit), alternating with this one in each round, on the same index.
 """
 
 from __future__ import annotations
@@ -79,10 +82,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--base-src", type=Path, help="another checkout's src/ to compare")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/cold_start.json")
     args = parser.parse_args()
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # users' installs have their bytecode cached
+    base_env = {**env, "PYTHONPATH": str(args.base_src.resolve())} if args.base_src else None
     lookalike_cli = [sys.executable, "-m", "lookalike"]
     with tempfile.TemporaryDirectory() as scratch:
         base, labels, features = sample_base(Path(scratch) / "sample")
@@ -90,20 +95,24 @@ def main() -> None:
         ann.write_catalogue(folder, base, labels, args.n, features)
         search = [*lookalike_cli, "search", str(QUERY), "--db", str(folder)]
         commands = {
-            "python -c pass": [sys.executable, "-c", "pass"],
-            "lookalike --help": [*lookalike_cli, "--help"],
-            "lookalike search": search,
+            "python -c pass": ([sys.executable, "-c", "pass"], env),
+            "lookalike --help": ([*lookalike_cli, "--help"], env),
+            "lookalike search": (search, env),
         }
-        for command in commands.values():  # untimed: store files, bytecode cache
-            timed(command, env)
+        if base_env:
+            commands["base: lookalike --help"] = ([*lookalike_cli, "--help"], base_env)
+            commands["base: lookalike search"] = (search, base_env)
+        for command, command_env in commands.values():  # untimed: store files, bytecode cache
+            timed(command, command_env)
         samples: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
         for _ in range(args.runs):
-            for name, command in commands.items():
-                samples[name].append(timed(command, env))
+            for name, (command, command_env) in commands.items():
+                samples[name].append(timed(command, command_env))
     result = {
         "n_images": args.n,
         "runs": args.runs,
         "query": str(QUERY.relative_to(REPO)),
+        "base_src": str(args.base_src) if args.base_src else None,
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
         "load_average_at_end": os.getloadavg()[0],

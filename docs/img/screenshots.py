@@ -4,12 +4,13 @@
 
 Starts the server on 127.0.0.1 (as the browser test does), opens the page in Debian's headless
 Chromium and writes ``page-desktop.png`` (1440x900, a search) and ``page-phone.png`` (390x844,
-the collection) next to this file.
+the collection) next to this file, shrunk to at most 1080 pixels wide and 256 colours.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from pathlib import Path
 
@@ -17,9 +18,18 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1] / "tests"))
 
 from live_server import serve  # noqa: E402
+from PIL import Image  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 ARGS = ["--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
+
+
+def shrink(png: bytes, target: Path, width: int = 1080) -> None:
+    """At most ``width`` pixels wide, 256 colours: small enough for a README."""
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    if image.width > width:
+        image = image.resize((width, round(image.height * width / image.width)), Image.LANCZOS)
+    image.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(target, optimize=True)
 
 
 def main() -> None:
@@ -41,7 +51,7 @@ def main() -> None:
                 page.set_input_files("#file-input", str(args.query))
                 page.wait_for_selector("#results .card")
             page.wait_for_load_state("networkidle")
-            page.screenshot(path=str(args.out / f"{name}.png"))
+            shrink(page.screenshot(), args.out / f"{name}.png")
             page.close()
         browser.close()
 
