@@ -76,3 +76,19 @@ def test_document_is_openapi_3_0_with_the_error_schema(base_url: str) -> None:
     write = document["paths"]["/api/index"]["post"]["responses"]
     assert {"401", "403", "409"} <= set(write)
     assert "HTTPValidationError" not in document["components"]["schemas"]
+
+
+def test_error_messages_use_no_internal_words(base_url: str) -> None:
+    """What the page shows as is: no library names, no parser positions."""
+    import httpx
+
+    bad_json = httpx.post(
+        f"{base_url}/api/search/url", content=b"{not json",
+        headers={"Content-Type": "application/json"},
+    )
+    assert bad_json.status_code == 422
+    assert bad_json.json() == {"error": "the request body is not valid JSON"}
+    text = httpx.post(f"{base_url}/api/search", files={"file": ("notes.txt", b"hello", "text/plain")})
+    assert text.status_code == 400
+    message = text.json()["error"]
+    assert "notes.txt" in message and "not an image" in message and "Pillow" not in message
