@@ -268,7 +268,7 @@ async function loadInfo() {
   try {
     const info = await api("/api/info");
     state.info = info;
-    $("#stats").textContent = `${info.images.toLocaleString()} photos`;
+    $("#stats").textContent = `${info.images.toLocaleString()} photo${info.images === 1 ? "" : "s"}`;
     $("#stats").title = `model ${info.model} · version ${info.version}`;
     $("#mode").hidden = !info.read_only;
     $("#add-photos").hidden = info.read_only;
@@ -346,6 +346,7 @@ function wireControls() {
   $("#k").addEventListener("change", () => state.query && !$("#results").hidden && run(state.query));
   $("#label").addEventListener("change", rerun);
   $("#min-score").addEventListener("input", showMinScore);
+  $("#nav-browse").addEventListener("click", () => location.hash === "#browse" && showBrowse());
 }
 
 function followHash() {
