@@ -11,6 +11,9 @@ the word index work as on real photos). One untimed search builds the store's fi
 Python's bytecode cache; then each command runs ``--runs`` times, alternating, and the median
 wall and CPU seconds (user + system of the child, from ``wait4``) are reported beside
 ``python -c pass`` (the interpreter's own start). The query is ``examples/queries/leopard.jpg``.
+``stages_cpu_s`` splits one cold search, in a fresh process, into the CPU seconds of its
+imports, opening the index, creating the inference session, the first search and a second
+(warm) one, and a warm search without the regional pass (``pipeline`` without ``regions``).
 ``--base-src`` also runs both commands from another checkout's ``src`` (an A/B against the
 parent commit), alternating with this one in each round, on the same index.
 """
@@ -78,6 +81,41 @@ def timed(command: list[str], env: dict) -> tuple[float, float]:
     return wall, usage.ru_utime + usage.ru_stime
 
 
+SPLIT = """
+import json, resource, sys
+def cpu():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+out, last = {}, cpu()
+def mark(name):
+    global last
+    now = cpu()
+    out[name] = round(now - last, 3)
+    last = now
+import cv2, onnxruntime, lookalike.paths
+from lookalike import Index, SearchOptions
+mark("imports")
+index = Index.open(sys.argv[1], create=False)
+mark("open")
+index.embedder.session
+mark("session")
+index.search(sys.argv[2])
+mark("first search")
+index.search(sys.argv[2])
+mark("warm search")
+index.search(sys.argv[2], options=SearchOptions(pipeline="cosine,auto,verify:20,words:10"))
+mark("warm search without regions")
+print(json.dumps(out))
+"""
+
+
+def stages(folder: Path, env: dict) -> dict:
+    """CPU seconds of each step of a cold search, in a fresh process."""
+    command = [sys.executable, "-c", SPLIT, str(folder), str(QUERY)]
+    out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=10_000)
@@ -108,6 +146,7 @@ def main() -> None:
         for _ in range(args.runs):
             for name, (command, command_env) in commands.items():
                 samples[name].append(timed(command, command_env))
+        split = stages(folder, env)
     result = {
         "n_images": args.n,
         "runs": args.runs,
@@ -124,6 +163,7 @@ def main() -> None:
             }
             for name, runs in samples.items()
         },
+        "stages_cpu_s": split,
     }
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
