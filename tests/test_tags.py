@@ -50,6 +50,7 @@ def test_synonyms_plurals_and_broader_words_name_classes():
     assert lookup("automobile").classes < lookup("car").classes  # "car" is a railway car too
     assert lookup("Leopards").classes == ids("leopard")
     assert lookup("mice").classes == lookup("mouse").classes  # WordNet's irregular plurals
+    assert lookup("binocular").classes == ids("binoculars")  # a plural-only word
     assert ids("goldfinch", "hen", "bald eagle") <= lookup("bird").classes
     assert ids("sports car", "airliner", "canoe", "bicycle-built-for-two") <= lookup("vehicle").classes
     assert ids("strawberry", "banana", "acorn") <= lookup("fruit").classes

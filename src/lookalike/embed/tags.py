@@ -104,10 +104,12 @@ def singulars(word: str) -> list[str]:
 
 
 def lookup(word: str) -> Tag | None:
-    """The tag a word (or phrase) names, or None; plurals are read as their singular."""
+    """The tag a word (or phrase) names, or None; plurals are read as their singular, and a
+    singular of a plural-only word as that word ("binocular": binoculars)."""
     key = _normal(word)
     vocab = vocabulary()
-    for form in [key, vocab.plurals.get(key, ""), *singulars(key)]:
+    plural_only = [f"{key}s"] if len(key) >= 4 else []  # not "bu" -> "bus"
+    for form in [key, vocab.plurals.get(key, ""), *singulars(key), *plural_only]:
         if form in vocab.words:
             meaning, classes = vocab.words[form]
             return Tag(key, meaning, classes)
