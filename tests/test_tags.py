@@ -156,8 +156,9 @@ def test_cli_text_search_and_tags(tagged, capsys):
     assert all(class_of(m["path"]) == "dalmatian" and m["matched_labels"] for m in result["matches"])
     assert cli.main(["search", "--db", db, "--text", "dgo"]) == 1
     assert capsys.readouterr().err.startswith("error: unknown word 'dgo': did you mean: dog")
-    assert cli.main(["search", "--db", db]) == 1  # neither images nor --text
-    assert "query images or --text" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage:  # neither images nor --text: a usage error
+        cli.main(["search", "--db", db])
+    assert usage.value.code == 2 and "query images or --text" in capsys.readouterr().err
     assert cli.main(["tags", "do", "--db", db, "--limit", "3"]) == 0
     assert "images  dog  (" in capsys.readouterr().out
 
