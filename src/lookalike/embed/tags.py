@@ -19,7 +19,7 @@ from functools import lru_cache
 from importlib import resources
 
 from ..errors import LookalikeError
-from .labels import label_ids
+from .labels import imagenet_labels
 
 # Words in a text query that name no class: skipped unless part of a longer known phrase.
 STOPWORDS = frozenset(
@@ -78,8 +78,8 @@ def vocabulary() -> Vocabulary:
             if word.lower() not in words:
                 kinds.setdefault(word.lower(), (synsets[wnid]["words"][0], set()))[1].update(below[wnid])
     words.update(kinds)
-    for name, class_id in label_ids().items():  # an exact class name names that class only
-        words[name] = (name, {class_id})
+    for class_id, name in enumerate(imagenet_labels()):  # a class name names that class only
+        words[name.lower()] = (name, {class_id})
     frozen = {key: (meaning, frozenset(ids)) for key, (meaning, ids) in words.items()}
     return Vocabulary(frozen, data["plurals"])
 
