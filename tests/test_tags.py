@@ -144,6 +144,8 @@ def test_suggestions_count_the_images_a_word_keeps(tagged):
     assert [t["images"] for t in tags] == sorted((t["images"] for t in tags), reverse=True)
     assert "domestic dog" not in [t["word"] for t in tags]  # one word per meaning
     assert index.tags("zzzq") == []
+    # "entity" names all 1,000 classes (queried in chunks): every image, each counted once.
+    assert index.tags("entity", 1) == [{"word": "entity", "classes": 1000, "images": len(index)}]
 
 
 # --- faces ------------------------------------------------------------------------------
