@@ -25,6 +25,7 @@ from PIL import Image
 from .discovery import discover, is_under
 from .embed.embedder import Embeddings
 from .embed.labels import imagenet_labels
+from .embed.tags import parse_text
 from .errors import LookalikeError
 from .images import load_image
 from .index.check import CheckReport, check_index
@@ -35,11 +36,13 @@ from .index.transform import TransformedStore
 from .index.words import InvertedFile
 from .indexing import Indexer, IndexReport, ProgressCallback, forget
 from .paths import check_paths, describe_query
+from .query.candidates import candidate_ids, label_classes
 from .query.cascade import Cascade, Ranked, rank_queries
 from .query.options import SearchOptions
 from .query.rerank import Auto
 from .query.results import SearchResult, search_results
 from .query.spec import parse, with_shorthands
+from .query.text import SUGGESTIONS, rank_text, suggest
 from .settings import Settings
 
 ImageLike = str | os.PathLike | bytes | Image.Image
@@ -235,7 +238,8 @@ class Index:
         pictures = [(lambda picture=picture: picture) for picture in decoded]
         ranked = self.rank(embeddings.vectors, options, label_ids=embeddings.label_ids,
                            pictures=pictures)
-        return search_results(self.catalogue, names, ranked, embeddings.label_ids, options.k)
+        return search_results(self.catalogue, names, ranked, embeddings.label_ids, options.k,
+                              label_classes(options.label))
 
     def search_by_id(
         self, image_id: int, k: int | None = None, *,
@@ -250,7 +254,30 @@ class Index:
         label_ids = np.asarray([[c for c, _ in stored]], dtype=np.int64)
         ranked = self.rank(self.catalogue.vectors_for([image_id]), options, label_ids=label_ids,
                            query_ids=[image_id])
-        return search_results(self.catalogue, [f"image:{image_id}"], ranked, label_ids, options.k)[0]
+        return search_results(self.catalogue, [f"image:{image_id}"], ranked, label_ids, options.k,
+                              label_classes(options.label))[0]
+
+    def search_text(
+        self, text: str, k: int | None = None, *,
+        options: SearchOptions | None = None, **changes: Any,
+    ) -> SearchResult:
+        """Tag search (not CLIP): the images whose stored ImageNet labels best match the
+        words of ``text`` ("dog on a sofa"), by label probability (:mod:`lookalike.query.text`).
+        Of the options only ``k`` and ``label`` apply; ``route`` is ``"text"``."""
+        options = SearchOptions.from_any(options, k=k, **changes)
+        tags = parse_text(text)
+        allowed, _ = candidate_ids(self.catalogue, label=options.label)
+        ranked = rank_text(self.catalogue, tags, allowed)
+        classes = frozenset().union(*(t.classes for t in tags))
+        no_labels = np.zeros((1, 0), dtype=np.int64)
+        result = search_results(self.catalogue, [text], [ranked], no_labels, options.k, classes)[0]
+        result.query_labels = [t.shown for t in tags]
+        return result
+
+    def tags(self, prefix: str = "", limit: int = SUGGESTIONS) -> list[dict]:
+        """Words tag search and the label filter know, starting with ``prefix``, those
+        naming the most images here first: ``{"word", "classes", "images"}``."""
+        return suggest(self.catalogue, prefix, limit)
 
     def rank(
         self,

@@ -33,8 +33,8 @@ def plot_result(result: SearchResult, out: str | Path, *, columns: int = 6) -> P
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [(result.query, "query", result.query_labels)] + [
-        (m.path, f"#{m.rank}  {m.score:.3f}", m.labels) for m in result.matches
+    panels = [(result.query, "query", result.query_labels[:2])] + [
+        (m.path, f"#{m.rank}  {m.score:.3f}", m.shown_labels(2)) for m in result.matches
     ]
     cols = min(columns, len(panels))
     rows = math.ceil(len(panels) / cols)
@@ -45,7 +45,7 @@ def plot_result(result: SearchResult, out: str | Path, *, columns: int = 6) -> P
         image = _thumbnail(location)
         if image is not None:
             ax.imshow(image)
-        label = textwrap.shorten(", ".join(labels[:2]), width=34, placeholder="…")
+        label = textwrap.shorten(", ".join(labels), width=40, placeholder="…")
         name = textwrap.shorten(shown_path(Path(location).name), width=30, placeholder="…")
         ax.set_title(f"{heading}\n{label}\n{name}", fontsize=8, color="#b00020" if heading == "query" else "black")
     fig.tight_layout()

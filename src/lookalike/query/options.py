@@ -25,8 +25,9 @@ class SearchOptions:
 
     Attributes:
         k: How many matches (any number up to the collection size).
-        label: Keep only images whose stored top labels include one of these ImageNet labels
-            (a single name or several).
+        label: Keep only images whose stored top labels include a class one of these words
+            names (a single word or several): an ImageNet label, a synonym, a plural or a
+            broader word such as "dog" (:mod:`lookalike.embed.tags`).
         route: ``global`` searches every image; ``categories`` only images that share a
             predicted ImageNet category with the query (how the 2019 script searched),
             falling back to every image when that leaves fewer than ``k``.

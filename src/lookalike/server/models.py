@@ -19,12 +19,14 @@ BYTES_NOTE = "base64 of the raw bytes, only for file names that are not valid UT
 
 
 class _OmitsAbsentBytes(BaseModel):
-    """``*_bytes`` fields are left out of the JSON unless set (most names are valid UTF-8)."""
+    """``*_bytes`` fields are left out of the JSON unless set (most names are valid UTF-8),
+    and so is ``matched_labels`` (only a label filter or a text query sets it)."""
 
     @model_serializer(mode="wrap")
     def _omit_absent_bytes(self, handler: SerializerFunctionWrapHandler) -> Any:
         data = handler(self)
-        for key in [k for k, v in data.items() if k.endswith("_bytes") and v is None]:
+        optional = [k for k in data if k.endswith("_bytes") or k == "matched_labels"]
+        for key in [k for k in optional if data[k] is None]:
             del data[key]
         return data
 
@@ -38,6 +40,10 @@ class MatchOut(_OmitsAbsentBytes):
     path_bytes: str | None = Field(None, description=BYTES_NOTE)
     score: float
     labels: list[str]
+    matched_labels: list[str] | None = Field(
+        None, description="the labels that a label filter or a text query chose this match "
+        "by; only then"
+    )
     id: int
     thumbnail_url: str
     original_url: str

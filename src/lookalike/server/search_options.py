@@ -29,7 +29,8 @@ def search_options(
     k: Annotated[int, Query(ge=1, le=MAX_K, description="how many matches")] = _default("k"),
     label: Annotated[
         list[str] | None,
-        Query(description="keep images with one of these ImageNet labels (repeatable)"),
+        Query(description="keep images with a label one of these words names: an ImageNet "
+              "label or a broader word such as dog (repeatable; GET /api/tags lists words)"),
     ] = None,
     min_score: Annotated[
         float | None,
