@@ -164,3 +164,33 @@ def test_cli_index_urls_from_stdin_and_json(site, tmp_path, monkeypatch, capsys)
     (tmp_path / "list.txt").write_text("ftp://example.org/a.jpg\n")
     assert cli.main(["index", "--urls", str(tmp_path / "list.txt"), "--db", db]) == 1
     assert "line 1 of the URL list is not an http(s) URL" in capsys.readouterr().err
+
+
+def test_rest_indexes_urls_and_serves_them_through_the_server(site, tmp_path):
+    from test_server import client_for
+    from test_server_collection import wait_for_job
+
+    with lookalike.Index.open(tmp_path / "db") as index:
+        client = client_for(index, token="secret", allow_private_urls=True)
+        auth = {"Authorization": "Bearer secret"}
+        bad = client.post("/api/index", json={"urls": ["file:///etc/passwd"]}, headers=auth)
+        assert bad.status_code == 400 and "not an http(s) URL" in bad.json()["error"]
+        body = {"urls": [site.base + "/p0.jpg", site.base + "/page.jpg"]}
+        assert client.post("/api/index", json=body, headers=auth).status_code == 202
+        status = wait_for_job(client)
+        assert status["report"]["urls"]["new"] == 1 and status["report"]["urls"]["failed"] == 1
+        with open(caltech_image("airplanes", 1), "rb") as f:
+            found = client.post("/api/search", files={"file": ("q.jpg", f, "image/jpeg")}).json()
+        match = found["matches"][0]
+        assert match["path"] == site.base + "/p0.jpg"
+        # The page's images come from this server (its CSP allows no other origin).
+        original = client.get(match["original_url"])
+        assert original.status_code == 200 and original.content == caltech_image("airplanes", 1).read_bytes()
+        thumb = client.get(match["thumbnail_url"])
+        assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+        site.image("/p0.jpg", caltech_image("watch", 3))  # changed since it was indexed
+        changed = client.get(match["original_url"])
+        assert changed.status_code == 404 and "changed since it was indexed" in changed.json()["error"]
+        # A re-index asks the indexed URLs again: the changed one is re-embedded.
+        assert client.post("/api/index", json={"reindex": True}, headers=auth).status_code == 202
+        assert wait_for_job(client)["report"]["urls"]["changed"] == 1

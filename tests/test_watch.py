@@ -137,3 +137,27 @@ def test_cli_watch_stops_cleanly_on_ctrl_c(tmp_path):
         stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0 and "stopped" in stderr and "Traceback" not in stderr, stderr
     assert "1 embedded" in stdout
+
+
+def test_serve_watch_shows_new_photos_without_a_restart(tmp_path):
+    from test_server import client_for
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(PHOTOS[0], photos / "a.jpg")
+    index = lookalike.Index.open(tmp_path / "db")
+    client = client_for(index)
+    state = client.app.state.lookalike
+    try:
+        state.watch([str(photos)])
+        _wait_for(tmp_path / "db", lambda f: len(f) == 1, "the first run")
+        shutil.copy(PHOTOS[6], photos / "b.jpg")
+        deadline = time.monotonic() + 60
+        while client.get("/api/info").json()["images"] != 2:
+            assert time.monotonic() < deadline, client.get("/api/index").json()
+            time.sleep(0.1)
+        with open(PHOTOS[6], "rb") as f:
+            found = client.post("/api/search", files={"file": ("q.jpg", f, "image/jpeg")}).json()
+        assert found["matches"][0]["path"] == str(photos / "b.jpg")
+    finally:
+        state.close()
