@@ -75,6 +75,8 @@ class UrlSource:
         report = IndexReport(discovered=len(urls), urls=dict.fromkeys(OUTCOMES, 0))
         known = self.catalogue.url_states()
         progress = progress or (lambda done, total: None)
+        if hasattr(progress, "stage"):  # lookalike.progress.Progress: a bar of its own
+            progress.stage("fetching", "URLs")
         progress(0, len(urls))
         chunk: list[_Fetched] = []
         try:
@@ -93,17 +95,16 @@ class UrlSource:
     def _downloads(self, urls: list[str], known: dict[str, UrlState]) -> Iterator[_Fetched]:
         """Each URL's outcome, in list order, with at most ``chunk`` downloads ahead."""
         pending: deque[Future[_Fetched]] = deque()
-        with ThreadPoolExecutor(self.params.workers, thread_name_prefix="download") as pool:
-            try:
-                for url in urls:
-                    pending.append(pool.submit(self._fetch, url, known.get(url)))
-                    while len(pending) > self.params.chunk or (pending and pending[0].done()):
-                        yield pending.popleft().result()
-                while pending:
+        pool = ThreadPoolExecutor(self.params.workers, thread_name_prefix="download")
+        try:
+            for url in urls:
+                pending.append(pool.submit(self._fetch, url, known.get(url)))
+                while len(pending) > self.params.chunk or (pending and pending[0].done()):
                     yield pending.popleft().result()
-            finally:
-                for future in pending:
-                    future.cancel()
+            while pending:
+                yield pending.popleft().result()
+        finally:  # on Ctrl-C: waiting for the downloads in flight could take their deadline
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def _fetch(self, url: str, state: UrlState | None) -> _Fetched:
         """Download one URL, conditionally when it was indexed before (on a pool thread)."""
