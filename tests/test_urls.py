@@ -8,6 +8,7 @@ import hashlib
 import http.server
 import io
 import json
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -175,10 +176,17 @@ def test_rest_indexes_urls_and_serves_them_through_the_server(site, tmp_path):
         auth = {"Authorization": "Bearer secret"}
         bad = client.post("/api/index", json={"urls": ["file:///etc/passwd"]}, headers=auth)
         assert bad.status_code == 400 and "not an http(s) URL" in bad.json()["error"]
-        body = {"urls": [site.base + "/p0.jpg", site.base + "/page.jpg"]}
+        folder = tmp_path / "photos"
+        for name in ("keep.jpg", "skip/x.jpg"):
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(caltech_image("watch", 2), folder / name)
+        body = {"urls": [site.base + "/p0.jpg", site.base + "/page.jpg"], "paths": [str(folder)],
+                "exclude": ["skip"]}
         assert client.post("/api/index", json=body, headers=auth).status_code == 202
         status = wait_for_job(client)
         assert status["report"]["urls"]["new"] == 1 and status["report"]["urls"]["failed"] == 1
+        assert str(folder / "skip/x.jpg") not in client.app.state.lookalike.index.catalogue.files_by_location()
+        assert status["report"]["discovered"] == 3  # keep.jpg and the two URLs
         with open(caltech_image("airplanes", 1), "rb") as f:
             found = client.post("/api/search", files={"file": ("q.jpg", f, "image/jpeg")}).json()
         match = found["matches"][0]
@@ -194,3 +202,4 @@ def test_rest_indexes_urls_and_serves_them_through_the_server(site, tmp_path):
         # A re-index asks the indexed URLs again: the changed one is re-embedded.
         assert client.post("/api/index", json={"reindex": True}, headers=auth).status_code == 202
         assert wait_for_job(client)["report"]["urls"]["changed"] == 1
+        client.app.state.lookalike.close()  # the index the runs swapped in

@@ -110,7 +110,7 @@ def test_half_written_files_are_indexed_once_complete(watched):
     with open(target, "wb") as f:
         f.write(data[: len(data) // 3])
         f.flush()
-        time.sleep(1.5)  # longer than the quiet time: a run may see the half-written file
+        time.sleep(2.5)  # longer than the quiet time: a run sees the half-written file
         f.write(data[len(data) // 3:])
     found = _wait_for(db, lambda f: str(target) in f, "the completed file")
     catalogue = Catalogue(db / "catalogue.sqlite", readonly=True)
