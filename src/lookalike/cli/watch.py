@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
+from ..errors import LookalikeError
 from .common import DEFAULTS, open_index, with_db, with_exclude
 
 
@@ -26,6 +28,9 @@ def cmd_watch(args) -> int:
     from .index import print_report
 
     roots = check_paths(args.paths)
+    for root in roots:
+        if not os.path.isdir(root):
+            raise LookalikeError(f"not a folder: {root} (watch folders; index single files with 'lookalike index')")
     prune = not args.no_prune
     with open_index(args, create=True, writes=True) as index:
         def apply(batch) -> None:
