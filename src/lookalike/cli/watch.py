@@ -16,7 +16,7 @@ def register(sub) -> dict:
     with_db(p)
     with_exclude(p)
     p.add_argument("--no-prune", action="store_true", help="keep entries of files that were deleted or moved away")
-    p.add_argument("--quiet", type=float, default=DEFAULTS.watch.quiet, help="seconds without a change before a burst of changes is indexed as one run (default %(default)g)")
+    p.add_argument("--quiet", type=float, default=DEFAULTS.watch.quiet, metavar="SECONDS", help="seconds without a change before a burst of changes is indexed as one run (default %(default)g)")
     return {"watch": cmd_watch}
 
 
