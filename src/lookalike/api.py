@@ -27,7 +27,7 @@ from .embed.embedder import Embeddings
 from .embed.labels import imagenet_labels
 from .embed.tags import parse_text
 from .errors import LookalikeError
-from .images import load_image
+from .images import is_url, load_image
 from .index.check import CheckReport, check_index
 from .index.folder import IndexFolder
 from .index.graph import KnnGraph
@@ -44,6 +44,7 @@ from .query.results import SearchResult, search_results
 from .query.spec import parse, with_shorthands
 from .query.text import SUGGESTIONS, rank_text, suggest
 from .settings import Settings
+from .sources import UrlSource, merged, read_url_list
 
 ImageLike = str | os.PathLike | bytes | Image.Image
 
@@ -110,8 +111,10 @@ class Index:
     # --- writing ---------------------------------------------------------------------
     def add(
         self,
-        paths: Iterable[str | os.PathLike],
+        paths: Iterable[str | os.PathLike] = (),
         *,
+        urls: Iterable[str] = (),
+        exclude: Sequence[str] = (),
         prune: bool = False,
         progress: ProgressCallback | None = None,
         wait: bool = True,
@@ -124,23 +127,29 @@ class Index:
         finished batch; ``report.interrupted`` is then True and a re-run resumes.
         ``progress(done, total)`` is called as files are done; when it also has a
         ``stage(label, unit)`` method (:class:`lookalike.progress.Progress`), it then follows
-        the neighbour graph being brought up to date (images linked).
+        the neighbour graph being brought up to date (images linked). ``exclude`` globs skip
+        files and folders (:mod:`lookalike.discovery`). ``urls`` are http(s) images indexed by
+        reference (:mod:`lookalike.sources`: ``Settings.urls``; with ``prune`` a URL gone
+        from its server is forgotten); their outcomes are in ``report.urls``.
 
         One process writes to an index at a time (:mod:`lookalike.index.lock`): while another
         one indexes or removes, this call waits for it (``on_wait()`` is called once first),
         or with ``wait=False`` raises :class:`~lookalike.errors.IndexBusyError`. The paths are
         checked before anything is written or waited for.
         """
-        roots = check_paths(paths)
+        roots, urls = check_paths(paths), read_url_list(urls)
         with writer_lock(self.path, wait=wait, on_wait=on_wait):
             failed: list[tuple[str, str]] = []
-            stats = list(discover(roots, exclude=[self.path], failed=failed))
+            stats = list(discover(roots, exclude=[self.path], globs=exclude, failed=failed))
             folders = [r for r in roots if os.path.isdir(r)] if prune else []
-            self._fresh_store(len(self) + len(stats))  # a big first run goes approximate
+            self._fresh_store(len(self) + len(stats) + len(urls))  # a big first run: approximate
             indexer = Indexer(self.catalogue, self.embedder, self.store, self.settings, progress)
             try:
                 unseen = [p for p, _ in failed if os.path.isdir(p)]  # unreadable: not pruned
                 report = indexer.run(stats, prune_under=folders, unseen=unseen)
+                if urls and not report.interrupted:
+                    report = merged(report, UrlSource(indexer, self.settings.urls).run(
+                        urls, prune=prune, progress=progress))
             finally:
                 self.folder.after_writes()
             report.failed[:0] = failed
@@ -161,7 +170,7 @@ class Index:
     ) -> int:
         """Forget files (or everything under folders); returns how many files were removed.
         Waits for another writer like :meth:`add` (``wait``, ``on_wait``)."""
-        roots = [os.path.abspath(os.path.expanduser(p)) for p in paths]
+        roots = [p if is_url(p) else os.path.abspath(os.path.expanduser(p)) for p in map(str, paths)]
         with writer_lock(self.path, wait=wait, on_wait=on_wait):
             gone = [loc for loc in self.catalogue.files_by_location() if is_under(loc, roots)]
             if gone:

@@ -17,10 +17,10 @@ from collections.abc import Callable
 from ..errors import LookalikeError, storage_error
 from ..query.results import shown_path
 from ..version import __version__
-from . import examine, index, search, serve, tags
+from . import examine, index, search, serve, tags, watch
 from .common import EXIT_ERROR, EXIT_INTERRUPTED
 
-COMMAND_MODULES = (index, search, examine, serve, tags)
+COMMAND_MODULES = (index, search, examine, serve, tags, watch)
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
 

@@ -27,6 +27,7 @@ import numpy as np
 from ..errors import IndexFormatError, LookalikeError, ReadOnlyIndexError, storage_error
 from . import schema
 from .catalogue_labels import CatalogueLabels
+from .catalogue_urls import CatalogueUrls
 from .catalogue_writes import CatalogueWrites
 from .formats import (
     DESCRIPTOR_BYTES,
@@ -40,7 +41,7 @@ from .schema import read_location, stored_location
 FORMAT_VERSION = schema.VERSION
 
 
-class Catalogue(CatalogueWrites, CatalogueLabels):
+class Catalogue(CatalogueWrites, CatalogueLabels, CatalogueUrls):
     """Typed access to the SQLite catalogue of one index folder: all of its SQL is here (and
     in :mod:`lookalike.index.schema`)."""
 

@@ -86,6 +86,8 @@ class IndexRequest(BaseModel):
     paths: list[str] = Field(default_factory=list, description="absolute paths on the server")
     reindex: bool = Field(False, description="also rescan the folders already indexed")
     prune: bool = Field(True, description="forget files that were deleted from these folders")
+    urls: list[str] = Field(default_factory=list, description="http(s) images to index by reference")
+    exclude: list[str] = Field(default_factory=list, description="globs of files and folders to skip")
 
 
 def image_urls(image_id: int) -> dict[str, str]:
