@@ -13,7 +13,8 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
     ),
     "index": (
         ("index two folders (again later: only new or changed files)", "lookalike index ~/Pictures /mnt/camera --db photos"),
-        ("keep entries of files deleted from the card", "lookalike index /mnt/camera --db photos --no-prune"),
+        ("skip a folder of screenshots", "lookalike index ~/Pictures --db photos --exclude 'Screenshots'"),
+        ("images on the web, by reference", "lookalike index --urls links.txt --db photos"),
     ),
     "remove": (
         ("forget a folder", "lookalike remove ~/Pictures/old --db photos"),
@@ -21,8 +22,16 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
     ),
     "search": (
         ("the 5 closest photos", "lookalike search holiday.jpg --db photos --top 5"),
-        ("only dogs, as a picture", "lookalike search dog.jpg --db photos --label 'golden retriever' --plot out.png"),
-        ("a whole folder of queries, as JSON", "lookalike search queries/ --db photos --json"),
+        ("only dogs, as a picture", "lookalike search dog.jpg --db photos --label dog --plot out.png"),
+        ("by words instead of a photo, as JSON", "lookalike search --text 'dog on a sofa' --db photos --json"),
+    ),
+    "tags": (
+        ("the words that name the most photos here", "lookalike tags --db photos"),
+        ("words starting with 'do'", "lookalike tags do --db photos --limit 20"),
+    ),
+    "watch": (
+        ("keep the index current while photos arrive (Ctrl-C stops)", "lookalike watch ~/Pictures --db photos"),
+        ("wait for 10 quiet seconds before indexing a burst", "lookalike watch /mnt/camera --db photos --quiet 10"),
     ),
     "info": (
         ("what the index holds", "lookalike info --db photos"),

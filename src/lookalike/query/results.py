@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -45,7 +45,9 @@ def _undecodable(text: str) -> bool:
 
 @dataclass(frozen=True)
 class Match:
-    """One result. ``labels`` are the stored ImageNet labels of the match, most likely first."""
+    """One result. ``labels`` are the stored ImageNet labels of the match, most likely first;
+    ``matched_labels`` those of them that a label filter or a text query asked for (why the
+    match is here)."""
 
     rank: int
     path: str
@@ -54,15 +56,25 @@ class Match:
     image_id: int
     # Homography inliers when spatial verification checked this match (None: not checked).
     inliers: int | None = None
+    matched_labels: list[str] = field(default_factory=list)
+
+    def shown_labels(self, n: int = 3) -> list[str]:
+        """The first ``n`` labels, and any matched label after them: a filter that kept
+        this match on its fifth label shows that label."""
+        return self.labels[:n] + [label for label in self.matched_labels if label not in self.labels[:n]]
 
     def as_dict(self) -> dict:
         """The stable JSON fields (``inliers`` is Python-API only, so the schema is unchanged);
-        ``path_bytes`` only for a file name that is not valid UTF-8 (:func:`path_fields`)."""
-        return {"rank": self.rank, **path_fields(self.path), "score": round(self.score, 6),
-                "labels": self.labels}
+        ``path_bytes`` only for a file name that is not valid UTF-8 (:func:`path_fields`);
+        ``matched_labels`` only when a label filter or a text query chose the match."""
+        fields = {"rank": self.rank, **path_fields(self.path), "score": round(self.score, 6),
+                  "labels": self.labels}
+        if self.matched_labels:
+            fields["matched_labels"] = self.matched_labels
+        return fields
 
     def __repr__(self) -> str:
-        labels = ", ".join(self.labels[:3])
+        labels = ", ".join(self.shown_labels())
         return f"<Match #{self.rank} {self.score:.3f} {shown_path(self.path)!r} [{labels}]>"
 
 
@@ -71,8 +83,9 @@ class SearchResult:
     """The matches for one query, best first.
 
     ``route`` says how candidates were chosen: ``global`` (every image), ``categories``
-    (images sharing a predicted ImageNet category with the query) or ``categories+global``
-    (too few category matches, so the global ranking was used instead).
+    (images sharing a predicted ImageNet category with the query), ``categories+global``
+    (too few category matches, so the global ranking was used instead) or ``text`` (a tag
+    search: ``query_labels`` are then the words read from the text).
     """
 
     query: str
@@ -96,10 +109,11 @@ class SearchResult:
 
 def search_results(
     catalogue: Catalogue, names: Sequence[str], ranked: Sequence[Ranked],
-    label_ids: np.ndarray, k: int,
+    label_ids: np.ndarray, k: int, matched: Collection[int] = frozenset(),
 ) -> list[SearchResult]:
     """Rankings as results: one :class:`Match` per file location of each ranked image, at
-    most ``k`` (two copies of one photo are two results with the same score)."""
+    most ``k`` (two copies of one photo are two results with the same score). ``matched``:
+    the class ids a label filter or text query asked for (each match's ``matched_labels``)."""
     from ..embed.labels import imagenet_labels
 
     label_names = imagenet_labels()
@@ -111,9 +125,11 @@ def search_results(
         matches: list[Match] = []
         for image_id, score in one.pairs():
             labels = [label_names[c] for c, _ in stored.get(image_id, [])]
+            chosen = [label_names[c] for c, _ in stored.get(image_id, []) if c in matched]
             for location in locations.get(image_id, [])[: max(k - len(matches), 0)]:
                 matches.append(Match(
-                    len(matches) + 1, location, score, labels, image_id, one.inliers.get(image_id)
+                    len(matches) + 1, location, score, labels, image_id,
+                    one.inliers.get(image_id), chosen,
                 ))
         results.append(SearchResult(
             query=name, matches=matches, query_labels=[label_names[c] for c in query_labels],

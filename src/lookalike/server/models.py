@@ -20,12 +20,14 @@ BYTES_NOTE = "base64 of the raw bytes, only for file names that are not valid UT
 
 
 class _OmitsAbsentBytes(BaseModel):
-    """``*_bytes`` fields are left out of the JSON unless set (most names are valid UTF-8)."""
+    """``*_bytes`` fields are left out of the JSON unless set (most names are valid UTF-8),
+    and so is ``matched_labels`` (only a label filter or a text query sets it)."""
 
     @model_serializer(mode="wrap")
     def _omit_absent_bytes(self, handler: SerializerFunctionWrapHandler) -> Any:
         data = handler(self)
-        for key in [k for k, v in data.items() if k.endswith("_bytes") and v is None]:
+        optional = [k for k in data if k.endswith("_bytes") or k == "matched_labels"]
+        for key in [k for k in optional if data[k] is None]:
             del data[key]
         return data
 
@@ -39,6 +41,10 @@ class MatchOut(_OmitsAbsentBytes):
     path_bytes: str | None = Field(None, description=BYTES_NOTE)
     score: float
     labels: list[str]
+    matched_labels: list[str] | None = Field(
+        None, description="the labels that a label filter or a text query chose this match "
+        "by; only then"
+    )
     id: int
     thumbnail_url: str
     original_url: str
@@ -115,6 +121,8 @@ class IndexRequest(BaseModel):
     paths: list[str] = Field(default_factory=list, description="absolute paths on the server")
     reindex: bool = Field(False, description="also rescan the folders already indexed")
     prune: bool = Field(True, description="forget files that were deleted from these folders")
+    urls: list[str] = Field(default_factory=list, description="http(s) images to index by reference")
+    exclude: list[str] = Field(default_factory=list, description="globs of files and folders to skip")
 
 
 def image_urls(image_id: int) -> dict[str, str]:

@@ -15,7 +15,7 @@ from PIL import Image
 
 from ..api import Index
 from ..errors import LookalikeError
-from ..query.candidates import resolve_label
+from ..query.candidates import label_classes
 from ..query.options import RERANK_METHODS, ROUTES, SearchOptions
 from ..query.results import SearchResult
 from ..query.spec import parse
@@ -27,14 +27,15 @@ _default = SearchOptions.default
 
 Labels = Annotated[
     list[str] | None,
-    Query(description="keep images with one of these ImageNet labels (repeatable)"),
+    Query(description="keep images with a label one of these words names: an ImageNet "
+          "label or a broader word such as dog (repeatable; GET /api/tags lists words)"),
 ]
 
 
 def resolve_labels(labels: list[str] | None) -> list[int] | None:
-    """Class ids of label names (None: no filter); an unknown one is a 422 with hints."""
+    """Class ids the label words name (None: no filter); an unknown one is a 422 with hints."""
     try:
-        return [resolve_label(name) for name in labels] if labels else None
+        return sorted(label_classes(labels)) if labels else None
     except LookalikeError as exc:
         raise HTTPException(422, str(exc)) from None
 
