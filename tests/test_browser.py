@@ -150,6 +150,12 @@ def test_label_filter_and_open_original(page, photos):
     assert all("cheetah" in c["labels"] for c in wait_for_results(page))
     options = page.eval_on_selector_all("#label-list option", "os => os.map(o => o.value)")
     assert "cheetah" in options
+    page.fill("#label", "")
+    page.fill("#tag-input", "cheetah")  # word search: shown because the server has it
+    page.click("#tag-form button")
+    page.wait_for_function("() => document.querySelector('#query-url').textContent.includes('cheetah')")
+    worded = wait_for_results(page)
+    assert all(class_of(c["path"]) == "Leopards" for c in worded[:4])
     href = page.eval_on_selector("#results .card .open", "a => a.href")  # absolute
     response = page.request.get(href)
     assert response.status == 200 and response.headers["content-type"] == "image/jpeg"

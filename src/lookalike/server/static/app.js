@@ -155,11 +155,17 @@ function card(match) {
   node.querySelector(".name").textContent = parts.at(-1);
   node.querySelector(".name").title = match.path;
   node.querySelector(".folder").textContent = parts.at(-2) || "";
-  node.querySelector(".labels").replaceChildren(...match.labels.slice(0, 5).map(chip));
+  node.querySelector(".labels").replaceChildren(...shownLabels(match).map(chip));
   node.querySelector(".open").href = match.original_url;
   node.querySelector(".thumb").addEventListener("click", () => searchById(match.id));
   node.querySelector(".details").addEventListener("click", () => openViewer(match.id));
   return node;
+}
+
+// The first three labels, and any label a filter or word search kept the match by after them.
+function shownLabels(match) {
+  const first = match.labels.slice(0, 3);
+  return first.concat((match.matched_labels || []).filter((label) => !first.includes(label)));
 }
 
 function explanation(match) {
