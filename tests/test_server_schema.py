@@ -92,3 +92,7 @@ def test_error_messages_use_no_internal_words(base_url: str) -> None:
     assert text.status_code == 400
     message = text.json()["error"]
     assert "notes.txt" in message and "not an image" in message and "Pillow" not in message
+    typo = httpx.get(f"{base_url}/api/images", params={"label": "dalmation"})
+    assert typo.status_code == 422
+    assert "dalmatian" in typo.json()["error"] and "GET /api/tags" in typo.json()["error"]
+    assert "lookalike tags" not in typo.json()["error"]  # no command line hint

@@ -7,11 +7,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..embed.tags import HINT as CLI_TAGS_HINT
 from ..errors import DiskFullError, LookalikeError, storage_error
+
+API_TAGS_HINT = "GET /api/tags lists the known words"  # the CLI's hint, as the API says it
 
 
 def error_response(status: int, message: str, headers: dict | None = None) -> JSONResponse:
-    """The one shape of every error the server sends."""
+    """The one shape of every error the server sends (a hint to run a command becomes the
+    endpoint that answers the same)."""
+    message = message.replace(CLI_TAGS_HINT, API_TAGS_HINT)
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 

@@ -11,7 +11,9 @@ async function api(path, options = {}) {
   const response = await fetch(path, options);
   const body = await response.json().catch(() => ({}));
   if (!response.ok) {
-    const error = new Error(body.error || `The server could not answer (HTTP ${response.status}).`);
+    const message = (body.error || `The server could not answer (HTTP ${response.status}).`)
+      .replace("GET /api/tags lists the known words", "the word search box suggests known words");
+    const error = new Error(message);
     error.status = response.status;
     throw error;
   }
