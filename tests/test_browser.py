@@ -232,6 +232,7 @@ def test_docs_render_an_operation_and_try_it_out(page, base_url):
 def test_empty_collection_then_add_photos_from_the_page(browser, tmp_path):
     Index.open(tmp_path / "index").close()
     folder = copy_subset(tmp_path / "photos", classes=("watch",), per_class=3)
+    (folder / "watch" / "broken.jpg").write_bytes(b"not a photo")
     with serve(tmp_path / "index", ServerConfig(token="s3cret")) as url:
         context = browser.new_context(viewport={"width": 1440, "height": 900})
         page = context.new_page()
@@ -248,6 +249,8 @@ def test_empty_collection_then_add_photos_from_the_page(browser, tmp_path):
         page.click("#index-form button[type=submit]")
         page.wait_for_function("() => document.querySelector('#index-status').textContent.startsWith('Done')")
         assert "3 new" in page.text_content("#index-status")
+        assert "1 could not be read" in page.text_content("#index-status")
+        assert "broken.jpg" in page.text_content("#index-failures")
         page.wait_for_function("() => document.querySelectorAll('#browse-grid .tile').length === 3")
         assert page.text_content("#stats").startswith("3 photos")
         context.close()
