@@ -52,6 +52,8 @@ def is_url(location: str) -> bool:
 
 
 def _error(name: str, reason: str) -> ImageError:
+    if not name:
+        return ImageError(f"cannot read the image: {reason}")
     return ImageError(f"cannot read image '{name}': {reason}")
 
 
@@ -63,7 +65,7 @@ def _reason(exc: BaseException) -> str:
         (FileNotFoundError, "file not found"),
         (PermissionError, "permission denied"),
         (IsADirectoryError, "it is a directory, not an image file"),
-        (UnidentifiedImageError, "not an image, or a format Pillow cannot read"),
+        (UnidentifiedImageError, "not an image, or an image format that cannot be read"),
     ):
         if isinstance(exc, kind):
             return text
@@ -74,7 +76,7 @@ def _reason(exc: BaseException) -> str:
 def _name(source: object) -> str:
     if isinstance(source, (str, os.PathLike)):
         return os.fspath(source)
-    return str(getattr(source, "name", "<in-memory image>"))
+    return str(getattr(source, "name", ""))  # unnamed data: "the image"
 
 
 def _open(source: ImageSource, name: str, max_bytes: int) -> Image.Image:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from ..query.text import SUGGESTIONS
+from ..query.options import SUGGESTIONS
 from .common import open_index, positive_int, with_db
 
 

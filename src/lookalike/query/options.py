@@ -17,6 +17,7 @@ from ..errors import LookalikeError
 
 ROUTES: tuple[str, ...] = ("global", "categories")
 RERANK_METHODS: tuple[str, ...] = ("auto", "diffusion", "qe", "none")
+SUGGESTIONS = 10  # tag-search words suggested when no limit is given
 
 
 @dataclass(frozen=True)

@@ -8,13 +8,14 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # NumPy and the label list load on first use: the CLI starts faster
+    import numpy as np
 
-from ..embed.labels import imagenet_labels
-
-if TYPE_CHECKING:
     from ..index.catalogue import Catalogue
     from .cascade import Ranked
+
+
+REPR_MATCHES = 5  # matches a SearchResult's repr lists
 
 
 def shown_path(location: str) -> str:
@@ -72,6 +73,10 @@ class Match:
             fields["matched_labels"] = self.matched_labels
         return fields
 
+    def __repr__(self) -> str:
+        labels = ", ".join(self.shown_labels())
+        return f"<Match #{self.rank} {self.score:.3f} {shown_path(self.path)!r} [{labels}]>"
+
 
 @dataclass
 class SearchResult:
@@ -92,6 +97,15 @@ class SearchResult:
         """The stable JSON schema: ``{"query": str, "matches": [{rank, path, score, labels}]}``."""
         return {"query": shown_path(self.query), "matches": [m.as_dict() for m in self.matches]}
 
+    def __repr__(self) -> str:
+        """The query and its first matches, one a line (the REPL's view of a search)."""
+        shown = [f"  {m!r}" for m in self.matches[:REPR_MATCHES]]
+        if len(self.matches) > REPR_MATCHES:
+            shown.append(f"  ... {len(self.matches) - REPR_MATCHES} more")
+        head = (f"<SearchResult {shown_path(self.query)!r} ({self.route}): "
+                f"{len(self.matches)} matches")
+        return "\n".join([head + (":" if shown else ""), *shown]) + ">"
+
 
 def search_results(
     catalogue: Catalogue, names: Sequence[str], ranked: Sequence[Ranked],
@@ -100,6 +114,8 @@ def search_results(
     """Rankings as results: one :class:`Match` per file location of each ranked image, at
     most ``k`` (two copies of one photo are two results with the same score). ``matched``:
     the class ids a label filter or text query asked for (each match's ``matched_labels``)."""
+    from ..embed.labels import imagenet_labels
+
     label_names = imagenet_labels()
     results = []
     for name, one, query_labels in zip(names, ranked, label_ids, strict=False):

@@ -17,8 +17,7 @@ import numpy as np
 from ..embed.tags import Tag, vocabulary, words_starting
 from ..index.catalogue import Catalogue
 from .cascade import Ranked
-
-SUGGESTIONS = 10  # words suggested when no limit is given
+from .options import SUGGESTIONS
 
 
 def rank_text(

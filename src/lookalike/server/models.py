@@ -13,6 +13,7 @@ from pydantic import (
     model_validator,
 )
 
+from ..index.catalogue_browse import BrowsedImage
 from ..query.results import Match, SearchResult, path_fields, shown_path
 
 BYTES_NOTE = "base64 of the raw bytes, only for file names that are not valid UTF-8"
@@ -56,7 +57,23 @@ class SearchOut(BaseModel):
     matches: list[MatchOut]
 
 
-class ImageOut(_OmitsAbsentBytes):
+class ErrorOut(BaseModel):
+    """The one shape of every error the server sends."""
+
+    error: str = Field(description="one line saying what went wrong and what to do")
+
+
+class FileDetails(BaseModel):
+    """What the viewer shows about an image and its first file (by path)."""
+
+    width: int = Field(description="pixels")
+    height: int = Field(description="pixels")
+    added_at: float = Field(description="when it was indexed, seconds since the Unix epoch")
+    size: int = Field(description="the first file's size in bytes")
+    modified: float = Field(description="the first file's mtime, seconds since the Unix epoch")
+
+
+class ImageOut(_OmitsAbsentBytes, FileDetails):
     id: int
     paths: list[str]
     paths_bytes: list[str | None] | None = Field(
@@ -78,6 +95,24 @@ class ImageOut(_OmitsAbsentBytes):
         return data
 
 
+class BrowseItem(_OmitsAbsentBytes, FileDetails):
+    """One image of a browse page: its first file by path."""
+
+    id: int
+    path: str
+    path_bytes: str | None = Field(None, description=BYTES_NOTE)
+    thumbnail_url: str
+    original_url: str
+
+
+class BrowseOut(BaseModel):
+    total: int = Field(description="images matching the filter, over all pages")
+    offset: int
+    limit: int
+    order: str
+    images: list[BrowseItem]
+
+
 class UrlQuery(BaseModel):
     url: str = Field(description="http(s) URL of the query image", max_length=4096)
 
@@ -94,6 +129,27 @@ def image_urls(image_id: int) -> dict[str, str]:
     """Where the page fetches an image: indexed images are only ever addressed by id."""
     base = f"/api/images/{image_id}"
     return {"thumbnail_url": f"{base}/thumbnail", "original_url": f"{base}/original"}
+
+
+def details_out(image: BrowsedImage) -> dict:
+    """An image's :class:`FileDetails`."""
+    return {
+        "width": image.width,
+        "height": image.height,
+        "added_at": image.added_at,
+        "size": image.size,
+        "modified": image.mtime_ns / 1e9,
+    }
+
+
+def browse_item_out(image: BrowsedImage) -> dict:
+    """One image of a browse page as :class:`BrowseItem`."""
+    return {
+        "id": image.image_id,
+        **path_fields(image.location),
+        **details_out(image),
+        **image_urls(image.image_id),
+    }
 
 
 def match_out(match: Match) -> dict:

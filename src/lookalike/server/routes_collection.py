@@ -16,6 +16,7 @@ from ..version import __version__
 from .config import MAX_K
 from .dependencies import State, require_token
 from .models import IndexRequest
+from .openapi import error_responses
 
 collection_routes = APIRouter(prefix="/api", tags=["collection"])
 
@@ -67,6 +68,7 @@ def info(state: State) -> dict:
     "/index",
     status_code=202,
     dependencies=[Depends(require_token)],
+    responses=error_responses(401, 403, 409, 413),
     summary="Add server-side paths and/or re-index the indexed folders (needs the token)",
 )
 def start_indexing(state: State, body: IndexRequest) -> dict:

@@ -21,12 +21,13 @@ from ..errors import ImageError
 from ..images import load_image
 from ..query.results import shown_path
 from .dependencies import ImageId, State
-from .models import ImageOut, SearchOut, image_urls, result_out
+from .models import ImageOut, SearchOut, details_out, image_urls, result_out
+from .openapi import error_responses
 from .remote import fetch_indexed, remote_locations
 from .search_options import Options
 from .state import known_locations
 
-image_routes = APIRouter(prefix="/api/images", tags=["images"])
+image_routes = APIRouter(prefix="/api/images", tags=["images"], responses=error_responses(404))
 
 
 def make_thumbnail(source: str | BinaryIO, size: int, max_pixels: int) -> bytes:
@@ -79,9 +80,18 @@ def image_details(state: State, image_id: ImageId) -> dict:
     with state.reading() as index:
         paths = known_locations(index, image_id)
         stored = index.catalogue.labels_for([image_id])[image_id]
+        details = index.catalogue.image_details(image_id)
+    if details is None:  # its files were forgotten since known_locations
+        raise HTTPException(404, f"no indexed image with id {image_id}")
     names = imagenet_labels()
     labels = [names[c] for c, _ in stored]
-    return {"id": image_id, "paths": paths, "labels": labels, **image_urls(image_id)}
+    return {
+        "id": image_id,
+        "paths": paths,
+        "labels": labels,
+        **details_out(details),
+        **image_urls(image_id),
+    }
 
 
 @image_routes.get(
