@@ -185,8 +185,8 @@ def test_local_features_and_words_round_trip(cat):
 
 # --- format version -----------------------------------------------------------------------
 def test_new_catalogue_records_its_version(cat):
-    assert Catalogue.VERSION == FORMAT_VERSION == schema.VERSION == 3
-    assert cat.version == Catalogue.VERSION and cat.get_meta("format_version") == "3"
+    assert Catalogue.VERSION == FORMAT_VERSION == schema.VERSION == 5
+    assert cat.version == Catalogue.VERSION and cat.get_meta("format_version") == "5"
     assert cat.generation == 0  # creating it changed no content
     assert cat.ensure_version() == Catalogue.VERSION
 
@@ -195,9 +195,10 @@ def test_newer_format_is_refused_in_one_line(tmp_path):
     path = tmp_path / "index" / "catalogue.sqlite"
     path.parent.mkdir()
     shutil.copy(FORMAT1 / "catalogue.sqlite", path)
-    _set_version(path, "4")
+    newer = Catalogue.VERSION + 1
+    _set_version(path, str(newer))
     before = _digest(path)
-    expected = f"{path} was written by a newer lookalike (format 4); upgrade lookalike"
+    expected = f"{path} was written by a newer lookalike (format {newer}); upgrade lookalike"
     for opening in (
         lambda: Catalogue(path),
         lambda: Catalogue(path, readonly=True),

@@ -16,7 +16,9 @@ from lookalike.settings import (
     RegionParams,
     RerankParams,
     TransformParams,
+    UrlParams,
     VerifyParams,
+    WatchParams,
     WordParams,
     default_cache_dir,
 )
@@ -28,6 +30,8 @@ GROUPS = {
     "verify": VerifyParams,
     "regions": RegionParams,
     "words": WordParams,
+    "urls": UrlParams,
+    "watch": WatchParams,
 }
 
 

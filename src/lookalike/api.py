@@ -23,25 +23,30 @@ import numpy as np
 from PIL import Image
 
 from .discovery import discover, is_under
+from .distributed import RayIndexer
 from .embed.embedder import Embeddings
 from .embed.labels import imagenet_labels
+from .embed.tags import parse_text
 from .errors import LookalikeError
-from .images import load_image
+from .images import is_url, load_image
 from .index.check import CheckReport, check_index
 from .index.folder import IndexFolder
 from .index.graph import KnnGraph
 from .index.lock import writer_lock
-from .index.stores import REMOTE_STORE_KEY, attach_check
+from .index.stores import attach_check, record_remote
 from .index.transform import TransformedStore
 from .index.words import InvertedFile
 from .indexing import Indexer, IndexReport, ProgressCallback, forget
 from .paths import check_paths, describe_query
+from .query.candidates import candidate_ids, label_classes
 from .query.cascade import Cascade, Ranked, rank_queries
 from .query.options import SearchOptions
 from .query.rerank import Auto
 from .query.results import SearchResult, search_results
 from .query.spec import parse, with_shorthands
+from .query.text import SUGGESTIONS, rank_text, suggest
 from .settings import Settings
+from .sources import UrlSource, merged, read_url_list
 
 ImageLike = str | os.PathLike | bytes | Image.Image
 
@@ -67,18 +72,16 @@ class Index:
     ) -> Index:
         """Open the index folder at ``path``, creating it if needed (``create=True``).
         ``model`` picks a *new* index's model; an existing one must have been built with it.
-        ``store`` (``milvus://HOST:PORT/COLLECTION``) puts the vectors in that remote store
-        from now on; it is checked before anything is written, and recorded in the index."""
+        ``store``: keep the vectors in ``milvus://HOST:PORT/COLLECTION`` (docs/scale.md)."""
         settings = settings or Settings()
         address = attach_check(store, settings.with_(model=model) if model else settings)
         index = cls(IndexFolder.open(path, settings, model=model, create=create))
-        if address and index.catalogue.get_meta(REMOTE_STORE_KEY) != address:
-            try:
-                index.catalogue.set_meta({REMOTE_STORE_KEY: address})
-                index.folder.open_store()  # brought level with the catalogue now
-            except BaseException:
-                index.close()
-                raise
+        try:
+            if record_remote(index.catalogue, address):
+                index.folder.open_store()  # the collection brought level with the catalogue
+        except BaseException:
+            index.close()
+            raise
         return index
 
     def close(self) -> None:
@@ -121,8 +124,10 @@ class Index:
     # --- writing ---------------------------------------------------------------------
     def add(
         self,
-        paths: Iterable[str | os.PathLike],
+        paths: Iterable[str | os.PathLike] = (),
         *,
+        urls: Iterable[str] = (),
+        exclude: Sequence[str] = (),
         prune: bool = False,
         progress: ProgressCallback | None = None,
         wait: bool = True,
@@ -136,30 +141,30 @@ class Index:
         finished batch; ``report.interrupted`` is then True and a re-run resumes.
         ``progress(done, total)`` is called as files are done; when it also has a
         ``stage(label, unit)`` method (:class:`lookalike.progress.Progress`), it then follows
-        the neighbour graph being brought up to date (images linked).
+        the neighbour graph being brought up to date (images linked). ``exclude`` globs skip
+        files and folders (:mod:`lookalike.discovery`). ``urls`` are http(s) images indexed by
+        reference (:mod:`lookalike.sources`: ``Settings.urls``; with ``prune`` a URL gone
+        from its server is forgotten); their outcomes are in ``report.urls``.
 
         One process writes to an index at a time (:mod:`lookalike.index.lock`): while another
         one indexes or removes, this call waits for it (``on_wait()`` is called once first),
         or with ``wait=False`` raises :class:`~lookalike.errors.IndexBusyError`. The paths are
-        checked before anything is written or waited for. ``ray`` decodes and embeds on a
-        Ray cluster (its address, or ``"local"``: :mod:`lookalike.distributed`).
+        checked before anything is written or waited for; ``ray`` embeds on Ray (docs/scale.md).
         """
-        roots = check_paths(paths)
+        roots, urls = check_paths(paths), read_url_list(urls)
         with writer_lock(self.path, wait=wait, on_wait=on_wait):
             failed: list[tuple[str, str]] = []
-            stats = list(discover(roots, exclude=[self.path], failed=failed))
+            stats = list(discover(roots, exclude=[self.path], globs=exclude, failed=failed))
             folders = [r for r in roots if os.path.isdir(r)] if prune else []
-            self._fresh_store(len(self) + len(stats))  # a big first run goes approximate
-            if ray:
-                from .distributed import RayIndexer
-
-                indexer = RayIndexer(self.catalogue, self.embedder, self.store, self.settings,
-                                     progress, address=ray)
-            else:
-                indexer = Indexer(self.catalogue, self.embedder, self.store, self.settings, progress)
+            self._fresh_store(len(self) + len(stats) + len(urls))  # a big first run: approximate
+            indexer = ((lambda *a: RayIndexer(*a, address=ray)) if ray else Indexer)(
+                self.catalogue, self.embedder, self.store, self.settings, progress)
             try:
                 unseen = [p for p, _ in failed if os.path.isdir(p)]  # unreadable: not pruned
                 report = indexer.run(stats, prune_under=folders, unseen=unseen)
+                if urls and not report.interrupted:
+                    report = merged(report, UrlSource(indexer, self.settings.urls).run(
+                        urls, prune=prune, progress=progress))
             finally:
                 self.folder.after_writes()
             report.failed[:0] = failed
@@ -180,7 +185,7 @@ class Index:
     ) -> int:
         """Forget files (or everything under folders); returns how many files were removed.
         Waits for another writer like :meth:`add` (``wait``, ``on_wait``)."""
-        roots = [os.path.abspath(os.path.expanduser(p)) for p in paths]
+        roots = [p if is_url(p) else os.path.abspath(os.path.expanduser(p)) for p in map(str, paths)]
         with writer_lock(self.path, wait=wait, on_wait=on_wait):
             gone = [loc for loc in self.catalogue.files_by_location() if is_under(loc, roots)]
             if gone:
@@ -257,7 +262,8 @@ class Index:
         pictures = [(lambda picture=picture: picture) for picture in decoded]
         ranked = self.rank(embeddings.vectors, options, label_ids=embeddings.label_ids,
                            pictures=pictures)
-        return search_results(self.catalogue, names, ranked, embeddings.label_ids, options.k)
+        return search_results(self.catalogue, names, ranked, embeddings.label_ids, options.k,
+                              label_classes(options.label))
 
     def search_by_id(
         self, image_id: int, k: int | None = None, *,
@@ -272,7 +278,30 @@ class Index:
         label_ids = np.asarray([[c for c, _ in stored]], dtype=np.int64)
         ranked = self.rank(self.catalogue.vectors_for([image_id]), options, label_ids=label_ids,
                            query_ids=[image_id])
-        return search_results(self.catalogue, [f"image:{image_id}"], ranked, label_ids, options.k)[0]
+        return search_results(self.catalogue, [f"image:{image_id}"], ranked, label_ids, options.k,
+                              label_classes(options.label))[0]
+
+    def search_text(
+        self, text: str, k: int | None = None, *,
+        options: SearchOptions | None = None, **changes: Any,
+    ) -> SearchResult:
+        """Tag search (not CLIP): the images whose stored ImageNet labels best match the
+        words of ``text`` ("dog on a sofa"), by label probability (:mod:`lookalike.query.text`).
+        Of the options only ``k`` and ``label`` apply; ``route`` is ``"text"``."""
+        options = SearchOptions.from_any(options, k=k, **changes)
+        tags = parse_text(text)
+        allowed, _ = candidate_ids(self.catalogue, label=options.label)
+        ranked = rank_text(self.catalogue, tags, allowed)
+        classes = frozenset().union(*(t.classes for t in tags))
+        no_labels = np.zeros((1, 0), dtype=np.int64)
+        result = search_results(self.catalogue, [text], [ranked], no_labels, options.k, classes)[0]
+        result.query_labels = [t.shown for t in tags]
+        return result
+
+    def tags(self, prefix: str = "", limit: int = SUGGESTIONS) -> list[dict]:
+        """Words tag search and the label filter know, starting with ``prefix``, those
+        naming the most images here first: ``{"word", "classes", "images"}``."""
+        return suggest(self.catalogue, prefix, limit)
 
     def rank(
         self,

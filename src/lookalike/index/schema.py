@@ -25,7 +25,15 @@ import numpy as np
 
 from .formats import DESCRIPTOR_BYTES, FEATURE_POINT_DTYPE, WORD_DTYPE
 
-VERSION = 3
+VERSION = 5
+
+# The validators an indexed URL's server sent, for conditional re-fetches (format 5).
+URL_SOURCES = """CREATE TABLE IF NOT EXISTS url_sources (
+    location TEXT PRIMARY KEY,
+    etag TEXT,
+    last_modified TEXT,
+    checked_at REAL NOT NULL
+)"""
 
 # The shape of a catalogue at VERSION, one statement each (run inside a transaction).
 TABLES = (
@@ -68,6 +76,7 @@ TABLES = (
         reason TEXT NOT NULL,
         at REAL NOT NULL
     )""",
+    URL_SOURCES,
 )
 
 
@@ -107,8 +116,16 @@ def _to_3(db: sqlite3.Connection) -> None:
     a format-2 catalogue holds only text locations."""
 
 
+def _to_5(db: sqlite3.Connection) -> None:
+    """Format 5 remembers, per indexed URL, the validators its server sent (``ETag``,
+    ``Last-Modified``), so a re-run asks only whether it changed (:mod:`lookalike.sources`).
+    Older catalogues have no URL metadata: their URLs are fetched once in full."""
+    db.execute(URL_SOURCES)
+
+
 # (version it brings a catalogue to, step), oldest first.
-STEPS: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = ((2, _to_2), (3, _to_3))
+STEPS: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = (
+    (2, _to_2), (3, _to_3), (5, _to_5))
 
 
 def stored_location(location: str) -> str | bytes:

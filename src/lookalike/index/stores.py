@@ -37,6 +37,15 @@ def attach_check(uri: str | None, settings: Settings) -> str | None:
     return check_store(uri, dims, settings.milvus, settings.top_labels)
 
 
+def record_remote(catalogue: Catalogue, address: str | None) -> bool:
+    """Record a checked remote store address in the catalogue; True when it changed (the
+    caller then reopens its store, which brings the collection level with the catalogue)."""
+    if not address or catalogue.get_meta(REMOTE_STORE_KEY) == address:
+        return False
+    catalogue.set_meta({REMOTE_STORE_KEY: address})
+    return True
+
+
 def approximate_for(folder: Path, count: int, params: AnnParams) -> bool:
     """Whether a collection of ``count`` images in ``folder`` uses the approximate store:
     from ``params.threshold`` images, and an index that has one keeps it down to half the
