@@ -60,7 +60,7 @@ def main() -> None:
     throughput = load("throughput.json").get("models", {}).get("lite0-int8", {})
     ray = load("scale-ray.json")
     ann = load("ann.json").get("large", {})
-    milvus = {r["index_type"]: r for name in ("scale-milvus-100k.json", "scale-milvus-100k-ivfpq.json")
+    milvus = {r["index_type"]: r for name in ("scale-milvus-100k.json", "scale-milvus-1m.json")
               for r in load(name).get("results", [])}
 
     plan: dict = {"images": n, "replicas": args.replicas, "node_ram_gb": args.node_ram_gb,
