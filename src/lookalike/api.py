@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from .discovery import discover, is_under
+from .dupes import Group, find_duplicates
 from .embed.embedder import Embeddings
 from .embed.labels import imagenet_labels
 from .errors import LookalikeError
@@ -309,6 +310,17 @@ class Index:
     def word_index(self) -> InvertedFile:
         """The visual-word index of the stored local features, current with the catalogue."""
         return self.folder.word_index()
+
+    def duplicates(self, level: str = "copies", *, min_group: int = 2,
+                   progress: Callable[[int, int], None] | None = None) -> list[Group]:
+        """Groups of duplicate files, ``exact``, ``copies`` or ``similar`` (:mod:`lookalike.dupes`);
+        only images added since the last call have their neighbourhoods checked."""
+        return find_duplicates(self.folder, level, min_group, progress)
+
+    def not_duplicate(self, image_ids: Sequence[int]) -> int:
+        """Mark every pair among ``image_ids`` "not a duplicate" (kept by content, so it
+        survives re-indexing); returns the number of pairs newly marked."""
+        return self.catalogue.mark_not_duplicates(image_ids)
 
     def check(self, repair: bool = False) -> CheckReport:
         """``lookalike check``: the catalogue's integrity and every derived file against it,

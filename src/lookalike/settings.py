@@ -112,6 +112,20 @@ class WordParams:
 
 
 @dataclass(frozen=True)
+class DupesParams:
+    """Duplicate finding (:mod:`lookalike.dupes`): which neighbours are checked, what a copy is."""
+
+    neighbours: int = 10  # nearest images (the store's kNN search) checked per image
+    min_cosine: float = 0.5  # descriptor similarity below which a neighbour is not verified
+    copy_inliers: int = 20  # homography inliers of stored local features that make a copy
+    mirror_cosine: float = 0.8  # unverified pairs this close are also verified mirrored
+    similar_cosine: float = 0.9  # unverified pairs this close are near-identical shots
+    similar_inliers: int = 8  # ... as are pairs with this many inliers (fewer than a copy)
+    chunk: int = 256  # images whose neighbourhoods are checked and saved per transaction
+    page_size: int = 50  # groups per page of the REST API
+
+
+@dataclass(frozen=True)
 class Settings:
     """Tunable behaviour of indexing and search.
 
@@ -131,7 +145,7 @@ class Settings:
         local_features: Store each image's local features while indexing, so verifying a
             query's candidates reads none of their files (and works when they are offline).
         pipeline: The query's ranking stages (:mod:`lookalike.query.spec`).
-        transform, ann, rerank, verify, regions, words: each part's own knobs.
+        transform, ann, rerank, verify, regions, words, dupes: each part's own knobs.
     """
 
     model: str = "lite0-int8"
@@ -152,6 +166,7 @@ class Settings:
     verify: VerifyParams = field(default_factory=VerifyParams)
     regions: RegionParams = field(default_factory=RegionParams)
     words: WordParams = field(default_factory=WordParams)
+    dupes: DupesParams = field(default_factory=DupesParams)
 
     def with_(self, **changes: Any) -> Settings:
         """A copy with some fields changed (nested groups are replaced whole)."""

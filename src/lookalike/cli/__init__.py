@@ -17,10 +17,10 @@ from collections.abc import Callable
 from ..errors import LookalikeError, storage_error
 from ..query.results import shown_path
 from ..version import __version__
-from . import examine, index, search, serve
+from . import dupes, examine, index, search, serve
 from .common import EXIT_ERROR, EXIT_INTERRUPTED
 
-COMMAND_MODULES = (index, search, examine, serve)
+COMMAND_MODULES = (index, search, examine, dupes, serve)
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from ..errors import IndexFormatError, LookalikeError, ReadOnlyIndexError, storage_error
 from . import schema
+from .catalogue_dupes import CatalogueDupes
 from .catalogue_writes import CatalogueWrites
 from .formats import (
     DESCRIPTOR_BYTES,
@@ -39,7 +40,7 @@ from .schema import read_location, stored_location
 FORMAT_VERSION = schema.VERSION
 
 
-class Catalogue(CatalogueWrites):
+class Catalogue(CatalogueWrites, CatalogueDupes):
     """Typed access to the SQLite catalogue of one index folder: all of its SQL is here (and
     in :mod:`lookalike.index.schema`)."""
 

@@ -3,9 +3,9 @@
 A new catalogue is created at :data:`VERSION` from :data:`TABLES`. An older one, opened for
 writing, runs each step of :data:`STEPS` newer than its version, in order, in one transaction
 that also records the new version (:meth:`lookalike.index.catalogue.Catalogue.ensure_version`);
-opened read-only, it is read as it is. A new format is one more step: write ``_to_4(db)``
-(plain SQL that turns any format-3 catalogue into format 4), append ``(4, _to_4)`` to
-``STEPS``, set ``VERSION = 4`` and give ``TABLES`` the new shape.
+opened read-only, it is read as it is. A new format is one more step: write ``_to_5(db)``
+(plain SQL that turns any format-4 catalogue into format 5), append ``(5, _to_5)`` to
+``STEPS``, set ``VERSION = 5`` and give ``TABLES`` the new shape.
 
 Also here: how the file is opened (:func:`connect`: read-only media included), how a location
 is stored (:func:`stored_location`), and how a damaged catalogue is examined and read back
@@ -25,7 +25,7 @@ import numpy as np
 
 from .formats import DESCRIPTOR_BYTES, FEATURE_POINT_DTYPE, WORD_DTYPE
 
-VERSION = 3
+VERSION = 4
 
 # The shape of a catalogue at VERSION, one statement each (run inside a transaction).
 TABLES = (
@@ -69,6 +69,27 @@ TABLES = (
         at REAL NOT NULL
     )""",
 )
+# Format 4: duplicate finding (lookalike.dupes). Pairs a person said are not duplicates, by
+# content hash (they survive removing and re-indexing the files); the pairs checked so far
+# and what was checked (derived state, rebuilt when lost).
+DUPES_TABLES = (
+    """CREATE TABLE IF NOT EXISTS not_duplicates (
+        hash_a TEXT NOT NULL,
+        hash_b TEXT NOT NULL,
+        at REAL NOT NULL,
+        UNIQUE (hash_a, hash_b)
+    )""",
+    """CREATE TABLE IF NOT EXISTS dupe_pairs (
+        a INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        b INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        cosine REAL NOT NULL,
+        inliers INTEGER NOT NULL,
+        PRIMARY KEY (a, b)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS dupe_pairs_by_b ON dupe_pairs(b)",
+    "CREATE TABLE IF NOT EXISTS dupe_state (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+)
+TABLES += DUPES_TABLES
 
 
 def stored_version(db: sqlite3.Connection) -> int | None:
@@ -107,8 +128,15 @@ def _to_3(db: sqlite3.Connection) -> None:
     a format-2 catalogue holds only text locations."""
 
 
+def _to_4(db: sqlite3.Connection) -> None:
+    """Format 4 adds the tables of duplicate finding (:data:`DUPES_TABLES`), empty."""
+    for statement in DUPES_TABLES:
+        db.execute(statement)
+
+
 # (version it brings a catalogue to, step), oldest first.
-STEPS: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = ((2, _to_2), (3, _to_3))
+STEPS: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = (
+    (2, _to_2), (3, _to_3), (4, _to_4))
 
 
 def stored_location(location: str) -> str | bytes:
@@ -185,6 +213,7 @@ COLUMNS = {
     "files": ("id", "location", "image_id", "size", "mtime_ns", "indexed_at"),
     "local_features": ("image_id", "points", "descriptors", "words"),
     "failures": ("location", "size", "mtime_ns", "reason", "at"),
+    "not_duplicates": ("hash_a", "hash_b", "at"),
 }
 _FIRST_KEY = -(2**63)
 
