@@ -117,7 +117,7 @@ class DupesParams:
 
     neighbours: int = 10  # nearest images (the store's kNN search) checked per image
     min_cosine: float = 0.5  # descriptor similarity below which a neighbour is not verified
-    copy_inliers: int = 20  # homography inliers of stored local features that make a copy
+    copy_inliers: int = 25  # homography inliers of stored local features that make a copy
     mirror_cosine: float = 0.8  # unverified pairs this close are also verified mirrored
     similar_cosine: float = 0.9  # unverified pairs this close are near-identical shots
     similar_inliers: int = 8  # ... as are pairs with this many inliers (fewer than a copy)
