@@ -222,6 +222,7 @@ def planted(args) -> dict:
 def build_scale(work: Path, n: int) -> Path:
     """A folder of ``n`` synthetic images plus 1 % planted copy pairs (see the module)."""
     import ann
+
     from lookalike.index.formats import FileStat, NewImage
 
     folder = work / f"scale-{n}"

@@ -76,11 +76,20 @@ class DupeFile:
     width: int
     height: int
     keep: bool = False
+    format: str = ""
 
-    @property
-    def format(self) -> str:
-        """The format its name says (files are not read again to list a group)."""
-        return Image.registered_extensions().get(os.path.splitext(self.path)[1].lower(), "")
+    @classmethod
+    def read(cls, row: FileRow) -> DupeFile:
+        """A file as catalogued, with its pixel size and format from its header (the
+        catalogue holds the size it was decoded at, which may be reduced); a file that
+        cannot be read keeps the catalogue's size and the format its name says."""
+        found = cls(*row)
+        try:
+            with Image.open(found.path) as image:
+                (found.width, found.height), found.format = image.size, image.format or ""
+        except (OSError, ValueError, Image.DecompressionBombError):
+            found.format = Image.registered_extensions().get(os.path.splitext(found.path)[1].lower(), "")
+        return found
 
     def as_dict(self) -> dict:
         modified = datetime.fromtimestamp(self.mtime_ns / 1e9, UTC)
@@ -178,7 +187,7 @@ def build_groups(catalogue: Catalogue, pairs: Iterable[PairRow], level: str,
         rows.setdefault(row[0], []).append(row)
     groups = []
     for ids, joined in sets:
-        files = [DupeFile(*row) for i in ids for row in rows.get(i, [])]
+        files = [DupeFile.read(row) for i in ids for row in rows.get(i, [])]
         if len(files) >= max(2, min_group):
             reason = suggest_keep(files)
             groups.append(Group(level, files, reason, joined))
