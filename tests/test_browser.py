@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -45,25 +46,33 @@ def photos(built_index: tuple[Path, Path]) -> Path:
     return built_index[1]
 
 
-@pytest.fixture(scope="module")
-def base_url(built_index: tuple[Path, Path]) -> Iterator[str]:
-    """The real server on 127.0.0.1; the socket is bound first, so the port cannot be taken."""
+@contextmanager
+def serving(app) -> Iterator[str]:
+    """``app`` served for real on 127.0.0.1; the socket is bound first, so the port cannot
+    be taken. Yields the base URL; the server is stopped on exit."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    with Index.open(built_index[0], create=False) as index:
-        config = uvicorn.Config(create_app(index), log_level="warning")
-        server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 30
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert server.started, "uvicorn did not start"
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "uvicorn did not start"
+    try:
         yield f"http://127.0.0.1:{port}"
+    finally:
         server.should_exit = True
         thread.join(timeout=10)
-    sock.close()
+        sock.close()
+
+
+@pytest.fixture(scope="module")
+def base_url(built_index: tuple[Path, Path]) -> Iterator[str]:
+    """The real server over conftest's index."""
+    with Index.open(built_index[0], create=False) as index, serving(create_app(index)) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
