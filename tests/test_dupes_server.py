@@ -13,11 +13,12 @@ with warnings.catch_warnings():  # Starlette >= 1.x nags about httpx on import
     warnings.filterwarnings("ignore", message="Using `httpx`")
     from fastapi.testclient import TestClient
 
+from test_browser import ARTIFACTS, CHROMIUM_ARGS, TIMEOUT_MS, browser, serving  # noqa: F401
+from test_dupes import edits
+
 import lookalike
 from conftest import caltech_image
 from lookalike.server.app import ServerConfig, create_app
-from test_browser import ARTIFACTS, CHROMIUM_ARGS, TIMEOUT_MS, browser, serving  # noqa: F401
-from test_dupes import edits
 
 TOKEN = "s3cret-token"
 
