@@ -117,10 +117,12 @@ class DupesParams:
 
     neighbours: int = 10  # nearest images (the store's kNN search) checked per image
     min_cosine: float = 0.5  # descriptor similarity below which a neighbour is not verified
-    copy_inliers: int = 25  # homography inliers of stored local features that make a copy
+    words: int = 2  # images sharing the most visual words, also verified (turned copies)
+    words_max_images: int = 20_000  # larger collections skip word candidates (time)
+    copy_inliers: int = 40  # homography inliers of stored local features that make a copy
     mirror_cosine: float = 0.8  # unverified pairs this close are also verified mirrored
-    similar_cosine: float = 0.9  # unverified pairs this close are near-identical shots
-    similar_inliers: int = 8  # ... as are pairs with this many inliers (fewer than a copy)
+    similar_cosine: float = 0.85  # near-identical shots: pairs at least this close ...
+    similar_inliers: int = 15  # ... with this many inliers (fewer than a copy)
     chunk: int = 256  # images whose neighbourhoods are checked and saved per transaction
     page_size: int = 50  # groups per page of the REST API
 

@@ -25,11 +25,11 @@ LEVELS = ("exact", "copies", "similar")
 
 
 def tier(pair: PairRow, params: DupesParams) -> str | None:
-    """``copies`` (spatially verified), ``similar`` (close, or partly verified) or None."""
+    """``copies`` (spatially verified), ``similar`` (close and partly verified) or None."""
     _, _, cosine, count = pair
     if count >= params.copy_inliers:
         return "copies"
-    if count >= params.similar_inliers or cosine >= params.similar_cosine:
+    if count >= params.similar_inliers and cosine >= params.similar_cosine:
         return "similar"
     return None
 

@@ -1,6 +1,8 @@
 """Which image pairs may be duplicates: each image's nearest neighbours from the index's own
-kNN search (the vector store: exact, HNSW or remote alike), checked by spatial verification
-of their stored local features. No all-pairs matrix: time and memory grow with the number
+kNN search (the vector store: exact, HNSW or remote alike), and in collections up to
+:attr:`DupesParams.words_max_images` the images sharing the most visual words with it (the
+query cascade's word index: copies turned a quarter, whose global descriptor changed too
+much), checked by spatial verification of their stored local features. No all-pairs matrix: time and memory grow with the number
 of images times :attr:`DupesParams.neighbours`.
 
 Checked pairs are kept in the catalogue with the image id they reach, so a later run only
@@ -30,15 +32,15 @@ Progress = Callable[[int, int], None]
 def fingerprint(folder: IndexFolder) -> str:
     """The settings that decide which pairs are checked and what their measures mean."""
     p, v = folder.settings.dupes, folder.settings.verify
-    return json.dumps([folder.settings.model, p.neighbours, p.min_cosine, p.mirror_cosine,
-                       min(p.similar_inliers, p.copy_inliers), p.similar_cosine,
+    words = p.words if len(folder.store) <= p.words_max_images else 0
+    return json.dumps([folder.settings.model, p.neighbours, p.min_cosine, p.mirror_cosine, words,
+                       min(p.similar_inliers, p.copy_inliers),
                        v.size, v.features, v.ratio, v.reprojection])
 
 
 def kept(pair: PairRow, params: DupesParams) -> bool:
-    """Whether a checked pair is worth storing: a copy or a similar shot under some settings."""
-    _, _, cosine, count = pair
-    return count >= min(params.similar_inliers, params.copy_inliers) or cosine >= params.similar_cosine
+    """Whether a checked pair is worth storing: verified enough to be a copy or a similar shot."""
+    return pair[3] >= min(params.similar_inliers, params.copy_inliers)
 
 
 def update_pairs(folder: IndexFolder, progress: Progress | None = None) -> list[PairRow]:
@@ -74,9 +76,16 @@ def check_chunk(folder: IndexFolder, chunk: np.ndarray, seen: set[tuple[int, int
     mirrored picture too, for close pairs that do not verify)."""
     params, store = folder.settings.dupes, folder.store
     neighbours, _ = nearest(chunk, store.vectors(chunk), store.inner.search, params.neighbours)
+    rows = dict(zip(chunk.tolist(), neighbours.tolist(), strict=True))
+    by_words: dict[int, list[int]] = {}
+    if params.words and len(store) <= params.words_max_images:
+        index = folder.word_index()
+        for image_id, words in zip(*folder.stored_words(chunk), strict=True):
+            found, _ = index.search(words, params.words, exclude=(int(image_id),))
+            by_words[int(image_id)] = found.tolist()
     candidates: dict[int, list[int]] = {}
-    for image_id, row in zip(chunk.tolist(), neighbours.tolist(), strict=True):
-        for other in row:
+    for image_id, row in rows.items():
+        for other in row + by_words.get(image_id, []):
             key = (min(image_id, other), max(image_id, other))
             if other >= 0 and key not in seen:
                 seen.add(key)
@@ -89,8 +98,9 @@ def check_chunk(folder: IndexFolder, chunk: np.ndarray, seen: set[tuple[int, int
     verifier = folder.verifier
     out: list[PairRow] = []
     for image_id, others in candidates.items():
+        # A word candidate is verified whatever its cosine: a turned copy's can be low.
         close = [(o, float(raw[image_id] @ raw[o])) for o in others]
-        close = [(o, c) for o, c in close if c >= params.min_cosine]
+        close = [(o, c) for o, c in close if c >= params.min_cosine or o in by_words.get(image_id, ())]
         if not close:
             continue
         others, cosines = [o for o, _ in close], [c for _, c in close]
