@@ -217,7 +217,17 @@ def imagededup_scores(python: str, photos: Path, truth: dict, work: Path) -> dic
         for a, b in pairs:
             sets.union(a, b)
         scores[name] = score([[str(x) for x in s] for s in sets.sets()], truth) if pairs else score([], truth)
+        scores[name]["as_pairs"] = pairwise(pairs, truth)
     return scores
+
+
+def pairwise(pairs: list, truth: dict) -> dict:
+    """imagededup's own answer, a list of pairs (no grouping): the share of copies listed
+    with their original, and of listed pairs that are a copy and its original."""
+    listed = {frozenset(p) for p in pairs}
+    related = {frozenset((c, i["original"])) for c, i in truth["copies"].items()}
+    return {"recall": round(len(listed & related) / len(related), 3),
+            "precision": round(len(listed & related) / len(listed), 3) if listed else None}
 
 
 def planted(args) -> dict:

@@ -75,7 +75,10 @@ def check_chunk(folder: IndexFolder, chunk: np.ndarray, seen: set[tuple[int, int
     cosine of the stored descriptors, and inliers of the stored local features (the
     mirrored picture too, for close pairs that do not verify)."""
     params, store = folder.settings.dupes, folder.store
-    neighbours, _ = nearest(chunk, store.vectors(chunk), store.inner.search, params.neighbours)
+    def rough(queries, k, candidates):  # candidates for a check: an approximate store skimps
+        return store.inner.search(queries, k, candidates, rough=True)
+
+    neighbours, _ = nearest(chunk, store.vectors(chunk), rough, params.neighbours)
     rows = dict(zip(chunk.tolist(), neighbours.tolist(), strict=True))
     by_words: dict[int, list[int]] = {}
     if params.words and len(store) <= params.words_max_images:
