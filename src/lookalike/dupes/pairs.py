@@ -108,7 +108,9 @@ def check_chunk(folder: IndexFolder, chunk: np.ndarray, seen: set[tuple[int, int
             continue
         others, cosines = [o for o, _ in close], [c for _, c in close]
         feats = verifier.features_of(image_id, load)
-        counts = verifier.count_inliers(feats, others, load) if feats is not None else [0] * len(others)
+        if feats is None:  # no stored features and no readable file: nothing to verify
+            continue
+        counts = verifier.count_inliers(feats, others, load)
         for other, cosine, count in zip(others, cosines, counts, strict=True):
             if count < params.copy_inliers and cosine >= params.mirror_cosine:
                 count = max(count, mirrored_inliers(folder, image_id, other, load))
@@ -121,8 +123,8 @@ def mirrored_inliers(folder: IndexFolder, image_id: int, other: int, load) -> in
     features do not match a mirror image, the global descriptor barely tells it apart. The
     one file read of a check, and only for close pairs that did not verify."""
     verify = folder.settings.verify
-    picture = folder.picture(image_id, verify.size)
     feats = folder.verifier.features_of(other, load)
-    if picture is None or feats is None:
+    picture = folder.picture(image_id, verify.size) if feats is not None else None
+    if picture is None:
         return 0
     return inliers(extract(ImageOps.mirror(picture), verify), feats, verify)
