@@ -96,13 +96,16 @@ def check_chunk(folder: IndexFolder, chunk: np.ndarray, seen: set[tuple[int, int
     involved = sorted({i for i in candidates} | {o for row in candidates.values() for o in row})
     if not involved:
         return []
-    raw = dict(zip(involved, folder.catalogue.vectors_for(involved), strict=True))
+    found, vectors = folder.catalogue.vectors_by_id(involved)  # one decode per chunk
+    raw = dict(zip(found.tolist(), vectors, strict=True))
     load = folder.feature_loader(involved)
     verifier = folder.verifier
     out: list[PairRow] = []
     for image_id, others in candidates.items():
         # A word candidate is verified whatever its cosine: a turned copy's can be low.
-        close = [(o, float(raw[image_id] @ raw[o])) for o in others]
+        if image_id not in raw:  # removed meanwhile (another process)
+            continue
+        close = [(o, float(raw[image_id] @ raw[o])) for o in others if o in raw]
         close = [(o, c) for o, c in close if c >= params.min_cosine or o in by_words.get(image_id, ())]
         if not close:
             continue
