@@ -13,6 +13,7 @@ from lookalike.query.spec import parse
 from lookalike.settings import (
     DEFAULT_PIPELINE,
     AnnParams,
+    DupesParams,
     RegionParams,
     RerankParams,
     TransformParams,
@@ -28,6 +29,7 @@ GROUPS = {
     "verify": VerifyParams,
     "regions": RegionParams,
     "words": WordParams,
+    "dupes": DupesParams,
 }
 
 
