@@ -78,18 +78,15 @@ class DupeFile:
     keep: bool = False
     format: str = ""
 
-    @classmethod
-    def read(cls, row: FileRow) -> DupeFile:
-        """A file as catalogued, with its pixel size and format from its header (the
-        catalogue holds the size it was decoded at, which may be reduced); a file that
-        cannot be read keeps the catalogue's size and the format its name says."""
-        found = cls(*row)
+    def read_header(self) -> None:
+        """Pixel size and format from the file's header (the catalogue holds the size the
+        picture was decoded at, which may be reduced); a file that cannot be read keeps the
+        catalogue's size and the format its name says."""
         try:
-            with Image.open(found.path) as image:
-                (found.width, found.height), found.format = image.size, image.format or ""
+            with Image.open(self.path) as image:
+                (self.width, self.height), self.format = image.size, image.format or ""
         except (OSError, ValueError, Image.DecompressionBombError):
-            found.format = Image.registered_extensions().get(os.path.splitext(found.path)[1].lower(), "")
-        return found
+            self.format = Image.registered_extensions().get(os.path.splitext(self.path)[1].lower(), "")
 
     def as_dict(self) -> dict:
         modified = datetime.fromtimestamp(self.mtime_ns / 1e9, UTC)
@@ -101,12 +98,26 @@ class DupeFile:
 
 @dataclass
 class Group:
-    """Files that hold the same picture (or, at ``similar``, the same moment)."""
+    """Files that hold the same picture (or, at ``similar``, the same moment). Their headers
+    are read, and the file to keep chosen, when first asked for (a page of groups reads only
+    its own files)."""
 
     level: str
     files: list[DupeFile]
-    reason: str = ""
     pairs: list[PairRow] = field(default_factory=list)
+    _reason: str = field(default="", repr=False)
+
+    def resolve(self) -> Group:
+        if not self._reason:
+            for f in self.files:
+                f.read_header()
+            self._reason = suggest_keep(self.files)
+        return self
+
+    @property
+    def reason(self) -> str:
+        """Why the suggested file is the one to keep."""
+        return self.resolve()._reason
 
     @property
     def image_ids(self) -> list[int]:
@@ -114,9 +125,10 @@ class Group:
 
     @property
     def keep(self) -> DupeFile:
-        return next(f for f in self.files if f.keep)
+        return next(f for f in self.resolve().files if f.keep)
 
     def as_dict(self) -> dict:
+        self.resolve()
         return {
             "level": self.level, "image_ids": self.image_ids,
             "files": [f.as_dict() for f in self.files],
@@ -187,9 +199,8 @@ def build_groups(catalogue: Catalogue, pairs: Iterable[PairRow], level: str,
         rows.setdefault(row[0], []).append(row)
     groups = []
     for ids, joined in sets:
-        files = [DupeFile.read(row) for i in ids for row in rows.get(i, [])]
+        files = [DupeFile(*row) for i in ids for row in rows.get(i, [])]
         if len(files) >= max(2, min_group):
-            reason = suggest_keep(files)
-            groups.append(Group(level, files, reason, joined))
-    groups.sort(key=lambda g: (-len(g.files), g.files[0].path))
+            groups.append(Group(level, files, joined))
+    groups.sort(key=lambda g: (-len(g.files), min(f.path for f in g.files)))
     return groups
