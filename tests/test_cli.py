@@ -16,6 +16,7 @@ import pytest
 import lookalike
 from conftest import PER_CLASS, SUBSET_CLASSES, caltech_image, copy_subset, edited
 from lookalike import cli
+from lookalike.index.catalogue import Catalogue
 
 TOTAL = len(SUBSET_CLASSES) * PER_CLASS
 
@@ -98,7 +99,7 @@ def test_search_text_and_plot(cli_index, tmp_path):
 def test_info(cli_index):
     db, _ = cli_index
     info = json.loads(run("info", "--db", db, "--json").stdout)
-    assert info["images"] == TOTAL and info["model"] == "lite0-int8" and info["format_version"] == 4
+    assert info["images"] == TOTAL and info["model"] == "lite0-int8" and info["format_version"] == Catalogue.VERSION
     assert info["images_with_local_features"] == TOTAL
     assert info["top_labels"] and info["bytes_on_disk"] > 0
     # 40 images: exact store, and too few for a meaningful diffusion graph.

@@ -13,11 +13,12 @@ with warnings.catch_warnings():  # Starlette >= 1.x nags about httpx on import
     warnings.filterwarnings("ignore", message="Using `httpx`")
     from fastapi.testclient import TestClient
 
-from test_browser import ARTIFACTS, CHROMIUM_ARGS, TIMEOUT_MS, browser, serving  # noqa: F401
+from test_browser import ARTIFACTS, TIMEOUT_MS, browser  # noqa: F401
 from test_dupes import edits
 
 import lookalike
 from conftest import caltech_image
+from live_server import serve
 from lookalike.server.app import ServerConfig, create_app
 
 TOKEN = "s3cret-token"
@@ -91,8 +92,7 @@ def test_not_a_duplicate_needs_the_token(folder, tmp_path):
 def test_dupes_view_in_a_browser(folder, tmp_path, browser):  # noqa: F811
     copy = tmp_path / "index"
     shutil.copytree(folder, copy)
-    with lookalike.Index.open(copy, create=False) as index, \
-            serving(create_app(index, ServerConfig(token=TOKEN))) as url:
+    with serve(copy, ServerConfig(token=TOKEN)) as url:
         context = browser.new_context(viewport={"width": 1280, "height": 900})
         page = context.new_page()
         page.set_default_timeout(TIMEOUT_MS)

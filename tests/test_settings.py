@@ -17,7 +17,9 @@ from lookalike.settings import (
     RegionParams,
     RerankParams,
     TransformParams,
+    UrlParams,
     VerifyParams,
+    WatchParams,
     WordParams,
     default_cache_dir,
 )
@@ -29,6 +31,8 @@ GROUPS = {
     "verify": VerifyParams,
     "regions": RegionParams,
     "words": WordParams,
+    "urls": UrlParams,
+    "watch": WatchParams,
     "dupes": DupesParams,
 }
 

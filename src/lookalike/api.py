@@ -26,8 +26,9 @@ from .discovery import discover, is_under
 from .dupes import Group, find_duplicates
 from .embed.embedder import Embeddings
 from .embed.labels import imagenet_labels
+from .embed.tags import parse_text
 from .errors import LookalikeError
-from .images import load_image
+from .images import is_url, load_image
 from .index.check import CheckReport, check_index
 from .index.folder import IndexFolder
 from .index.graph import KnnGraph
@@ -36,12 +37,15 @@ from .index.transform import TransformedStore
 from .index.words import InvertedFile
 from .indexing import Indexer, IndexReport, ProgressCallback, forget
 from .paths import check_paths, describe_query
+from .query.candidates import candidate_ids, label_classes
 from .query.cascade import Cascade, Ranked, rank_queries
 from .query.options import SearchOptions
 from .query.rerank import Auto
 from .query.results import SearchResult, search_results
 from .query.spec import parse, with_shorthands
+from .query.text import SUGGESTIONS, rank_text, suggest
 from .settings import Settings
+from .sources import UrlSource, merged, read_url_list
 
 ImageLike = str | os.PathLike | bytes | Image.Image
 
@@ -108,8 +112,10 @@ class Index:
     # --- writing ---------------------------------------------------------------------
     def add(
         self,
-        paths: Iterable[str | os.PathLike],
+        paths: Iterable[str | os.PathLike] = (),
         *,
+        urls: Iterable[str] = (),
+        exclude: Sequence[str] = (),
         prune: bool = False,
         progress: ProgressCallback | None = None,
         wait: bool = True,
@@ -122,23 +128,29 @@ class Index:
         finished batch; ``report.interrupted`` is then True and a re-run resumes.
         ``progress(done, total)`` is called as files are done; when it also has a
         ``stage(label, unit)`` method (:class:`lookalike.progress.Progress`), it then follows
-        the neighbour graph being brought up to date (images linked).
+        the neighbour graph being brought up to date (images linked). ``exclude`` globs skip
+        files and folders (:mod:`lookalike.discovery`). ``urls`` are http(s) images indexed by
+        reference (:mod:`lookalike.sources`: ``Settings.urls``; with ``prune`` a URL gone
+        from its server is forgotten); their outcomes are in ``report.urls``.
 
         One process writes to an index at a time (:mod:`lookalike.index.lock`): while another
         one indexes or removes, this call waits for it (``on_wait()`` is called once first),
         or with ``wait=False`` raises :class:`~lookalike.errors.IndexBusyError`. The paths are
         checked before anything is written or waited for.
         """
-        roots = check_paths(paths)
+        roots, urls = check_paths(paths), read_url_list(urls)
         with writer_lock(self.path, wait=wait, on_wait=on_wait):
             failed: list[tuple[str, str]] = []
-            stats = list(discover(roots, exclude=[self.path], failed=failed))
+            stats = list(discover(roots, exclude=[self.path], globs=exclude, failed=failed))
             folders = [r for r in roots if os.path.isdir(r)] if prune else []
-            self._fresh_store(len(self) + len(stats))  # a big first run goes approximate
+            self._fresh_store(len(self) + len(stats) + len(urls))  # a big first run: approximate
             indexer = Indexer(self.catalogue, self.embedder, self.store, self.settings, progress)
             try:
                 unseen = [p for p, _ in failed if os.path.isdir(p)]  # unreadable: not pruned
                 report = indexer.run(stats, prune_under=folders, unseen=unseen)
+                if urls and not report.interrupted:
+                    report = merged(report, UrlSource(indexer, self.settings.urls).run(
+                        urls, prune=prune, progress=progress))
             finally:
                 self.folder.after_writes()
             report.failed[:0] = failed
@@ -159,7 +171,7 @@ class Index:
     ) -> int:
         """Forget files (or everything under folders); returns how many files were removed.
         Waits for another writer like :meth:`add` (``wait``, ``on_wait``)."""
-        roots = [os.path.abspath(os.path.expanduser(p)) for p in paths]
+        roots = [p if is_url(p) else os.path.abspath(os.path.expanduser(p)) for p in map(str, paths)]
         with writer_lock(self.path, wait=wait, on_wait=on_wait):
             gone = [loc for loc in self.catalogue.files_by_location() if is_under(loc, roots)]
             if gone:
@@ -236,7 +248,8 @@ class Index:
         pictures = [(lambda picture=picture: picture) for picture in decoded]
         ranked = self.rank(embeddings.vectors, options, label_ids=embeddings.label_ids,
                            pictures=pictures)
-        return search_results(self.catalogue, names, ranked, embeddings.label_ids, options.k)
+        return search_results(self.catalogue, names, ranked, embeddings.label_ids, options.k,
+                              label_classes(options.label))
 
     def search_by_id(
         self, image_id: int, k: int | None = None, *,
@@ -251,7 +264,30 @@ class Index:
         label_ids = np.asarray([[c for c, _ in stored]], dtype=np.int64)
         ranked = self.rank(self.catalogue.vectors_for([image_id]), options, label_ids=label_ids,
                            query_ids=[image_id])
-        return search_results(self.catalogue, [f"image:{image_id}"], ranked, label_ids, options.k)[0]
+        return search_results(self.catalogue, [f"image:{image_id}"], ranked, label_ids, options.k,
+                              label_classes(options.label))[0]
+
+    def search_text(
+        self, text: str, k: int | None = None, *,
+        options: SearchOptions | None = None, **changes: Any,
+    ) -> SearchResult:
+        """Tag search (not CLIP): the images whose stored ImageNet labels best match the
+        words of ``text`` ("dog on a sofa"), by label probability (:mod:`lookalike.query.text`).
+        Of the options only ``k`` and ``label`` apply; ``route`` is ``"text"``."""
+        options = SearchOptions.from_any(options, k=k, **changes)
+        tags = parse_text(text)
+        allowed, _ = candidate_ids(self.catalogue, label=options.label)
+        ranked = rank_text(self.catalogue, tags, allowed)
+        classes = frozenset().union(*(t.classes for t in tags))
+        no_labels = np.zeros((1, 0), dtype=np.int64)
+        result = search_results(self.catalogue, [text], [ranked], no_labels, options.k, classes)[0]
+        result.query_labels = [t.shown for t in tags]
+        return result
+
+    def tags(self, prefix: str = "", limit: int = SUGGESTIONS) -> list[dict]:
+        """Words tag search and the label filter know, starting with ``prefix``, those
+        naming the most images here first: ``{"word", "classes", "images"}``."""
+        return suggest(self.catalogue, prefix, limit)
 
     def rank(
         self,

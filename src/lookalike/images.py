@@ -52,6 +52,8 @@ def is_url(location: str) -> bool:
 
 
 def _error(name: str, reason: str) -> ImageError:
+    if not name:
+        return ImageError(f"cannot read the image: {reason}")
     return ImageError(f"cannot read image '{name}': {reason}")
 
 
@@ -63,7 +65,7 @@ def _reason(exc: BaseException) -> str:
         (FileNotFoundError, "file not found"),
         (PermissionError, "permission denied"),
         (IsADirectoryError, "it is a directory, not an image file"),
-        (UnidentifiedImageError, "not an image, or a format Pillow cannot read"),
+        (UnidentifiedImageError, "not an image, or an image format that cannot be read"),
     ):
         if isinstance(exc, kind):
             return text
@@ -74,7 +76,7 @@ def _reason(exc: BaseException) -> str:
 def _name(source: object) -> str:
     if isinstance(source, (str, os.PathLike)):
         return os.fspath(source)
-    return str(getattr(source, "name", "<in-memory image>"))
+    return str(getattr(source, "name", ""))  # unnamed data: "the image"
 
 
 def _open(source: ImageSource, name: str, max_bytes: int) -> Image.Image:
@@ -326,6 +328,65 @@ class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
+class FetchError(ImageError):
+    """A download that failed; ``status`` is the HTTP status of an error answer (0: none)."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def fetch_url(
+    url: str,
+    *,
+    timeout: float = 10.0,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    allow_private: bool = False,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, bytes, dict[str, str]]:
+    """Download an http(s) URL with a deadline and a byte cap: ``(status, body, headers)``;
+    304 when conditional ``headers`` found nothing changed. Private addresses (redirect targets
+    too) are refused by default, so a server exposing this cannot probe the internal network."""
+    _check_url(url, allow_private, url)
+    opener = urllib.request.build_opener(
+        _CheckedRedirects(allow_private, url), *_checked_handlers(allow_private, url)
+    )
+    request = urllib.request.Request(url, headers={"User-Agent": "lookalike", **(headers or {})})
+    deadline, chunks, total = time.monotonic() + timeout, [], 0
+
+    def fail(reason: str, status: int = 0) -> FetchError:
+        return FetchError(f"cannot read image '{url}': {reason}", status)
+
+    try:
+        with opener.open(request, timeout=timeout) as resp:
+            length = resp.headers.get("Content-Length")
+            if length and length.isdigit() and int(length) > max_bytes:
+                raise fail(f"response is {int(length):,} bytes, over the {max_bytes:,}-byte limit")
+            while chunk := resp.read(64 * 1024):
+                total += len(chunk)
+                if total > max_bytes:
+                    raise fail(f"response is over the {max_bytes:,}-byte limit")
+                if time.monotonic() > deadline:
+                    raise fail(f"download took longer than {timeout:g}s")
+                chunks.append(chunk)
+            return resp.status, b"".join(chunks), dict(resp.headers.items())
+    except ImageError:
+        raise
+    except urllib.error.HTTPError as exc:
+        if exc.code == 304:
+            return 304, b"", dict(exc.headers.items())
+        reason = str(exc.reason).splitlines()[0] if exc.reason else ""
+        if "infinite loop" in reason:
+            raise fail("too many redirects (a redirect loop)", exc.code) from None
+        raise fail(f"server answered HTTP {exc.code} {reason}", exc.code) from None
+    except urllib.error.URLError as exc:
+        raise fail(f"download failed ({exc.reason})") from None
+    except TimeoutError:
+        raise fail(f"download took longer than {timeout:g}s") from None
+    except (OSError, ValueError) as exc:
+        raise fail(f"download failed ({exc})") from None
+
+
 def load_image_url(
     url: str,
     *,
@@ -334,41 +395,6 @@ def load_image_url(
     allow_private: bool = False,
     **kw: Any,
 ) -> Image.Image:
-    """Fetch an http(s) image with a deadline and byte cap, then decode it like load_image.
-
-    Private addresses are refused by default so a server exposing this cannot be used to probe
-    the internal network. ``kw`` is passed on (``max_pixels``, ``target_size``).
-    """
-    _check_url(url, allow_private, url)
-    opener = urllib.request.build_opener(
-        _CheckedRedirects(allow_private, url), *_checked_handlers(allow_private, url)
-    )
-    request = urllib.request.Request(url, headers={"User-Agent": "lookalike"})
-    deadline = time.monotonic() + timeout
-    chunks: list[bytes] = []
-    total = 0
-    try:
-        with opener.open(request, timeout=timeout) as resp:
-            length = resp.headers.get("Content-Length")
-            if length and length.isdigit() and int(length) > max_bytes:
-                raise _error(
-                    url, f"response is {int(length):,} bytes, over the {max_bytes:,}-byte limit"
-                )
-            while chunk := resp.read(64 * 1024):
-                total += len(chunk)
-                if total > max_bytes:
-                    raise _error(url, f"response is over the {max_bytes:,}-byte limit")
-                if time.monotonic() > deadline:
-                    raise _error(url, f"download took longer than {timeout:g}s")
-                chunks.append(chunk)
-    except ImageError:
-        raise
-    except urllib.error.HTTPError as exc:
-        raise _error(url, f"server answered HTTP {exc.code} {exc.reason}") from None
-    except urllib.error.URLError as exc:
-        raise _error(url, f"download failed ({exc.reason})") from None
-    except TimeoutError:
-        raise _error(url, f"download took longer than {timeout:g}s") from None
-    except (OSError, ValueError) as exc:
-        raise _error(url, f"download failed ({exc})") from None
-    return _load(b"".join(chunks), url, max_bytes=max_bytes, **kw)
+    """Fetch an http(s) image (:func:`fetch_url`), decode it like load_image (``kw``)."""
+    _, data, _ = fetch_url(url, timeout=timeout, max_bytes=max_bytes, allow_private=allow_private)
+    return _load(data, url, max_bytes=max_bytes, **kw)

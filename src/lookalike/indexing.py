@@ -58,16 +58,20 @@ class IndexReport:
     failed: list[tuple[str, str]] = field(default_factory=list)
     interrupted: bool = False
     seconds: float = 0.0
+    urls: dict[str, int] = field(default_factory=dict)  # URL outcomes (lookalike.sources)
 
     @property
     def images_per_second(self) -> float:
         return self.embedded / self.seconds if self.seconds > 0 else 0.0
 
     def as_dict(self) -> dict:
-        return {
+        fields = {
             **asdict(self), "failed": [{**path_fields(p), "reason": r} for p, r in self.failed],
             "seconds": round(self.seconds, 3),
         }
+        if not self.urls:
+            del fields["urls"]
+        return fields
 
 
 def hash_bytes(data: bytes) -> str:
@@ -100,7 +104,11 @@ class Indexer:
     """Brings a catalogue and a vector store up to date with a set of files."""
 
     def __init__(self, catalogue: Catalogue, embedder: Embedder, store: VectorStore,
-                 settings: Settings, progress: ProgressCallback | None = None):
+                 settings: Settings, progress: ProgressCallback | None = None,
+                 read: Callable[[FileStat], bytes] | None = None):
+        """``read`` gives a location's bytes (default: the file's; :mod:`lookalike.sources`
+        hands over downloaded ones)."""
+        self.read = read or _read_file
         self.catalogue = catalogue
         self.embedder = embedder
         self.store = store
@@ -163,8 +171,7 @@ class Indexer:
         try:
             if stat.size > self.settings.max_file_bytes:
                 raise ImageError(f"file is larger than {self.settings.max_file_bytes} bytes")
-            with open(stat.location, "rb") as f:
-                data = f.read()
+            data = self.read(stat)
             item.hash = hash_bytes(data)
             if item.hash in known_hashes:
                 return item
@@ -323,6 +330,11 @@ class Indexer:
             self._batch_embedder.tensors(item.pixels[None], out=tensors[slot : slot + 1])
             item.pixels = None  # free it while the batch waits to be written
         return self._batch_embedder.embed_tensors(tensors)
+
+
+def _read_file(stat: FileStat) -> bytes:
+    with open(stat.location, "rb") as f:
+        return f.read()
 
 
 def _one_line(exc: BaseException) -> str:

@@ -11,13 +11,15 @@ import textwrap
 from pathlib import Path
 
 from .errors import ImageError, LookalikeError
-from .images import load_image
+from .images import is_url, load_image
 from .query.results import SearchResult, shown_path
 
 _THUMB = 256
 
 
 def _thumbnail(location: str):
+    if is_url(location):  # an image indexed by reference: named, never downloaded here
+        return None
     try:
         image = load_image(location, target_size=_THUMB)
         image.thumbnail((_THUMB, _THUMB))
@@ -33,8 +35,8 @@ def plot_result(result: SearchResult, out: str | Path, *, columns: int = 6) -> P
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [(result.query, "query", result.query_labels)] + [
-        (m.path, f"#{m.rank}  {m.score:.3f}", m.labels) for m in result.matches
+    panels = [(result.query, "query", result.query_labels[:2])] + [
+        (m.path, f"#{m.rank}  {m.score:.3f}", m.shown_labels(2)) for m in result.matches
     ]
     cols = min(columns, len(panels))
     rows = math.ceil(len(panels) / cols)
@@ -45,8 +47,8 @@ def plot_result(result: SearchResult, out: str | Path, *, columns: int = 6) -> P
         image = _thumbnail(location)
         if image is not None:
             ax.imshow(image)
-        label = textwrap.shorten(", ".join(labels[:2]), width=34, placeholder="…")
-        name = textwrap.shorten(shown_path(Path(location).name), width=30, placeholder="…")
+        label = textwrap.shorten(", ".join(labels), width=40, placeholder="…")
+        name = _name(location)
         ax.set_title(f"{heading}\n{label}\n{name}", fontsize=8, color="#b00020" if heading == "query" else "black")
     fig.tight_layout()
     out = Path(out)
@@ -58,3 +60,10 @@ def plot_result(result: SearchResult, out: str | Path, *, columns: int = 6) -> P
     finally:
         plt.close(fig)
     return out
+
+
+def _name(location: str) -> str:
+    """A panel's caption: the file name, or the end of a URL."""
+    if is_url(location):
+        return location if len(location) <= 30 else "…" + location[-29:]
+    return textwrap.shorten(shown_path(Path(location).name), width=30, placeholder="…")

@@ -112,6 +112,26 @@ class WordParams:
 
 
 @dataclass(frozen=True)
+class UrlParams:
+    """Images indexed by URL (:mod:`lookalike.sources`)."""
+
+    workers: int = 16  # downloads in flight at once: a long list is not bound by latency
+    timeout: float = 20.0  # seconds one download may take
+    max_bytes: int = 50 * 1024 * 1024  # larger responses are refused
+    allow_private: bool = False  # fetch from loopback and private networks too
+    chunk: int = 256  # URLs downloaded ahead of the batch being embedded
+
+
+@dataclass(frozen=True)
+class WatchParams:
+    """Keeping an index in sync with watched folders (:mod:`lookalike.watching`)."""
+
+    quiet: float = 1.0  # seconds without a new event before a burst is indexed as one run
+    max_wait: float = 10.0  # ... but a steady stream of events is indexed this often
+    settle: float = 1.0  # a file changed this recently may be half-written: it waits
+
+
+@dataclass(frozen=True)
 class DupesParams:
     """Duplicate finding (:mod:`lookalike.dupes`): which neighbours are checked, what a copy is."""
 
@@ -147,7 +167,8 @@ class Settings:
         local_features: Store each image's local features while indexing, so verifying a
             query's candidates reads none of their files (and works when they are offline).
         pipeline: The query's ranking stages (:mod:`lookalike.query.spec`).
-        transform, ann, rerank, verify, regions, words, dupes: each part's own knobs.
+        transform, ann, rerank, verify, regions, words, urls, watch, dupes: each part's own
+            knobs.
     """
 
     model: str = "lite0-int8"
@@ -168,6 +189,8 @@ class Settings:
     verify: VerifyParams = field(default_factory=VerifyParams)
     regions: RegionParams = field(default_factory=RegionParams)
     words: WordParams = field(default_factory=WordParams)
+    urls: UrlParams = field(default_factory=UrlParams)
+    watch: WatchParams = field(default_factory=WatchParams)
     dupes: DupesParams = field(default_factory=DupesParams)
 
     def with_(self, **changes: Any) -> Settings:

@@ -17,10 +17,11 @@ from collections.abc import Callable
 from ..errors import LookalikeError, storage_error
 from ..query.results import shown_path
 from ..version import __version__
-from . import dupes, examine, index, search, serve
+from . import dupes, examine, index, search, serve, tags, watch
 from .common import EXIT_ERROR, EXIT_INTERRUPTED
+from .examples import add_examples
 
-COMMAND_MODULES = (index, search, examine, dupes, serve)
+COMMAND_MODULES = (index, search, examine, dupes, serve, tags, watch)
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
 
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     for module in COMMAND_MODULES:
         for name, run in module.register(sub).items():
             COMMANDS.setdefault(name, run)  # a test may have put its own in
+    add_examples(parser, sub.choices)
     return parser
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from ..settings import DEFAULT_PIPELINE, Settings
@@ -44,6 +45,10 @@ def with_no_wait(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-wait", action="store_true", help="fail at once when another lookalike run is writing to the index, instead of waiting for it")
 
 
+def with_exclude(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="skip files and folders matching GLOB (repeatable; a .lookalikeignore file in a folder does the same; hidden files and OS litter are always skipped)")
+
+
 def with_pipeline(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pipeline", metavar="SPEC", help=f"the ranking stages (default: {DEFAULT_PIPELINE}; see docs/descriptor.md)")
 
@@ -58,6 +63,8 @@ def open_index(args, *, create: bool = False, model: str | None = None, writes: 
         changes["batch_size"] = args.batch_size
     if getattr(args, "threads", None) is not None:
         changes["threads"] = args.threads
+    if getattr(args, "allow_private_urls", False):
+        changes["urls"] = replace(DEFAULTS.urls, allow_private=True)
     index = Index.open(args.db, model=model, settings=Settings(**changes), create=create)
     if writes:
         try:

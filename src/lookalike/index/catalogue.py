@@ -26,7 +26,10 @@ import numpy as np
 
 from ..errors import IndexFormatError, LookalikeError, ReadOnlyIndexError, storage_error
 from . import schema
+from .catalogue_browse import CatalogueBrowse
 from .catalogue_dupes import CatalogueDupes
+from .catalogue_labels import CatalogueLabels
+from .catalogue_urls import CatalogueUrls
 from .catalogue_writes import CatalogueWrites
 from .formats import (
     DESCRIPTOR_BYTES,
@@ -40,7 +43,7 @@ from .schema import read_location, stored_location
 FORMAT_VERSION = schema.VERSION
 
 
-class Catalogue(CatalogueWrites, CatalogueDupes):
+class Catalogue(CatalogueWrites, CatalogueLabels, CatalogueUrls, CatalogueBrowse, CatalogueDupes):
     """Typed access to the SQLite catalogue of one index folder: all of its SQL is here (and
     in :mod:`lookalike.index.schema`)."""
 
@@ -269,8 +272,10 @@ class Catalogue(CatalogueWrites, CatalogueDupes):
             return
 
     def image_ids_with_labels(self, class_ids: Sequence[int]) -> np.ndarray:
+        """Images holding any of ``class_ids``, ascending, each once (also when the ids
+        are queried in several chunks, as a broad word's hundreds of classes are)."""
         rows = self._in_query("SELECT DISTINCT image_id FROM labels WHERE class_id IN ({})", class_ids)
-        return np.fromiter((r[0] for r in rows), dtype=np.int64)
+        return np.unique(np.fromiter((r[0] for r in rows), dtype=np.int64))
 
     def image_for_location(self, location: str) -> int | None:
         sql = "SELECT image_id FROM files WHERE location = ?"

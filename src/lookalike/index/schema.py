@@ -3,9 +3,9 @@
 A new catalogue is created at :data:`VERSION` from :data:`TABLES`. An older one, opened for
 writing, runs each step of :data:`STEPS` newer than its version, in order, in one transaction
 that also records the new version (:meth:`lookalike.index.catalogue.Catalogue.ensure_version`);
-opened read-only, it is read as it is. A new format is one more step: write ``_to_5(db)``
-(plain SQL that turns any format-4 catalogue into format 5), append ``(5, _to_5)`` to
-``STEPS``, set ``VERSION = 5`` and give ``TABLES`` the new shape.
+opened read-only, it is read as it is. A new format is one more step: write ``_to_6(db)``
+(plain SQL that turns any format-5 catalogue into format 6), append ``(6, _to_6)`` to
+``STEPS``, set ``VERSION = 6`` and give ``TABLES`` the new shape.
 
 Also here: how the file is opened (:func:`connect`: read-only media included), how a location
 is stored (:func:`stored_location`), and how a damaged catalogue is examined and read back
@@ -25,7 +25,15 @@ import numpy as np
 
 from .formats import DESCRIPTOR_BYTES, FEATURE_POINT_DTYPE, WORD_DTYPE
 
-VERSION = 4
+VERSION = 5
+
+# The validators an indexed URL's server sent, for conditional re-fetches (format 5).
+URL_SOURCES = """CREATE TABLE IF NOT EXISTS url_sources (
+    location TEXT PRIMARY KEY,
+    etag TEXT,
+    last_modified TEXT,
+    checked_at REAL NOT NULL
+)"""
 
 # The shape of a catalogue at VERSION, one statement each (run inside a transaction).
 TABLES = (
@@ -68,6 +76,7 @@ TABLES = (
         reason TEXT NOT NULL,
         at REAL NOT NULL
     )""",
+    URL_SOURCES,
 )
 # Format 4: duplicate finding (lookalike.dupes). Pairs a person said are not duplicates, by
 # content hash (they survive removing and re-indexing the files); the pairs checked so far
@@ -134,9 +143,16 @@ def _to_4(db: sqlite3.Connection) -> None:
         db.execute(statement)
 
 
+def _to_5(db: sqlite3.Connection) -> None:
+    """Format 5 remembers, per indexed URL, the validators its server sent (``ETag``,
+    ``Last-Modified``), so a re-run asks only whether it changed (:mod:`lookalike.sources`).
+    Older catalogues have no URL metadata: their URLs are fetched once in full."""
+    db.execute(URL_SOURCES)
+
+
 # (version it brings a catalogue to, step), oldest first.
 STEPS: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = (
-    (2, _to_2), (3, _to_3), (4, _to_4))
+    (2, _to_2), (3, _to_3), (4, _to_4), (5, _to_5))
 
 
 def stored_location(location: str) -> str | bytes:

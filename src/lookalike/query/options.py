@@ -17,6 +17,7 @@ from ..errors import LookalikeError
 
 ROUTES: tuple[str, ...] = ("global", "categories")
 RERANK_METHODS: tuple[str, ...] = ("auto", "diffusion", "qe", "none")
+SUGGESTIONS = 10  # tag-search words suggested when no limit is given
 
 
 @dataclass(frozen=True)
@@ -25,8 +26,9 @@ class SearchOptions:
 
     Attributes:
         k: How many matches (any number up to the collection size).
-        label: Keep only images whose stored top labels include one of these ImageNet labels
-            (a single name or several).
+        label: Keep only images whose stored top labels include a class one of these words
+            names (a single word or several): an ImageNet label, a synonym, a plural or a
+            broader word such as "dog" (:mod:`lookalike.embed.tags`).
         route: ``global`` searches every image; ``categories`` only images that share a
             predicted ImageNet category with the query (how the 2019 script searched),
             falling back to every image when that leaves fewer than ``k``.

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # NumPy and the label list load on first use: the CLI starts faster
+    import numpy as np
 
-from ..embed.labels import imagenet_labels
-
-if TYPE_CHECKING:
     from ..index.catalogue import Catalogue
     from .cascade import Ranked
+
+
+REPR_MATCHES = 5  # matches a SearchResult's repr lists
 
 
 def shown_path(location: str) -> str:
@@ -44,7 +45,9 @@ def _undecodable(text: str) -> bool:
 
 @dataclass(frozen=True)
 class Match:
-    """One result. ``labels`` are the stored ImageNet labels of the match, most likely first."""
+    """One result. ``labels`` are the stored ImageNet labels of the match, most likely first;
+    ``matched_labels`` those of them that a label filter or a text query asked for (why the
+    match is here)."""
 
     rank: int
     path: str
@@ -53,12 +56,26 @@ class Match:
     image_id: int
     # Homography inliers when spatial verification checked this match (None: not checked).
     inliers: int | None = None
+    matched_labels: list[str] = field(default_factory=list)
+
+    def shown_labels(self, n: int = 3) -> list[str]:
+        """The first ``n`` labels, and any matched label after them: a filter that kept
+        this match on its fifth label shows that label."""
+        return self.labels[:n] + [label for label in self.matched_labels if label not in self.labels[:n]]
 
     def as_dict(self) -> dict:
         """The stable JSON fields (``inliers`` is Python-API only, so the schema is unchanged);
-        ``path_bytes`` only for a file name that is not valid UTF-8 (:func:`path_fields`)."""
-        return {"rank": self.rank, **path_fields(self.path), "score": round(self.score, 6),
-                "labels": self.labels}
+        ``path_bytes`` only for a file name that is not valid UTF-8 (:func:`path_fields`);
+        ``matched_labels`` only when a label filter or a text query chose the match."""
+        fields = {"rank": self.rank, **path_fields(self.path), "score": round(self.score, 6),
+                  "labels": self.labels}
+        if self.matched_labels:
+            fields["matched_labels"] = self.matched_labels
+        return fields
+
+    def __repr__(self) -> str:
+        labels = ", ".join(self.shown_labels())
+        return f"<Match #{self.rank} {self.score:.3f} {shown_path(self.path)!r} [{labels}]>"
 
 
 @dataclass
@@ -66,8 +83,9 @@ class SearchResult:
     """The matches for one query, best first.
 
     ``route`` says how candidates were chosen: ``global`` (every image), ``categories``
-    (images sharing a predicted ImageNet category with the query) or ``categories+global``
-    (too few category matches, so the global ranking was used instead).
+    (images sharing a predicted ImageNet category with the query), ``categories+global``
+    (too few category matches, so the global ranking was used instead) or ``text`` (a tag
+    search: ``query_labels`` are then the words read from the text).
     """
 
     query: str
@@ -79,13 +97,25 @@ class SearchResult:
         """The stable JSON schema: ``{"query": str, "matches": [{rank, path, score, labels}]}``."""
         return {"query": shown_path(self.query), "matches": [m.as_dict() for m in self.matches]}
 
+    def __repr__(self) -> str:
+        """The query and its first matches, one a line (the REPL's view of a search)."""
+        shown = [f"  {m!r}" for m in self.matches[:REPR_MATCHES]]
+        if len(self.matches) > REPR_MATCHES:
+            shown.append(f"  ... {len(self.matches) - REPR_MATCHES} more")
+        head = (f"<SearchResult {shown_path(self.query)!r} ({self.route}): "
+                f"{len(self.matches)} matches")
+        return "\n".join([head + (":" if shown else ""), *shown]) + ">"
+
 
 def search_results(
     catalogue: Catalogue, names: Sequence[str], ranked: Sequence[Ranked],
-    label_ids: np.ndarray, k: int,
+    label_ids: np.ndarray, k: int, matched: Collection[int] = frozenset(),
 ) -> list[SearchResult]:
     """Rankings as results: one :class:`Match` per file location of each ranked image, at
-    most ``k`` (two copies of one photo are two results with the same score)."""
+    most ``k`` (two copies of one photo are two results with the same score). ``matched``:
+    the class ids a label filter or text query asked for (each match's ``matched_labels``)."""
+    from ..embed.labels import imagenet_labels
+
     label_names = imagenet_labels()
     results = []
     for name, one, query_labels in zip(names, ranked, label_ids, strict=False):
@@ -95,9 +125,11 @@ def search_results(
         matches: list[Match] = []
         for image_id, score in one.pairs():
             labels = [label_names[c] for c, _ in stored.get(image_id, [])]
+            chosen = [label_names[c] for c, _ in stored.get(image_id, []) if c in matched]
             for location in locations.get(image_id, [])[: max(k - len(matches), 0)]:
                 matches.append(Match(
-                    len(matches) + 1, location, score, labels, image_id, one.inliers.get(image_id)
+                    len(matches) + 1, location, score, labels, image_id,
+                    one.inliers.get(image_id), chosen,
                 ))
         results.append(SearchResult(
             query=name, matches=matches, query_labels=[label_names[c] for c in query_labels],

@@ -65,6 +65,8 @@ def serve(
     index = Index.open(db, create=False)
     app = create_app(index, config)
     try:
+        if config.watch:
+            app.state.lookalike.watch(list(config.watch))
         _ = index.store, index.embedder.session  # load now, not on the first query
         mode = "read-only" if config.token is None else "write endpoints need the token"
         print(f"lookalike: {index.path} ({len(index)} images), {mode}", file=sys.stderr)

@@ -4,9 +4,10 @@ shared :class:`~lookalike.Index` from the modules of this package.
 * :mod:`.config`: :class:`ServerConfig` and the request limits.
 * :mod:`.state`: the shared index and its lock, the indexing job, the thumbnail cache.
 * :mod:`.search_options`: query parameters -> ``SearchOptions`` -> the Index.
-* :mod:`.routes_search`, :mod:`.routes_images`, :mod:`.routes_collection`,
-  :mod:`.routes_dupes`: the endpoints.
-* :mod:`.models`: the JSON in and out. :mod:`.errors`: every error as ``{"error": "..."}``.
+* :mod:`.routes_search`, :mod:`.routes_tags`, :mod:`.routes_browse`, :mod:`.routes_images`,
+  :mod:`.routes_collection`, :mod:`.routes_dupes`: the endpoints.
+* :mod:`.models`: the JSON in and out. :mod:`.errors`: every error as ``{"error": "..."}``;
+  :mod:`.openapi`: the OpenAPI 3.0 document that says so, for /docs.
 * :mod:`.middleware`: body limit, Host guard, security headers.
 
 This module adds the page, the offline /docs and the middleware.
@@ -25,10 +26,13 @@ from ..version import __version__
 from .config import MULTIPART_OVERHEAD, ServerConfig
 from .errors import install_error_handlers
 from .middleware import BodyLimit, HostGuard, SecurityHeaders
+from .openapi import COMMON_ERRORS, error_responses, install_openapi
+from .routes_browse import browse_routes
 from .routes_collection import collection_routes
 from .routes_dupes import dupes_routes
 from .routes_images import image_routes
 from .routes_search import search_routes
+from .routes_tags import tag_routes
 from .state import ServerState
 
 __all__ = ["ServerConfig", "create_app"]
@@ -86,11 +90,14 @@ def create_app(index: Index, config: ServerConfig | None = None) -> FastAPI:
         description="Reverse image search over a local image collection.",
         docs_url=None,
         redoc_url=None,
+        responses=error_responses(*COMMON_ERRORS),
     )
+    install_openapi(app)
     _mount_docs(app)
     app.state.lookalike = ServerState(index, config)
     install_error_handlers(app)
-    for router in (search_routes, image_routes, collection_routes, dupes_routes):
+    for router in (search_routes, tag_routes, browse_routes, image_routes, collection_routes,
+                   dupes_routes):
         app.include_router(router)
     app.add_api_route("/", page, include_in_schema=False)
     app.add_api_route("/dupes", dupes_page, include_in_schema=False)

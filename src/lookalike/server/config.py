@@ -17,7 +17,8 @@ class ServerConfig:
     """What ``lookalike serve`` lets a client do, and how much it may send.
 
     ``token`` enables the write endpoints (None: read-only server). ``allowed_hosts`` guards
-    against DNS rebinding when bound to loopback (None: any ``Host`` header).
+    against DNS rebinding when bound to loopback (None: any ``Host`` header). ``watch``:
+    folders indexed at start and kept in sync while the server runs (``serve --watch``).
     """
 
     token: str | None = None
@@ -28,3 +29,4 @@ class ServerConfig:
     thumbnail_size: int = 320
     thumbnail_cache: int = 1024
     allowed_hosts: tuple[str, ...] | None = None
+    watch: tuple[str, ...] = ()

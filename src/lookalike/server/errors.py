@@ -7,17 +7,25 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..embed.tags import HINT as CLI_TAGS_HINT
 from ..errors import DiskFullError, LookalikeError, storage_error
+
+API_TAGS_HINT = "GET /api/tags lists the known words"  # the CLI's hint, as the API says it
 
 
 def error_response(status: int, message: str, headers: dict | None = None) -> JSONResponse:
-    """The one shape of every error the server sends."""
+    """The one shape of every error the server sends (a hint to run a command becomes the
+    endpoint that answers the same)."""
+    message = message.replace(CLI_TAGS_HINT, API_TAGS_HINT)
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
 def _validation_message(exc: RequestValidationError) -> str:
     parts = []
     for error in exc.errors():
+        if error.get("type") == "json_invalid":  # pydantic says "1: JSON decode error"
+            parts.append("the request body is not valid JSON")
+            continue
         where = ".".join(str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path"))
         parts.append(f"{where}: {error.get('msg', 'invalid')}" if where else error.get("msg", ""))
     return "; ".join(parts) or "invalid request"

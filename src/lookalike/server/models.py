@@ -13,18 +13,21 @@ from pydantic import (
     model_validator,
 )
 
+from ..index.catalogue_browse import BrowsedImage
 from ..query.results import Match, SearchResult, path_fields, shown_path
 
 BYTES_NOTE = "base64 of the raw bytes, only for file names that are not valid UTF-8"
 
 
 class _OmitsAbsentBytes(BaseModel):
-    """``*_bytes`` fields are left out of the JSON unless set (most names are valid UTF-8)."""
+    """``*_bytes`` fields are left out of the JSON unless set (most names are valid UTF-8),
+    and so is ``matched_labels`` (only a label filter or a text query sets it)."""
 
     @model_serializer(mode="wrap")
     def _omit_absent_bytes(self, handler: SerializerFunctionWrapHandler) -> Any:
         data = handler(self)
-        for key in [k for k, v in data.items() if k.endswith("_bytes") and v is None]:
+        optional = [k for k in data if k.endswith("_bytes") or k == "matched_labels"]
+        for key in [k for k in optional if data[k] is None]:
             del data[key]
         return data
 
@@ -38,6 +41,10 @@ class MatchOut(_OmitsAbsentBytes):
     path_bytes: str | None = Field(None, description=BYTES_NOTE)
     score: float
     labels: list[str]
+    matched_labels: list[str] | None = Field(
+        None, description="the labels that a label filter or a text query chose this match "
+        "by; only then"
+    )
     id: int
     thumbnail_url: str
     original_url: str
@@ -50,7 +57,23 @@ class SearchOut(BaseModel):
     matches: list[MatchOut]
 
 
-class ImageOut(_OmitsAbsentBytes):
+class ErrorOut(BaseModel):
+    """The one shape of every error the server sends."""
+
+    error: str = Field(description="one line saying what went wrong and what to do")
+
+
+class FileDetails(BaseModel):
+    """What the viewer shows about an image and its first file (by path)."""
+
+    width: int = Field(description="pixels")
+    height: int = Field(description="pixels")
+    added_at: float = Field(description="when it was indexed, seconds since the Unix epoch")
+    size: int = Field(description="the first file's size in bytes")
+    modified: float = Field(description="the first file's mtime, seconds since the Unix epoch")
+
+
+class ImageOut(_OmitsAbsentBytes, FileDetails):
     id: int
     paths: list[str]
     paths_bytes: list[str | None] | None = Field(
@@ -72,6 +95,24 @@ class ImageOut(_OmitsAbsentBytes):
         return data
 
 
+class BrowseItem(_OmitsAbsentBytes, FileDetails):
+    """One image of a browse page: its first file by path."""
+
+    id: int
+    path: str
+    path_bytes: str | None = Field(None, description=BYTES_NOTE)
+    thumbnail_url: str
+    original_url: str
+
+
+class BrowseOut(BaseModel):
+    total: int = Field(description="images matching the filter, over all pages")
+    offset: int
+    limit: int
+    order: str
+    images: list[BrowseItem]
+
+
 class UrlQuery(BaseModel):
     url: str = Field(description="http(s) URL of the query image", max_length=4096)
 
@@ -80,12 +121,35 @@ class IndexRequest(BaseModel):
     paths: list[str] = Field(default_factory=list, description="absolute paths on the server")
     reindex: bool = Field(False, description="also rescan the folders already indexed")
     prune: bool = Field(True, description="forget files that were deleted from these folders")
+    urls: list[str] = Field(default_factory=list, description="http(s) images to index by reference")
+    exclude: list[str] = Field(default_factory=list, description="globs of files and folders to skip")
 
 
 def image_urls(image_id: int) -> dict[str, str]:
     """Where the page fetches an image: indexed images are only ever addressed by id."""
     base = f"/api/images/{image_id}"
     return {"thumbnail_url": f"{base}/thumbnail", "original_url": f"{base}/original"}
+
+
+def details_out(image: BrowsedImage) -> dict:
+    """An image's :class:`FileDetails`."""
+    return {
+        "width": image.width,
+        "height": image.height,
+        "added_at": image.added_at,
+        "size": image.size,
+        "modified": image.mtime_ns / 1e9,
+    }
+
+
+def browse_item_out(image: BrowsedImage) -> dict:
+    """One image of a browse page as :class:`BrowseItem`."""
+    return {
+        "id": image.image_id,
+        **path_fields(image.location),
+        **details_out(image),
+        **image_urls(image.image_id),
+    }
 
 
 def match_out(match: Match) -> dict:

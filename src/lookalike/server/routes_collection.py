@@ -1,5 +1,5 @@
 """``/api/info`` and ``/api/index``: collection statistics and server limits, and indexing
-server-side paths in the background (the write endpoint; its caller holds the token and is
+server-side paths and web images (by URL) in the background (the write endpoint; its caller holds the token and is
 trusted with server paths)."""
 
 from __future__ import annotations
@@ -10,10 +10,13 @@ from fastapi import APIRouter, Depends, HTTPException
 
 from ..discovery import is_under
 from ..embed.labels import imagenet_labels
+from ..images import is_url
+from ..sources import read_url_list
 from ..version import __version__
 from .config import MAX_K
 from .dependencies import State, require_token
 from .models import IndexRequest
+from .openapi import error_responses
 
 collection_routes = APIRouter(prefix="/api", tags=["collection"])
 
@@ -65,21 +68,23 @@ def info(state: State) -> dict:
     "/index",
     status_code=202,
     dependencies=[Depends(require_token)],
+    responses=error_responses(401, 403, 409, 413),
     summary="Add server-side paths and/or re-index the indexed folders (needs the token)",
 )
 def start_indexing(state: State, body: IndexRequest) -> dict:
-    paths = check_paths(body.paths)
+    paths, urls = check_paths(body.paths), read_url_list(body.urls)
     missing: list[str] = []
     if body.reindex:
         with state.reading() as index:
             known = list(index.catalogue.files_by_location())
-        for folder in indexed_folders(known):
+        urls += [loc for loc in known if is_url(loc) and loc not in urls]  # asked again
+        for folder in indexed_folders([loc for loc in known if not is_url(loc)]):
             (paths if os.path.isdir(folder) else missing).append(folder)
-    if not paths:
+    if not paths and not urls:
         raise HTTPException(
-            422, "nothing to index: give paths, or reindex=true on a non-empty index"
+            422, "nothing to index: give paths or urls, or reindex=true on a non-empty index"
         )
-    return state.start_job(paths, body.prune, missing).as_dict()
+    return state.start_job(paths, body.prune, missing, urls=urls, exclude=body.exclude).as_dict()
 
 
 @collection_routes.get("/index", summary="Progress of the latest indexing run")

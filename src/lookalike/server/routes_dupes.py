@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from .dependencies import State, require_token
 from .models import image_urls
+from .openapi import error_responses
 
 dupes_routes = APIRouter(prefix="/api/dupes", tags=["duplicates"])
 
@@ -41,6 +42,7 @@ def duplicates(
 @dupes_routes.post(
     "/not-duplicate",
     dependencies=[Depends(require_token)],
+    responses=error_responses(400, 401, 403),
     summary="Mark images as not duplicates of each other (needs the token); survives re-indexing",
 )
 def not_duplicate(state: State, body: NotDuplicateRequest) -> dict:

@@ -1,7 +1,8 @@
 """``/api/images/{id}...``: an indexed image's details, thumbnail, original file, and
 "more like this". Images are addressed only by id: no endpoint opens a path from a request,
 and a file is served only while its content is the image that was indexed
-(:meth:`~lookalike.server.state.ServerState.open_indexed`)."""
+(:meth:`~lookalike.server.state.ServerState.open_indexed`); an image indexed by URL is
+fetched by the server and checked the same way (:mod:`lookalike.server.remote`)."""
 
 from __future__ import annotations
 
@@ -20,11 +21,13 @@ from ..errors import ImageError
 from ..images import load_image
 from ..query.results import shown_path
 from .dependencies import ImageId, State
-from .models import ImageOut, SearchOut, image_urls, result_out
+from .models import ImageOut, SearchOut, details_out, image_urls, result_out
+from .openapi import error_responses
+from .remote import fetch_indexed, remote_locations
 from .search_options import Options
 from .state import known_locations
 
-image_routes = APIRouter(prefix="/api/images", tags=["images"])
+image_routes = APIRouter(prefix="/api/images", tags=["images"], responses=error_responses(404))
 
 
 def make_thumbnail(source: str | BinaryIO, size: int, max_pixels: int) -> bytes:
@@ -77,9 +80,18 @@ def image_details(state: State, image_id: ImageId) -> dict:
     with state.reading() as index:
         paths = known_locations(index, image_id)
         stored = index.catalogue.labels_for([image_id])[image_id]
+        details = index.catalogue.image_details(image_id)
+    if details is None:  # its files were forgotten since known_locations
+        raise HTTPException(404, f"no indexed image with id {image_id}")
     names = imagenet_labels()
     labels = [names[c] for c, _ in stored]
-    return {"id": image_id, "paths": paths, "labels": labels, **image_urls(image_id)}
+    return {
+        "id": image_id,
+        "paths": paths,
+        "labels": labels,
+        **details_out(details),
+        **image_urls(image_id),
+    }
 
 
 @image_routes.get(
@@ -89,12 +101,19 @@ def image_details(state: State, image_id: ImageId) -> dict:
     summary="A JPEG thumbnail",
 )
 def thumbnail(state: State, image_id: ImageId) -> Response:
+    size, max_pixels = state.config.thumbnail_size, state.index.settings.max_pixels
+    urls = remote_locations(state, image_id)
+    if urls:  # indexed by reference: fetched once, then cached like a file's
+        data = state.thumbnails.get((image_id, urls[0]))
+        if data is None:
+            url, body = fetch_indexed(state, image_id, urls)
+            data = state.thumbnails.put((image_id, url), make_thumbnail(io.BytesIO(body), size, max_pixels))
+        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
     path, file = state.open_indexed(image_id)
     with file:
         key = (image_id, path)
         data = state.thumbnails.get(key)
         if data is None:
-            size, max_pixels = state.config.thumbnail_size, state.index.settings.max_pixels
             data = state.thumbnails.put(key, make_thumbnail(file, size, max_pixels))
     return Response(
         data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"}
@@ -107,7 +126,13 @@ def thumbnail(state: State, image_id: ImageId) -> Response:
     responses={200: {"content": {"image/*": {}}}},
     summary="The original file",
 )
-def original(state: State, image_id: ImageId) -> StreamingResponse:
+def original(state: State, image_id: ImageId) -> Response:
+    urls = remote_locations(state, image_id)
+    if urls:
+        url, body = fetch_indexed(state, image_id, urls)
+        name = _inline(url.rstrip("/").rsplit("/", 1)[-1] or "image")
+        return Response(body, media_type=sniff_media_type(io.BytesIO(body)),
+                        headers={"Content-Disposition": name})
     path, file = state.open_indexed(image_id)
     try:
         media_type = sniff_media_type(file)

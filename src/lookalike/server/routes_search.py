@@ -17,10 +17,11 @@ from ..errors import ImageError
 from ..images import load_image, load_image_url
 from .dependencies import State
 from .models import SearchOut, UrlQuery, result_out
+from .openapi import error_responses
 from .search_options import Options
 from .state import ServerState
 
-search_routes = APIRouter(prefix="/api", tags=["search"])
+search_routes = APIRouter(prefix="/api", tags=["search"], responses=error_responses(413))
 
 
 def decode_upload(state: ServerState, upload: UploadFile) -> Image.Image:
@@ -61,7 +62,7 @@ def fetch_url(state: ServerState, url: str) -> Image.Image:
 def search_upload(
     state: State,
     options: Options,
-    file: Annotated[UploadFile, File(description="the query image (any format Pillow reads)")],
+    file: Annotated[UploadFile, File(description="the query image (JPEG, PNG, WebP, GIF, TIFF, BMP, ...)")],
 ) -> dict:
     result = state.search(decode_upload(state, file), options)
     return result_out(result, query=file.filename or "<upload>")

@@ -15,7 +15,7 @@ from PIL import Image
 
 from ..api import Index
 from ..errors import LookalikeError
-from ..query.candidates import resolve_label
+from ..query.candidates import label_classes
 from ..query.options import RERANK_METHODS, ROUTES, SearchOptions
 from ..query.results import SearchResult
 from ..query.spec import parse
@@ -25,12 +25,24 @@ _INDEX_DEFAULT = "(default: the index's setting)"
 _default = SearchOptions.default
 
 
+Labels = Annotated[
+    list[str] | None,
+    Query(description="keep images with a label one of these words names: an ImageNet "
+          "label or a broader word such as dog (repeatable; GET /api/tags lists words)"),
+]
+
+
+def resolve_labels(labels: list[str] | None) -> list[int] | None:
+    """Class ids the label words name (None: no filter); an unknown one is a 422 with hints."""
+    try:
+        return sorted(label_classes(labels)) if labels else None
+    except LookalikeError as exc:
+        raise HTTPException(422, str(exc)) from None
+
+
 def search_options(
     k: Annotated[int, Query(ge=1, le=MAX_K, description="how many matches")] = _default("k"),
-    label: Annotated[
-        list[str] | None,
-        Query(description="keep images with one of these ImageNet labels (repeatable)"),
-    ] = None,
+    label: Labels = None,
     min_score: Annotated[
         float | None,
         Query(ge=-1.0, le=1.0, description="drop matches whose cosine similarity is below this"),
@@ -98,8 +110,7 @@ def search_options(
             regions=regions,
             words=words,
         )
-        for name in options.label or ():
-            resolve_label(name)
+        resolve_labels(label)
         if options.pipeline is not None:
             parse(options.pipeline)
     except LookalikeError as exc:

@@ -14,9 +14,9 @@ import stat
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO, Literal
 
 from fastapi import HTTPException
@@ -63,6 +63,9 @@ class IndexJob:
     paths: list[str]
     prune: bool
     missing: list[str] = field(default_factory=list)
+    urls: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
+    gone: list[str] = field(default_factory=list)  # paths a watched folder lost: forgotten
     state: Literal["running", "done", "failed"] = "running"
     done: int = 0
     total: int = 0
@@ -85,6 +88,7 @@ class IndexJob:
             "paths": self.paths,
             "prune": self.prune,
             "missing": self.missing,
+            "urls": len(self.urls),
             "done": self.done,
             "total": self.total,
             "report": self.report,
@@ -121,6 +125,7 @@ class ServerState:
         self._verified = LRUCache(VERIFIED_FILES)  # (location, stat) -> image id it holds
         self.job: IndexJob | None = None
         self._job_lock = threading.Lock()
+        self._watcher: Any = None  # lookalike.watching.FolderWatcher of serve --watch
 
     @contextmanager
     def reading(self) -> Iterator[Index]:
@@ -129,9 +134,35 @@ class ServerState:
             yield self.index
 
     def close(self) -> None:
-        """Close the index in use (after an indexing run, not the one the app started with)."""
+        """Stop watching; close the index in use (after an indexing run, not the one the app
+        started with)."""
+        if self._watcher is not None:
+            self._watcher.close()
         with self.lock:
             self.index.close()
+
+    def watch(self, folders: list[str]) -> None:
+        """Index ``folders`` now (a background run), then apply what changes in them as
+        indexing runs, one at a time, on a watcher thread (``serve --watch``)."""
+        from ..watching import FolderWatcher
+
+        self._watcher = FolderWatcher(folders, self._run_watched, self.index.settings.watch,
+                                      exclude=[str(self.index.path)])
+        self._watcher.start()
+        self.start_job(folders, True, [])
+        threading.Thread(target=self._watcher.run, name="lookalike-watch", daemon=True).start()
+
+    def _run_watched(self, batch: Any) -> None:
+        """A watcher's batch (:class:`lookalike.watching.Batch`) as the next indexing run,
+        after the one in progress."""
+        job = IndexJob([*batch.rescan, *batch.files], True, gone=batch.gone)
+        while True:
+            with self._job_lock:
+                if self.job is None or self.job.state != "running":
+                    self.job = job
+                    break
+            time.sleep(0.2)
+        self._run_job(job)
 
     def search(self, query: Image.Image | int, options: SearchOptions) -> SearchResult:
         """Search for an image, or for more like the indexed image with this id (404 if none:
@@ -184,12 +215,14 @@ class ServerState:
             self._verified.put(key, image_id)
         return same
 
-    def start_job(self, paths: list[str], prune: bool, missing: list[str]) -> IndexJob:
-        """Index ``paths`` in a background thread; 409 while another run is in progress."""
+    def start_job(self, paths: list[str], prune: bool, missing: list[str], *,
+                  urls: Sequence[str] = (), exclude: Sequence[str] = ()) -> IndexJob:
+        """Index ``paths`` and ``urls`` in a background thread; 409 while another run is in
+        progress."""
         with self._job_lock:
             if self.job is not None and self.job.state == "running":
                 raise HTTPException(409, "an indexing run is already in progress")
-            self.job = IndexJob(paths, prune, missing)
+            self.job = IndexJob(paths, prune, missing, list(urls), list(exclude))
         threading.Thread(
             target=self._run_job, args=(self.job,), name="lookalike-index", daemon=True
         ).start()
@@ -199,14 +232,19 @@ class ServerState:
         """Index with a second :class:`Index` (SQLite WAL lets searches go on meanwhile), then
         swap it in, so searches never see a half-updated vector store. A failed run is swapped
         in too: the batches it finished are committed and should be searchable."""
+        settings = self.index.settings
+        settings = settings.with_(urls=replace(settings.urls, allow_private=self.config.allow_private_urls))
         try:
-            fresh = Index.open(self.index.path, settings=self.index.settings, create=False)
+            fresh = Index.open(self.index.path, settings=settings, create=False)
         except Exception as exc:  # noqa: BLE001 - any failure is reported to the poller
             job.finish(error=str(exc))
             return
         outcome: dict[str, Any] = {}
         try:
-            report = fresh.add(job.paths, prune=job.prune, progress=job.progress)
+            report = fresh.add(job.paths, urls=job.urls, exclude=job.exclude, prune=job.prune,
+                               progress=job.progress)
+            if job.gone:
+                report.removed += fresh.remove(job.gone)
             outcome["report"] = report.as_dict()
         except Exception as exc:  # noqa: BLE001
             outcome["error"] = str(exc)

@@ -1,0 +1,64 @@
+"""``GET /api/images`` (the page's browse grid) and an image's file details, on conftest's
+real Caltech index (5 classes x 8 photos, one folder per class)."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import pytest
+
+with warnings.catch_warnings():  # Starlette >= 1.x nags about httpx on import
+    warnings.filterwarnings("ignore", message="Using `httpx`")
+    from fastapi.testclient import TestClient
+
+from conftest import PER_CLASS, SUBSET_CLASSES
+from lookalike import Index
+from lookalike.server.app import create_app
+
+TOTAL = len(SUBSET_CLASSES) * PER_CLASS
+
+
+@pytest.fixture(scope="module")
+def client(index: Index) -> TestClient:
+    return TestClient(create_app(index))
+
+
+def test_pages_cover_the_collection_once_in_folder_order(client, built_index) -> None:
+    photos = built_index[1]
+    seen = []
+    for offset in range(0, TOTAL + 7, 7):
+        page = client.get("/api/images", params={"order": "folder", "limit": 7, "offset": offset})
+        assert page.status_code == 200
+        body = page.json()
+        assert body["total"] == TOTAL and body["offset"] == offset
+        seen += body["images"]
+    paths = [image["path"] for image in seen]
+    assert paths == sorted(str(p) for p in photos.rglob("*.jpg"))
+    assert len({image["id"] for image in seen}) == TOTAL
+    first = seen[0]
+    assert first["thumbnail_url"] == f"/api/images/{first['id']}/thumbnail"
+    assert first["size"] == os.path.getsize(first["path"])
+    assert first["width"] > 0 and first["height"] > 0
+
+
+def test_newest_first_and_label_filter(client, index) -> None:
+    newest = client.get("/api/images", params={"limit": TOTAL}).json()["images"]
+    added = [image["added_at"] for image in newest]
+    assert added == sorted(added, reverse=True)
+    cheetahs = client.get("/api/images", params={"label": "cheetah", "limit": TOTAL}).json()
+    folders = {Path(image["path"]).parent.name for image in cheetahs["images"]}
+    assert folders == {"Leopards"} and cheetahs["total"] == len(cheetahs["images"]) >= 4
+    unknown = client.get("/api/images", params={"label": "cheetahh"})
+    assert unknown.status_code == 422 and "cheetahh" in unknown.json()["error"]
+
+
+def test_image_details_name_the_file(client) -> None:
+    image = client.get("/api/images", params={"limit": 1}).json()["images"][0]
+    details = client.get(f"/api/images/{image['id']}").json()
+    assert details["paths"] == [image["path"]]
+    stat = os.stat(image["path"])
+    assert details["size"] == stat.st_size
+    assert abs(details["modified"] - stat.st_mtime) < 1e-3
+    assert (details["width"], details["height"]) == (image["width"], image["height"])
