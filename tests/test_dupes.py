@@ -128,6 +128,8 @@ def test_not_a_duplicate_survives_reindexing_and_checks_are_incremental(tmp_path
         assert names(found) == [{"sunflower_2.jpg", "sunflower_big.jpg"}]
         with pytest.raises(LookalikeError, match="no indexed image with id 999"):
             index.not_duplicate([1, 999])
+        with pytest.raises(LookalikeError, match="at least two image ids"):
+            index.not_duplicate([1, 1])
         with pytest.raises(LookalikeError, match="unknown duplicate level"):
             index.duplicates("twins")
 

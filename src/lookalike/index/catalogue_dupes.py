@@ -78,6 +78,8 @@ class CatalogueDupes:
 
     def mark_not_duplicates(self, image_ids: Sequence[int]) -> int:
         """Record every pair among ``image_ids`` as not duplicates; returns the pairs new."""
+        if len(set(image_ids)) < 2:
+            raise LookalikeError("give at least two image ids (the images that are not duplicates)")
         hashes = dict(self._in_query(  # type: ignore[attr-defined]
             "SELECT id, hash FROM images WHERE id IN ({})", [int(i) for i in image_ids]))
         missing = [int(i) for i in image_ids if int(i) not in hashes]
