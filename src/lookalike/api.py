@@ -44,7 +44,7 @@ from .query.rerank import Auto
 from .query.results import SearchResult, search_results
 from .query.spec import parse, with_shorthands
 from .query.text import SUGGESTIONS, rank_text, suggest
-from .settings import Settings
+from .settings import DEFAULT_DUPE_LEVEL, Settings
 from .sources import UrlSource, merged, read_url_list
 
 ImageLike = str | os.PathLike | bytes | Image.Image
@@ -347,7 +347,7 @@ class Index:
         """The visual-word index of the stored local features, current with the catalogue."""
         return self.folder.word_index()
 
-    def duplicates(self, level: str = "copies", *, min_group: int = 2,
+    def duplicates(self, level: str = DEFAULT_DUPE_LEVEL, *, min_group: int | None = None,
                    progress: Callable[[int, int], None] | None = None) -> list[Group]:
         """Groups of duplicate files, ``exact``, ``copies`` or ``similar`` (:mod:`lookalike.dupes`);
         only images added since the last call have their neighbourhoods checked."""

@@ -131,6 +131,11 @@ class WatchParams:
     settle: float = 1.0  # a file changed this recently may be half-written: it waits
 
 
+# The tiers of duplicate finding (lookalike.dupes), from the strictest.
+DUPE_LEVELS = ("exact", "copies", "similar")
+DEFAULT_DUPE_LEVEL = "copies"
+
+
 @dataclass(frozen=True)
 class DupesParams:
     """Duplicate finding (:mod:`lookalike.dupes`): which neighbours are checked, what a copy is."""
@@ -144,6 +149,7 @@ class DupesParams:
     similar_cosine: float = 0.85  # near-identical shots: pairs at least this close ...
     similar_inliers: int = 15  # ... with this many inliers (fewer than a copy)
     chunk: int = 256  # images whose neighbourhoods are checked and saved per transaction
+    min_group: int = 2  # groups of fewer files are not listed
     page_size: int = 50  # groups per page of the REST API
 
 

@@ -8,9 +8,9 @@ import csv
 import json
 import sys
 
-from ..dupes import LEVELS
 from ..query.results import shown_path
-from .common import open_index, positive_int, with_db
+from ..settings import DEFAULT_DUPE_LEVEL, DUPE_LEVELS
+from .common import DEFAULTS, open_index, positive_int, with_db
 
 CSV_FIELDS = ("group", "level", "image_id", "path", "size", "width", "height", "modified",
               "format", "keep", "reason")
@@ -19,11 +19,11 @@ CSV_FIELDS = ("group", "level", "image_id", "path", "size", "width", "height", "
 def register(sub) -> dict:
     p = sub.add_parser("dupes", help="find duplicate files: exact, edited copies, similar shots (never deletes)")
     with_db(p)
-    p.add_argument("--level", choices=LEVELS, default="copies", help="exact: identical files; copies (default): the same picture, edited (spatially verified); similar: near-identical shots of one moment")
+    p.add_argument("--level", choices=DUPE_LEVELS, default=DEFAULT_DUPE_LEVEL, help="exact: identical files; copies: the same picture, edited (spatially verified); similar: near-identical shots of one moment (default: %(default)s)")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print one JSON document (schema: docs/cli.md)")
     out.add_argument("--csv", action="store_true", help="print one CSV row per file")
-    p.add_argument("--min-group", type=positive_int, default=2, metavar="N", help="only groups of at least N files (default %(default)s)")
+    p.add_argument("--min-group", type=positive_int, default=DEFAULTS.dupes.min_group, metavar="N", help="only groups of at least N files (default %(default)s)")
     p.add_argument("--not-duplicate", type=positive_int, nargs="+", metavar="ID", help="mark the images with these ids (a group's image_ids) as not duplicates of each other, so they are never grouped again; survives re-indexing")
     return {"dupes": cmd_dupes}
 

@@ -18,16 +18,19 @@ from __future__ import annotations
 
 from ..errors import LookalikeError
 from ..index.folder import IndexFolder
+from ..settings import DEFAULT_DUPE_LEVEL
 from .groups import LEVELS, DupeFile, Group, build_groups
 from .pairs import Progress, update_pairs
 
 __all__ = ["LEVELS", "DupeFile", "Group", "find_duplicates"]
 
 
-def find_duplicates(folder: IndexFolder, level: str = "copies", min_group: int = 2,
+def find_duplicates(folder: IndexFolder, level: str = DEFAULT_DUPE_LEVEL, min_group: int | None = None,
                     progress: Progress | None = None) -> list[Group]:
-    """The duplicate groups of ``level`` in the index at ``folder`` (see the module)."""
+    """The duplicate groups of ``level`` in the index at ``folder`` (see the module), of at
+    least ``min_group`` files (default ``Settings.dupes.min_group``)."""
     if level not in LEVELS:
         raise LookalikeError(f"unknown duplicate level {level!r}: use one of {', '.join(LEVELS)}")
     pairs = [] if level == "exact" else update_pairs(folder, progress)
-    return build_groups(folder.catalogue, pairs, level, folder.settings.dupes, min_group)
+    params = folder.settings.dupes
+    return build_groups(folder.catalogue, pairs, level, params, min_group or params.min_group)

@@ -19,9 +19,9 @@ from PIL import Image
 from ..index.catalogue import Catalogue
 from ..index.catalogue_dupes import FileRow, PairRow
 from ..query.results import path_fields
-from ..settings import DupesParams
+from ..settings import DUPE_LEVELS, DupesParams
 
-LEVELS = ("exact", "copies", "similar")
+LEVELS = DUPE_LEVELS
 
 
 def tier(pair: PairRow, params: DupesParams) -> str | None:
@@ -191,7 +191,7 @@ def _with_pairs(sets: UnionFind, pairs: Sequence[PairRow]) -> list[tuple[list[in
 
 
 def build_groups(catalogue: Catalogue, pairs: Iterable[PairRow], level: str,
-                 params: DupesParams, min_group: int = 2) -> list[Group]:
+                 params: DupesParams, min_group: int) -> list[Group]:
     """The groups of ``level`` with at least ``min_group`` files, most files first."""
     sets = image_sets(catalogue, pairs, level, params)
     rows: dict[int, list[FileRow]] = {}

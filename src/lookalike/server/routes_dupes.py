@@ -8,6 +8,7 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
+from ..settings import DEFAULT_DUPE_LEVEL, DUPE_LEVELS
 from .dependencies import State, require_token
 from .models import image_urls
 from .openapi import error_responses
@@ -23,10 +24,10 @@ class NotDuplicateRequest(BaseModel):
 @dupes_routes.get("", summary="Groups of duplicate files, a page at a time")
 def duplicates(
     state: State,
-    level: Literal["exact", "copies", "similar"] = "copies",
+    level: Literal[DUPE_LEVELS] = DEFAULT_DUPE_LEVEL,  # type: ignore[valid-type]
     offset: int = Query(0, ge=0, description="groups to skip"),
     limit: int | None = Query(None, ge=1, le=500, description="groups per page (default: the index's setting)"),
-    min_group: int = Query(2, ge=2, le=10_000, description="only groups of at least this many files"),
+    min_group: int | None = Query(None, ge=2, le=10_000, description="only groups of at least this many files (default: the index's setting)"),
 ) -> dict:
     with state.reading() as index:
         groups = index.duplicates(level, min_group=min_group)
