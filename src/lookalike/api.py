@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from .discovery import discover, is_under
+from .dupes import Group, find_duplicates
 from .embed.embedder import Embeddings
 from .embed.labels import imagenet_labels
 from .embed.tags import parse_text
@@ -43,7 +44,7 @@ from .query.rerank import Auto
 from .query.results import SearchResult, search_results
 from .query.spec import parse, with_shorthands
 from .query.text import SUGGESTIONS, rank_text, suggest
-from .settings import Settings
+from .settings import DEFAULT_DUPE_LEVEL, Settings
 from .sources import UrlSource, merged, read_url_list
 
 ImageLike = str | os.PathLike | bytes | Image.Image
@@ -345,6 +346,17 @@ class Index:
     def word_index(self) -> InvertedFile:
         """The visual-word index of the stored local features, current with the catalogue."""
         return self.folder.word_index()
+
+    def duplicates(self, level: str = DEFAULT_DUPE_LEVEL, *, min_group: int | None = None,
+                   progress: Callable[[int, int], None] | None = None) -> list[Group]:
+        """Groups of duplicate files, ``exact``, ``copies`` or ``similar`` (:mod:`lookalike.dupes`);
+        only images added since the last call have their neighbourhoods checked."""
+        return find_duplicates(self.folder, level, min_group, progress)
+
+    def not_duplicate(self, image_ids: Sequence[int]) -> int:
+        """Mark every pair among ``image_ids`` "not a duplicate" (kept by content, so it
+        survives re-indexing); returns the number of pairs newly marked."""
+        return self.catalogue.mark_not_duplicates(image_ids)
 
     def check(self, repair: bool = False) -> CheckReport:
         """``lookalike check``: the catalogue's integrity and every derived file against it,
