@@ -185,8 +185,8 @@ def test_local_features_and_words_round_trip(cat):
 
 # --- format version -----------------------------------------------------------------------
 def test_new_catalogue_records_its_version(cat):
-    assert Catalogue.VERSION == FORMAT_VERSION == schema.VERSION == 5
-    assert cat.version == Catalogue.VERSION and cat.get_meta("format_version") == "5"
+    assert Catalogue.VERSION == FORMAT_VERSION == schema.VERSION == 6
+    assert cat.version == Catalogue.VERSION and cat.get_meta("format_version") == "6"
     assert cat.generation == 0  # creating it changed no content
     assert cat.ensure_version() == Catalogue.VERSION
 
@@ -315,9 +315,9 @@ def test_failed_migration_changes_nothing(tmp_path, monkeypatch):
         db.execute("ALTER TABLE images ADD COLUMN source TEXT")
         db.execute("SELECT no_such_column FROM images")
 
-    monkeypatch.setattr(schema, "STEPS", (*schema.STEPS, (4, broken_step)))
-    monkeypatch.setattr(schema, "VERSION", 4)
-    monkeypatch.setattr(Catalogue, "VERSION", 4)
+    monkeypatch.setattr(schema, "STEPS", (*schema.STEPS, (7, broken_step)))
+    monkeypatch.setattr(schema, "VERSION", 7)
+    monkeypatch.setattr(Catalogue, "VERSION", 7)
     with pytest.raises(IndexFormatError, match="no such column"):
         Catalogue(path)
     assert _rows(path)["meta"]["format_version"] == "1"
@@ -331,18 +331,18 @@ def test_a_new_step_is_one_more_entry(tmp_path, monkeypatch):
     shutil.copy(FORMAT1 / "catalogue-nowords.sqlite", path)
     ran: list[int] = []
 
-    def step4(db):
+    def step7(db):
         assert "words" in _columns(db, "local_features")  # the earlier steps ran first
-        ran.append(4)
+        ran.append(7)
         db.execute("ALTER TABLE images ADD COLUMN source TEXT")
 
-    monkeypatch.setattr(schema, "STEPS", (*schema.STEPS, (4, step4)))
-    monkeypatch.setattr(schema, "VERSION", 4)
-    monkeypatch.setattr(Catalogue, "VERSION", 4)
+    monkeypatch.setattr(schema, "STEPS", (*schema.STEPS, (7, step7)))
+    monkeypatch.setattr(schema, "VERSION", 7)
+    monkeypatch.setattr(Catalogue, "VERSION", 7)
     cat = Catalogue(path)
     cat.close()
-    cat = Catalogue(path)  # already at 4: nothing runs again
-    assert cat.version == 4 and ran == [4] and "source" in _columns(cat.db, "images")
+    cat = Catalogue(path)  # already at 7: nothing runs again
+    assert cat.version == 7 and ran == [7] and "source" in _columns(cat.db, "images")
     cat.close()
 
 

@@ -13,6 +13,7 @@ from lookalike.query.spec import parse
 from lookalike.settings import (
     DEFAULT_PIPELINE,
     AnnParams,
+    DupesParams,
     RegionParams,
     RerankParams,
     TransformParams,
@@ -32,6 +33,7 @@ GROUPS = {
     "words": WordParams,
     "urls": UrlParams,
     "watch": WatchParams,
+    "dupes": DupesParams,
 }
 
 

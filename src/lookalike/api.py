@@ -23,7 +23,8 @@ import numpy as np
 from PIL import Image
 
 from .discovery import discover, is_under
-from .distributed import RayIndexer
+from .distributed import indexer_type
+from .dupes import Group, find_duplicates
 from .embed.embedder import Embeddings
 from .embed.labels import imagenet_labels
 from .embed.tags import parse_text
@@ -33,10 +34,10 @@ from .index.check import CheckReport, check_index
 from .index.folder import IndexFolder
 from .index.graph import KnnGraph
 from .index.lock import writer_lock
-from .index.stores import attach_check, record_remote
+from .index.remote import open_folder
 from .index.transform import TransformedStore
 from .index.words import InvertedFile
-from .indexing import Indexer, IndexReport, ProgressCallback, forget
+from .indexing import IndexReport, ProgressCallback, forget
 from .paths import check_paths, describe_query
 from .query.candidates import candidate_ids, label_classes
 from .query.cascade import Cascade, Ranked, rank_queries
@@ -45,7 +46,7 @@ from .query.rerank import Auto
 from .query.results import SearchResult, search_results
 from .query.spec import parse, with_shorthands
 from .query.text import SUGGESTIONS, rank_text, suggest
-from .settings import Settings
+from .settings import DEFAULT_DUPE_LEVEL, Settings
 from .sources import UrlSource, merged, read_url_list
 
 ImageLike = str | os.PathLike | bytes | Image.Image
@@ -65,24 +66,14 @@ class Index:
         cls,
         path: str | os.PathLike,
         *,
-        model: str | None = None,
-        settings: Settings | None = None,
-        create: bool = True,
-        store: str | None = None,
+        model: str | None = None, settings: Settings | None = None,
+        create: bool = True, store: str | None = None,
     ) -> Index:
         """Open the index folder at ``path``, creating it if needed (``create=True``).
         ``model`` picks a *new* index's model; an existing one must have been built with it.
         ``store``: keep the vectors in ``milvus://HOST:PORT/COLLECTION`` (docs/scale.md)."""
-        settings = settings or Settings()
-        address = attach_check(store, settings.with_(model=model) if model else settings)
-        index = cls(IndexFolder.open(path, settings, model=model, create=create))
-        try:
-            if record_remote(index.catalogue, address):
-                index.folder.open_store()  # the collection brought level with the catalogue
-        except BaseException:
-            index.close()
-            raise
-        return index
+        return cls(open_folder(path, settings or Settings(), model=model, create=create,
+                               store=store))
 
     def close(self) -> None:
         self.folder.close()
@@ -131,8 +122,7 @@ class Index:
         prune: bool = False,
         progress: ProgressCallback | None = None,
         wait: bool = True,
-        on_wait: Callable[[], None] | None = None,
-        ray: str | None = None,
+        on_wait: Callable[[], None] | None = None, ray: str | None = None,
     ) -> IndexReport:
         """Index image files and folders (recursively); only new or changed files are embedded.
 
@@ -157,8 +147,7 @@ class Index:
             stats = list(discover(roots, exclude=[self.path], globs=exclude, failed=failed))
             folders = [r for r in roots if os.path.isdir(r)] if prune else []
             self._fresh_store(len(self) + len(stats) + len(urls))  # a big first run: approximate
-            indexer = ((lambda *a: RayIndexer(*a, address=ray)) if ray else Indexer)(
-                self.catalogue, self.embedder, self.store, self.settings, progress)
+            indexer = indexer_type(ray)(self.catalogue, self.embedder, self.store, self.settings, progress)
             try:
                 unseen = [p for p, _ in failed if os.path.isdir(p)]  # unreadable: not pruned
                 report = indexer.run(stats, prune_under=folders, unseen=unseen)
@@ -360,6 +349,17 @@ class Index:
     def word_index(self) -> InvertedFile:
         """The visual-word index of the stored local features, current with the catalogue."""
         return self.folder.word_index()
+
+    def duplicates(self, level: str = DEFAULT_DUPE_LEVEL, *, min_group: int | None = None,
+                   progress: Callable[[int, int], None] | None = None) -> list[Group]:
+        """Groups of duplicate files, ``exact``, ``copies`` or ``similar`` (:mod:`lookalike.dupes`);
+        only images added since the last call have their neighbourhoods checked."""
+        return find_duplicates(self.folder, level, min_group, progress)
+
+    def not_duplicate(self, image_ids: Sequence[int]) -> int:
+        """Mark every pair among ``image_ids`` "not a duplicate" (kept by content, so it
+        survives re-indexing); returns the number of pairs newly marked."""
+        return self.catalogue.mark_not_duplicates(image_ids)
 
     def check(self, repair: bool = False) -> CheckReport:
         """``lookalike check``: the catalogue's integrity and every derived file against it,

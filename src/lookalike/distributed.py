@@ -20,7 +20,9 @@ from __future__ import annotations
 import os
 import pickle
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 
 import numpy as np
 
@@ -131,6 +133,12 @@ class RayIndexer(Indexer):
                 batch.clear()
                 reused.clear()
         self._commit(batch, reused, _done(_stacked(batch)) if batch else None, report)
+
+
+def indexer_type(address: str | None) -> Callable[..., Indexer]:
+    """The indexer for a run: on Ray at ``address`` (``"local"``: a local Ray), or without
+    Ray when it is None."""
+    return partial(RayIndexer, address=address) if address else Indexer
 
 
 def _stacked(batch: list[_Prepared]) -> Embeddings:

@@ -149,6 +149,28 @@ class WatchParams:
     settle: float = 1.0  # a file changed this recently may be half-written: it waits
 
 
+# The tiers of duplicate finding (lookalike.dupes), from the strictest.
+DUPE_LEVELS = ("exact", "copies", "similar")
+DEFAULT_DUPE_LEVEL = "copies"
+
+
+@dataclass(frozen=True)
+class DupesParams:
+    """Duplicate finding (:mod:`lookalike.dupes`): which neighbours are checked, what a copy is."""
+
+    neighbours: int = 10  # nearest images (the store's kNN search) checked per image
+    min_cosine: float = 0.5  # descriptor similarity below which a neighbour is not verified
+    words: int = 2  # images sharing the most visual words, also verified (turned copies)
+    words_max_images: int = 20_000  # larger collections skip word candidates (time)
+    copy_inliers: int = 40  # homography inliers of stored local features that make a copy
+    mirror_cosine: float = 0.8  # unverified pairs this close are also verified mirrored
+    similar_cosine: float = 0.85  # near-identical shots: pairs at least this close ...
+    similar_inliers: int = 15  # ... with this many inliers (fewer than a copy)
+    chunk: int = 256  # images whose neighbourhoods are checked and saved per transaction
+    min_group: int = 2  # groups of fewer files are not listed
+    page_size: int = 50  # groups per page of the REST API
+
+
 @dataclass(frozen=True)
 class Settings:
     """Tunable behaviour of indexing and search.
@@ -169,8 +191,8 @@ class Settings:
         local_features: Store each image's local features while indexing, so verifying a
             query's candidates reads none of their files (and works when they are offline).
         pipeline: The query's ranking stages (:mod:`lookalike.query.spec`).
-        transform, ann, rerank, verify, regions, words, urls, watch, milvus: each part's own
-            knobs.
+        transform, ann, rerank, verify, regions, words, urls, watch, dupes, milvus: each part's
+            own knobs.
     """
 
     model: str = "lite0-int8"
@@ -193,6 +215,7 @@ class Settings:
     words: WordParams = field(default_factory=WordParams)
     urls: UrlParams = field(default_factory=UrlParams)
     watch: WatchParams = field(default_factory=WatchParams)
+    dupes: DupesParams = field(default_factory=DupesParams)
     milvus: MilvusParams = field(default_factory=MilvusParams)
 
     def with_(self, **changes: Any) -> Settings:

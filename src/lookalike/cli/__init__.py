@@ -17,11 +17,11 @@ from collections.abc import Callable
 from ..errors import LookalikeError, storage_error
 from ..query.results import shown_path
 from ..version import __version__
-from . import examine, index, search, serve, tags, watch
+from . import dupes, examine, index, search, serve, tags, watch
 from .common import EXIT_ERROR, EXIT_INTERRUPTED
 from .examples import add_examples
 
-COMMAND_MODULES = (index, search, examine, serve, tags, watch)
+COMMAND_MODULES = (index, search, examine, dupes, serve, tags, watch)
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
 

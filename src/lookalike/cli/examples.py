@@ -33,6 +33,11 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("keep the index current while photos arrive (Ctrl-C stops)", "lookalike watch ~/Pictures --db photos"),
         ("wait for 10 quiet seconds before indexing a burst", "lookalike watch /mnt/camera --db photos --quiet 10"),
     ),
+    "dupes": (
+        ("edited copies of the same picture, grouped, with a file to keep", "lookalike dupes --db photos"),
+        ("identical files at several places, as CSV", "lookalike dupes --db photos --level exact --csv > dupes.csv"),
+        ("never group images 12 and 40 again", "lookalike dupes --db photos --not-duplicate 12 40"),
+    ),
     "info": (
         ("what the index holds", "lookalike info --db photos"),
         ("the same as JSON", "lookalike info --db photos --json"),

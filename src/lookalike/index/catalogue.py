@@ -27,6 +27,7 @@ import numpy as np
 from ..errors import IndexFormatError, LookalikeError, ReadOnlyIndexError, storage_error
 from . import schema
 from .catalogue_browse import CatalogueBrowse
+from .catalogue_dupes import CatalogueDupes
 from .catalogue_labels import CatalogueLabels
 from .catalogue_urls import CatalogueUrls
 from .catalogue_writes import CatalogueWrites
@@ -42,7 +43,7 @@ from .schema import read_location, stored_location
 FORMAT_VERSION = schema.VERSION
 
 
-class Catalogue(CatalogueWrites, CatalogueLabels, CatalogueUrls, CatalogueBrowse):
+class Catalogue(CatalogueWrites, CatalogueLabels, CatalogueUrls, CatalogueBrowse, CatalogueDupes):
     """Typed access to the SQLite catalogue of one index folder: all of its SQL is here (and
     in :mod:`lookalike.index.schema`)."""
 

@@ -213,8 +213,17 @@ def read_back(db: sqlite3.Connection) -> Salvage:
         "files": files,
         "local_features": [row for i in sorted(keep) for row in features.get(i, [])],
         "failures": failures,
+        "not_duplicates": _rows_if_any(db, "not_duplicates"),
     }
     return out
+
+
+def _rows_if_any(db, table: str) -> list[tuple]:
+    """The readable rows of a table an older catalogue may lack ([] then)."""
+    try:
+        return schema.readable_rows(db, table)[0]
+    except LookupError:
+        return []
 
 
 def _recover(folder: Path, salvage: Salvage, report: CheckReport) -> None:

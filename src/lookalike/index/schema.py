@@ -3,9 +3,9 @@
 A new catalogue is created at :data:`VERSION` from :data:`TABLES`. An older one, opened for
 writing, runs each step of :data:`STEPS` newer than its version, in order, in one transaction
 that also records the new version (:meth:`lookalike.index.catalogue.Catalogue.ensure_version`);
-opened read-only, it is read as it is. A new format is one more step: write ``_to_4(db)``
-(plain SQL that turns any format-3 catalogue into format 4), append ``(4, _to_4)`` to
-``STEPS``, set ``VERSION = 4`` and give ``TABLES`` the new shape.
+opened read-only, it is read as it is. A new format is one more step: write ``_to_7(db)``
+(plain SQL that turns any format-6 catalogue into format 7), append ``(7, _to_7)`` to
+``STEPS``, set ``VERSION = 7`` and give ``TABLES`` the new shape.
 
 Also here: how the file is opened (:func:`connect`: read-only media included), how a location
 is stored (:func:`stored_location`), and how a damaged catalogue is examined and read back
@@ -25,7 +25,7 @@ import numpy as np
 
 from .formats import DESCRIPTOR_BYTES, FEATURE_POINT_DTYPE, WORD_DTYPE
 
-VERSION = 5
+VERSION = 6
 
 # The validators an indexed URL's server sent, for conditional re-fetches (format 5).
 URL_SOURCES = """CREATE TABLE IF NOT EXISTS url_sources (
@@ -78,6 +78,27 @@ TABLES = (
     )""",
     URL_SOURCES,
 )
+# Format 6: duplicate finding (lookalike.dupes). Pairs a person said are not duplicates, by
+# content hash (they survive removing and re-indexing the files); the pairs checked so far
+# and what was checked (derived state, rebuilt when lost).
+DUPES_TABLES = (
+    """CREATE TABLE IF NOT EXISTS not_duplicates (
+        hash_a TEXT NOT NULL,
+        hash_b TEXT NOT NULL,
+        at REAL NOT NULL,
+        UNIQUE (hash_a, hash_b)
+    )""",
+    """CREATE TABLE IF NOT EXISTS dupe_pairs (
+        a INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        b INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        cosine REAL NOT NULL,
+        inliers INTEGER NOT NULL,
+        PRIMARY KEY (a, b)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS dupe_pairs_by_b ON dupe_pairs(b)",
+    "CREATE TABLE IF NOT EXISTS dupe_state (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+)
+TABLES += DUPES_TABLES
 
 
 def stored_version(db: sqlite3.Connection) -> int | None:
@@ -123,9 +144,15 @@ def _to_5(db: sqlite3.Connection) -> None:
     db.execute(URL_SOURCES)
 
 
+def _to_6(db: sqlite3.Connection) -> None:
+    """Format 6 adds the tables of duplicate finding (:data:`DUPES_TABLES`), empty."""
+    for statement in DUPES_TABLES:
+        db.execute(statement)
+
+
 # (version it brings a catalogue to, step), oldest first.
 STEPS: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = (
-    (2, _to_2), (3, _to_3), (5, _to_5))
+    (2, _to_2), (3, _to_3), (5, _to_5), (6, _to_6))
 
 
 def stored_location(location: str) -> str | bytes:
@@ -202,6 +229,7 @@ COLUMNS = {
     "files": ("id", "location", "image_id", "size", "mtime_ns", "indexed_at"),
     "local_features": ("image_id", "points", "descriptors", "words"),
     "failures": ("location", "size", "mtime_ns", "reason", "at"),
+    "not_duplicates": ("hash_a", "hash_b", "at"),
 }
 _FIRST_KEY = -(2**63)
 

@@ -5,7 +5,7 @@ shared :class:`~lookalike.Index` from the modules of this package.
 * :mod:`.state`: the shared index and its lock, the indexing job, the thumbnail cache.
 * :mod:`.search_options`: query parameters -> ``SearchOptions`` -> the Index.
 * :mod:`.routes_search`, :mod:`.routes_tags`, :mod:`.routes_browse`, :mod:`.routes_images`,
-  :mod:`.routes_collection`: the endpoints.
+  :mod:`.routes_collection`, :mod:`.routes_dupes`: the endpoints.
 * :mod:`.models`: the JSON in and out. :mod:`.errors`: every error as ``{"error": "..."}``;
   :mod:`.openapi`: the OpenAPI 3.0 document that says so, for /docs.
 * :mod:`.middleware`: body limit, Host guard, security headers.
@@ -29,6 +29,7 @@ from .middleware import BodyLimit, HostGuard, SecurityHeaders
 from .openapi import COMMON_ERRORS, error_responses, install_openapi
 from .routes_browse import browse_routes
 from .routes_collection import collection_routes
+from .routes_dupes import dupes_routes
 from .routes_images import image_routes
 from .routes_search import search_routes
 from .routes_tags import tag_routes
@@ -46,6 +47,11 @@ PAGE_CSP = (
 def page() -> FileResponse:
     """The single-page UI; its strict CSP allows only this server's scripts and images."""
     return FileResponse(STATIC_DIR / "index.html", headers={"Content-Security-Policy": PAGE_CSP})
+
+
+def dupes_page() -> FileResponse:
+    """The duplicates view (``/dupes``), under the same CSP as the main page."""
+    return FileResponse(STATIC_DIR / "dupes.html", headers={"Content-Security-Policy": PAGE_CSP})
 
 
 def docs_page() -> HTMLResponse:
@@ -90,9 +96,11 @@ def create_app(index: Index, config: ServerConfig | None = None) -> FastAPI:
     _mount_docs(app)
     app.state.lookalike = ServerState(index, config)
     install_error_handlers(app)
-    for router in (search_routes, tag_routes, browse_routes, image_routes, collection_routes):
+    for router in (search_routes, tag_routes, browse_routes, image_routes, collection_routes,
+                   dupes_routes):
         app.include_router(router)
     app.add_api_route("/", page, include_in_schema=False)
+    app.add_api_route("/dupes", dupes_page, include_in_schema=False)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(
         BodyLimit,

@@ -1,0 +1,133 @@
+"""Which image pairs may be duplicates: each image's nearest neighbours from the index's own
+kNN search (the vector store: exact, HNSW or remote alike), and in collections up to
+:attr:`DupesParams.words_max_images` the images sharing the most visual words with it (the
+query cascade's word index: copies turned a quarter, whose global descriptor changed too
+much), checked by spatial verification of their stored local features. No all-pairs matrix: time and memory grow with the number
+of images times :attr:`DupesParams.neighbours`.
+
+Checked pairs are kept in the catalogue with the image id they reach, so a later run only
+checks the neighbourhoods of images added since (a pair of an old and a new image is found
+from the new one's side); settings that change which pairs are checked start it afresh.
+The raw measures (cosine, inliers) are kept, so :mod:`lookalike.dupes.groups` classifies
+them with the current thresholds.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import numpy as np
+from PIL import ImageOps
+
+from ..index.catalogue_dupes import PairRow
+from ..index.folder import IndexFolder
+from ..index.graph import _neighbours as nearest
+from ..settings import DupesParams
+from ..verify import extract, inliers
+
+Progress = Callable[[int, int], None]
+
+
+def fingerprint(folder: IndexFolder) -> str:
+    """The settings that decide which pairs are checked and what their measures mean."""
+    p, v = folder.settings.dupes, folder.settings.verify
+    words = p.words if len(folder.store) <= p.words_max_images else 0
+    return json.dumps([folder.settings.model, p.neighbours, p.min_cosine, p.mirror_cosine, words,
+                       min(p.similar_inliers, p.copy_inliers),
+                       v.size, v.features, v.ratio, v.reprojection])
+
+
+def kept(pair: PairRow, params: DupesParams) -> bool:
+    """Whether a checked pair is worth storing: verified enough to be a copy or a similar shot."""
+    return pair[3] >= min(params.similar_inliers, params.copy_inliers)
+
+
+def update_pairs(folder: IndexFolder, progress: Progress | None = None) -> list[PairRow]:
+    """Check the neighbourhoods of the images not checked yet and return every stored pair
+    (a read-only catalogue gets them checked in memory, every time)."""
+    catalogue, params = folder.catalogue, folder.settings.dupes
+    state, current = catalogue.dupe_state(), fingerprint(folder)
+    fresh = state.get("fingerprint") != current
+    checked = 0 if fresh else int(state.get("checked", 0))
+    ids = catalogue.image_ids()
+    todo = ids[ids > checked]
+    pairs: dict[tuple[int, int], PairRow] = {} if fresh else {(a, b): (a, b, c, n) for a, b, c, n in catalogue.dupe_pairs()}
+    writable = not catalogue.readonly
+    seen: set[tuple[int, int]] = set()
+    for start in range(0, len(todo), params.chunk):
+        chunk = todo[start : start + params.chunk]
+        found = [p for p in check_chunk(folder, chunk, seen) if kept(p, params)]
+        pairs.update(((a, b), (a, b, c, n)) for a, b, c, n in found)
+        if writable:
+            state = {"fingerprint": current, "checked": str(int(chunk[-1]))}
+            catalogue.save_dupe_pairs(found, state, clear=fresh and start == 0)
+        if progress is not None:
+            progress(start + len(chunk), len(todo))
+    if writable and fresh and not len(todo):
+        catalogue.save_dupe_pairs([], {"fingerprint": current, "checked": "0"}, clear=True)
+    alive = set(ids.tolist())
+    return [p for p in pairs.values() if p[0] in alive and p[1] in alive]
+
+
+def check_chunk(folder: IndexFolder, chunk: np.ndarray, seen: set[tuple[int, int]]) -> list[PairRow]:
+    """The pairs of ``chunk``'s images with their neighbours (each pair once per run):
+    cosine of the stored descriptors, and inliers of the stored local features (the
+    mirrored picture too, for close pairs that do not verify)."""
+    params, store = folder.settings.dupes, folder.store
+    def rough(queries, k, candidates):  # candidates for a check: an approximate store skimps
+        return store.inner.search(queries, k, candidates, rough=True)
+
+    neighbours, _ = nearest(chunk, store.vectors(chunk), rough, params.neighbours)
+    rows = dict(zip(chunk.tolist(), neighbours.tolist(), strict=True))
+    by_words: dict[int, list[int]] = {}
+    if params.words and len(store) <= params.words_max_images:
+        index = folder.word_index()
+        for image_id, words in zip(*folder.stored_words(chunk), strict=True):
+            found, _ = index.search(words, params.words, exclude=(int(image_id),))
+            by_words[int(image_id)] = found.tolist()
+    candidates: dict[int, list[int]] = {}
+    for image_id, row in rows.items():
+        for other in row + by_words.get(image_id, []):
+            key = (min(image_id, other), max(image_id, other))
+            if other >= 0 and key not in seen:
+                seen.add(key)
+                candidates.setdefault(image_id, []).append(other)
+    involved = sorted({i for i in candidates} | {o for row in candidates.values() for o in row})
+    if not involved:
+        return []
+    found, vectors = folder.catalogue.vectors_by_id(involved)  # one decode per chunk
+    raw = dict(zip(found.tolist(), vectors, strict=True))
+    load = folder.feature_loader(involved)
+    verifier = folder.verifier
+    out: list[PairRow] = []
+    for image_id, others in candidates.items():
+        # A word candidate is verified whatever its cosine: a turned copy's can be low.
+        if image_id not in raw:  # removed meanwhile (another process)
+            continue
+        close = [(o, float(raw[image_id] @ raw[o])) for o in others if o in raw]
+        close = [(o, c) for o, c in close if c >= params.min_cosine or o in by_words.get(image_id, ())]
+        if not close:
+            continue
+        others, cosines = [o for o, _ in close], [c for _, c in close]
+        feats = verifier.features_of(image_id, load)
+        if feats is None:  # no stored features and no readable file: nothing to verify
+            continue
+        counts = verifier.count_inliers(feats, others, load)
+        for other, cosine, count in zip(others, cosines, counts, strict=True):
+            if count < params.copy_inliers and cosine >= params.mirror_cosine:
+                count = max(count, mirrored_inliers(folder, image_id, other, load))
+            out.append((min(image_id, other), max(image_id, other), cosine, int(count)))
+    return out
+
+
+def mirrored_inliers(folder: IndexFolder, image_id: int, other: int, load) -> int:
+    """Inliers of ``other``'s features against ``image_id``'s picture mirrored: local
+    features do not match a mirror image, the global descriptor barely tells it apart. The
+    one file read of a check, and only for close pairs that did not verify."""
+    verify = folder.settings.verify
+    feats = folder.verifier.features_of(other, load)
+    picture = folder.picture(image_id, verify.size) if feats is not None else None
+    if picture is None:
+        return 0
+    return inliers(extract(ImageOps.mirror(picture), verify), feats, verify)
