@@ -29,6 +29,7 @@ from .files import atomic_write, save_quietly
 from .milvus_server import MilvusAddress, MilvusServer
 from .vectors import in_order
 
+REMOTE_STORE_KEY = "store"  # catalogue meta: the address of a remote store, if the index has one
 STATE_FILE = "milvus.json"
 MAX_TOP_K = 16_384  # the server's limit on results per query
 ID_CHUNK = 1_000  # ids per filter expression

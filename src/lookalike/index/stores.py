@@ -16,9 +16,8 @@ import numpy as np
 from ..settings import AnnParams, MilvusParams, Settings
 from .catalogue import Catalogue
 from .files import save_quietly, unlink_quietly
+from .milvus_store import REMOTE_STORE_KEY
 from .vectors import FlatStore, VectorStore
-
-REMOTE_STORE_KEY = "store"  # catalogue meta: the address of a remote store, if the index has one
 
 
 def attach_check(uri: str | None, settings: Settings) -> str | None:
