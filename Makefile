@@ -20,7 +20,7 @@ install: $(PY)
 	$(PIP) install -e .
 
 dev: $(PY)
-	$(PIP) install -e '.[dev]'
+	$(PIP) install -e '.[dev,milvus,distributed]'
 
 ## make demo: install, index the bundled sample photos, search, write the result picture.
 demo: install

@@ -115,3 +115,36 @@ def real_vectors() -> np.ndarray:
         for n in range(1, PER_CLASS + 1)
     ]
     return embedder.embed_images(images).vectors
+
+
+@pytest.fixture(scope="session")
+def private_network():
+    """A network namespace with only loopback, for servers that bind every interface."""
+    from netns import PrivateNetwork
+
+    net = PrivateNetwork()
+    yield net
+    net.close()
+
+
+@pytest.fixture(scope="session")
+def milvus_server(private_network, tmp_path_factory):
+    """Milvus standalone (the PyPI ``milvus`` package) in the private network, with a
+    temporary data folder; started once, healthy when yielded, stopped at the end."""
+    from milvus import MilvusServer
+
+    server = MilvusServer()
+    server.set_base_dir(str(tmp_path_factory.mktemp("milvus")))
+    with private_network.inside():
+        server.start()  # waits until /healthz answers
+    process = server.server_proc
+    yield server
+    server.stop()  # SIGTERM, then SIGKILL after a second
+    assert process.poll() is not None, "the Milvus server is still running"
+
+
+@pytest.fixture
+def milvus(milvus_server, private_network):
+    """Inside the private network for one test: ``(host, port)`` of the Milvus server."""
+    with private_network.inside():
+        yield "127.0.0.1", milvus_server.listen_port

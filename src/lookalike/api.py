@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from .discovery import discover, is_under
+from .distributed import indexer_type
 from .dupes import Group, find_duplicates
 from .embed.embedder import Embeddings
 from .embed.labels import imagenet_labels
@@ -33,9 +34,10 @@ from .index.check import CheckReport, check_index
 from .index.folder import IndexFolder
 from .index.graph import KnnGraph
 from .index.lock import writer_lock
+from .index.remote import open_folder
 from .index.transform import TransformedStore
 from .index.words import InvertedFile
-from .indexing import Indexer, IndexReport, ProgressCallback, forget
+from .indexing import IndexReport, ProgressCallback, forget
 from .paths import check_paths, describe_query
 from .query.candidates import candidate_ids, label_classes
 from .query.cascade import Cascade, Ranked, rank_queries
@@ -64,13 +66,14 @@ class Index:
         cls,
         path: str | os.PathLike,
         *,
-        model: str | None = None,
-        settings: Settings | None = None,
-        create: bool = True,
+        model: str | None = None, settings: Settings | None = None,
+        create: bool = True, store: str | None = None,
     ) -> Index:
         """Open the index folder at ``path``, creating it if needed (``create=True``).
-        ``model`` picks a *new* index's model; an existing one must have been built with it."""
-        return cls(IndexFolder.open(path, settings or Settings(), model=model, create=create))
+        ``model`` picks a *new* index's model; an existing one must have been built with it.
+        ``store``: keep the vectors in ``milvus://HOST:PORT/COLLECTION`` (docs/scale.md)."""
+        return cls(open_folder(path, settings or Settings(), model=model, create=create,
+                               store=store))
 
     def close(self) -> None:
         self.folder.close()
@@ -119,7 +122,7 @@ class Index:
         prune: bool = False,
         progress: ProgressCallback | None = None,
         wait: bool = True,
-        on_wait: Callable[[], None] | None = None,
+        on_wait: Callable[[], None] | None = None, ray: str | None = None,
     ) -> IndexReport:
         """Index image files and folders (recursively); only new or changed files are embedded.
 
@@ -136,7 +139,7 @@ class Index:
         One process writes to an index at a time (:mod:`lookalike.index.lock`): while another
         one indexes or removes, this call waits for it (``on_wait()`` is called once first),
         or with ``wait=False`` raises :class:`~lookalike.errors.IndexBusyError`. The paths are
-        checked before anything is written or waited for.
+        checked before anything is written or waited for; ``ray`` embeds on Ray (docs/scale.md).
         """
         roots, urls = check_paths(paths), read_url_list(urls)
         with writer_lock(self.path, wait=wait, on_wait=on_wait):
@@ -144,7 +147,7 @@ class Index:
             stats = list(discover(roots, exclude=[self.path], globs=exclude, failed=failed))
             folders = [r for r in roots if os.path.isdir(r)] if prune else []
             self._fresh_store(len(self) + len(stats) + len(urls))  # a big first run: approximate
-            indexer = Indexer(self.catalogue, self.embedder, self.store, self.settings, progress)
+            indexer = indexer_type(ray)(self.catalogue, self.embedder, self.store, self.settings, progress)
             try:
                 unseen = [p for p, _ in failed if os.path.isdir(p)]  # unreadable: not pruned
                 report = indexer.run(stats, prune_under=folders, unseen=unseen)

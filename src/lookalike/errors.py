@@ -93,3 +93,7 @@ def _device(folder: str) -> str:
 class IndexBusyError(LookalikeError):
     """Another process is writing to the index (indexing or removing) and the caller chose
     not to wait for it."""
+
+
+class StoreError(LookalikeError):
+    """A remote vector store (Milvus) cannot be reached or does not fit the index."""

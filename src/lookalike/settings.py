@@ -58,6 +58,24 @@ class AnnParams:
 
 
 @dataclass(frozen=True)
+class MilvusParams:
+    """The Milvus store (:mod:`lookalike.index.milvus_store`): collections beyond one machine."""
+
+    index_type: str = "HNSW"  # HNSW, DISKANN (larger than RAM), IVF_PQ (small memory), FLAT (exact)
+    hnsw_m: int = 16  # HNSW links per node
+    hnsw_ef_construction: int = 200
+    hnsw_ef: int = 128  # HNSW search beam (raised to k when k is larger)
+    ivf_nlist: int = 1024  # IVF_PQ clusters
+    pq_m: int = 64  # IVF_PQ sub-quantisers (must divide the descriptor's dimensions)
+    ivf_nprobe: int = 32  # IVF_PQ clusters searched
+    diskann_search_list: int = 100  # DISKANN search list (raised to k when k is larger)
+    timeout: float = 60.0  # seconds any one call to the server may take
+    insert_batch: int = 1000  # vectors per insert call
+    consistency: str = "Strong"  # reads that synchronise the store see every write before them
+    search_consistency: str = "Session"  # searches: this process' writes (Strong: up to a time tick more)
+
+
+@dataclass(frozen=True)
 class RerankParams:
     """Query expansion and diffusion (:mod:`lookalike.query.rerank`, :mod:`lookalike.index.graph`)."""
 
@@ -173,8 +191,8 @@ class Settings:
         local_features: Store each image's local features while indexing, so verifying a
             query's candidates reads none of their files (and works when they are offline).
         pipeline: The query's ranking stages (:mod:`lookalike.query.spec`).
-        transform, ann, rerank, verify, regions, words, urls, watch, dupes: each part's own
-            knobs.
+        transform, ann, rerank, verify, regions, words, urls, watch, dupes, milvus: each part's
+            own knobs.
     """
 
     model: str = "lite0-int8"
@@ -198,6 +216,7 @@ class Settings:
     urls: UrlParams = field(default_factory=UrlParams)
     watch: WatchParams = field(default_factory=WatchParams)
     dupes: DupesParams = field(default_factory=DupesParams)
+    milvus: MilvusParams = field(default_factory=MilvusParams)
 
     def with_(self, **changes: Any) -> Settings:
         """A copy with some fields changed (nested groups are replaced whole)."""

@@ -65,7 +65,8 @@ def open_index(args, *, create: bool = False, model: str | None = None, writes: 
         changes["threads"] = args.threads
     if getattr(args, "allow_private_urls", False):
         changes["urls"] = replace(DEFAULTS.urls, allow_private=True)
-    index = Index.open(args.db, model=model, settings=Settings(**changes), create=create)
+    index = Index.open(args.db, model=model, settings=Settings(**changes), create=create,
+                       store=getattr(args, "store", None))
     if writes:
         try:
             index.catalogue.require_writable()

@@ -31,6 +31,8 @@ def register(sub) -> dict:
     p.add_argument("--threads", type=int, help="inference threads (default: all cores)")
     p.add_argument("--no-prune", action="store_true", help="keep entries of files that were deleted")
     p.add_argument("--json", action="store_true", help="print the run report as JSON")
+    p.add_argument("--store", metavar="milvus://HOST:PORT/COLLECTION", help="keep the vectors in this Milvus collection (recorded in the index; every later command uses it: docs/scale.md)")
+    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS", help="decode and embed on a Ray cluster at ADDRESS, or on a local one without it (docs/scale.md)")
     with_no_wait(p)
 
     p = sub.add_parser("remove", help="forget files or folders from the index")
@@ -52,7 +54,7 @@ def cmd_index(args) -> int:
         progress = Progress("indexing")
         try:
             report = index.add(args.paths, urls=urls, exclude=args.exclude,
-                               prune=not args.no_prune, progress=progress,
+                               prune=not args.no_prune, progress=progress, ray=args.ray,
                                **waiting(args, index.path))
         finally:
             progress.close()

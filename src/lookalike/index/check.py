@@ -33,11 +33,12 @@ from .catalogue import Catalogue
 from .files import load_with_meta, read_only_reason
 from .folder import CATALOGUE_FILE, FIXED_SETTINGS, IndexFolder
 from .graph import KnnGraph
+from .milvus_store import REMOTE_STORE_KEY, MilvusStore
 from .transform import Transform
 from .vectors import FlatStore
 from .words import InvertedFile, shipped_vocabulary
 
-DERIVED = (*FlatStore.FILES, *AnnStore.FILES, KnnGraph.FILE, InvertedFile.FILE)
+DERIVED = (*FlatStore.FILES, *AnnStore.FILES, KnnGraph.FILE, InvertedFile.FILE, *MilvusStore.FILES)
 LISTED = 10  # lost files named one by one; the rest are counted
 
 
@@ -266,7 +267,10 @@ def _check_derived(folder: Path, catalogue: Catalogue, settings: Settings,
                    report: CheckReport) -> None:
     ids = catalogue.image_ids()
     transform = Transform.from_json(catalogue.get_meta("transform"))
-    if (folder / "ann.json").exists():
+    if remote := catalogue.get_meta(REMOTE_STORE_KEY):  # (a server that is down: one error)
+        held = MilvusStore.connect(remote, settings.milvus, catalogue).stored_ids()
+        _same_ids(f"vector store ({remote})", held, ids, report)
+    elif (folder / "ann.json").exists():
         _check_ann(folder, catalogue, transform, ids, settings, report)
     elif (folder / "flat.json").exists():
         _check_flat(folder, catalogue, transform, ids, report)

@@ -235,8 +235,9 @@ class IndexFolder:
         if refit:
             transform = self._refit_transform(whiten_min)
         inner = open_store(
-            self.path, self.catalogue, self.settings.ann, transform=transform.apply,
-            fingerprint=transform.fingerprint, rebuild=refit, expected=expected,
+            self.path, self.catalogue, self.settings.ann, milvus=self.settings.milvus,
+            transform=transform.apply, fingerprint=transform.fingerprint, rebuild=refit,
+            expected=expected,
         )
         self._store = TransformedStore(
             inner, transform, CatalogueVectors(self.catalogue, transform.apply)

@@ -2,7 +2,8 @@
 
 Stores are derived data (the catalogue holds every descriptor). Exact
 :class:`~lookalike.index.vectors.FlatStore` below ``Settings.ann.threshold`` images, the
-approximate :class:`~lookalike.index.ann.AnnStore` from there on. A remote store joins here.
+approximate :class:`~lookalike.index.ann.AnnStore` from there on; or, for an index that records
+a Milvus address (catalogue meta ``store``), :class:`~lookalike.index.milvus_store.MilvusStore`.
 """
 
 from __future__ import annotations
@@ -12,10 +13,36 @@ from pathlib import Path
 
 import numpy as np
 
-from ..settings import AnnParams
+from ..settings import AnnParams, MilvusParams, Settings
 from .catalogue import Catalogue
 from .files import save_quietly, unlink_quietly
+from .milvus_store import REMOTE_STORE_KEY
 from .vectors import FlatStore, VectorStore
+
+
+def attach_check(uri: str | None, settings: Settings) -> str | None:
+    """Check a remote store address before an index records it (None: no remote store):
+    a bad address, a server that is down, a collection of another vector size or an index
+    type the server cannot build fail here, before anything is written."""
+    if not uri:
+        return None
+    from ..embed.embedder import Embedder
+    from .milvus_server import MilvusAddress
+    from .milvus_store import check_store
+
+    MilvusAddress.parse(uri)  # a typo fails before the model is loaded
+    outputs = {o.name: o.shape for o in Embedder(settings).session.get_outputs()}
+    dims = int(outputs["feature_map"][1])
+    return check_store(uri, dims, settings.milvus, settings.top_labels)
+
+
+def record_remote(catalogue: Catalogue, address: str | None) -> bool:
+    """Record a checked remote store address in the catalogue; True when it changed (the
+    caller then reopens its store, which brings the collection level with the catalogue)."""
+    if not address or catalogue.get_meta(REMOTE_STORE_KEY) == address:
+        return False
+    catalogue.set_meta({REMOTE_STORE_KEY: address})
+    return True
 
 
 def approximate_for(folder: Path, count: int, params: AnnParams) -> bool:
@@ -35,14 +62,24 @@ def open_store(
     fingerprint: str = "",
     rebuild: bool = False,
     expected: int = 0,
+    milvus: MilvusParams | None = None,
 ) -> VectorStore:
     """The store that suits the collection: loaded if current, else built from the catalogue.
 
     ``expected`` counts images about to be added, so a large first run never grows a float
     matrix. ``transform`` maps raw descriptors into the store's space; ``fingerprint`` names
-    it, and ``rebuild`` forces a rebuild (a new transform).
+    it, and ``rebuild`` forces a rebuild (a new transform). An index that records a remote
+    store address (``milvus://...``) gets that store, with ``milvus`` as its parameters.
     """
     folder = Path(folder)
+    remote = catalogue.get_meta(REMOTE_STORE_KEY)
+    if remote:
+        from .ann import AnnStore
+        from .milvus_store import MilvusStore
+
+        unlink_quietly(folder, (*FlatStore.FILES, *AnnStore.FILES))
+        return MilvusStore.open(folder, catalogue, remote, milvus or MilvusParams(),
+                                transform=transform, fingerprint=fingerprint, rebuild=rebuild)
     count = max(catalogue.count_images(), expected)
     if approximate_for(folder, count, params):
         from .ann import AnnStore, CatalogueVectors

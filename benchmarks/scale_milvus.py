@@ -1,0 +1,148 @@
+"""Milvus as the store at scale: ingest rate, index build, query latency and recall@10.
+
+    python benchmarks/scale_milvus.py [--n 100000] [--types HNSW,IVF_PQ] [--queries 200]
+                                      [--limit 3000] [--out benchmarks/results/scale-milvus-100k.json]
+
+Starts Milvus standalone (the PyPI ``milvus`` package) with a temporary data folder in a
+private network namespace (as the tests do: tests/netns.py; needs root), creates one
+collection per index type through the product's own code (:mod:`lookalike.index.milvus_server`,
+default :class:`~lookalike.settings.MilvusParams`), and for each:
+
+* ingest: ``n`` synthetic descriptors derived from real Caltech-101 embeddings (the mix of
+  benchmarks/ann.py) inserted in batches of ``MilvusParams.insert_batch``, then flushed:
+  vectors per second, client side (conversion to the wire format included);
+* build: from the flush until the server reports every row indexed;
+* search: single queries through :meth:`MilvusStore.search` (the product's path), real
+  descriptors as queries, p50/p95 latency and recall@10 against exact inner-product search
+  over the same vectors; plus the server's resident memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import caltech  # noqa: E402
+from ann import synthetic_chunks  # noqa: E402
+from netns import PrivateNetwork  # noqa: E402
+
+from lookalike.index.milvus_server import MilvusAddress, MilvusServer  # noqa: E402
+from lookalike.index.milvus_store import MilvusStore  # noqa: E402
+from lookalike.settings import MilvusParams  # noqa: E402
+
+K = 10
+
+
+def exact_top(base, labels, n: int, queries: np.ndarray) -> np.ndarray:
+    """Exact top-K ids (0-based rows) of each query over the synthetic collection."""
+    best_s = np.full((len(queries), K), -np.inf, np.float32)
+    best_i = np.zeros((len(queries), K), np.int64)
+    for start, vectors, _ in synthetic_chunks(base, labels, n):
+        s = queries @ vectors.T
+        all_s = np.concatenate([best_s, s], 1)
+        all_i = np.concatenate([best_i, np.broadcast_to(np.arange(start, start + len(vectors)), s.shape)], 1)
+        top = np.argsort(-all_s, axis=1)[:, :K]
+        best_s, best_i = np.take_along_axis(all_s, top, 1), np.take_along_axis(all_i, top, 1)
+    return best_i
+
+
+def server_rss_mb(pid: int) -> float:
+    out = subprocess.run(["ps", "-o", "rss=", "-p", str(pid)], capture_output=True, text=True)
+    return round(int(out.stdout.strip() or 0) / 1024, 1)
+
+
+def measure(port: int, pid: int, kind: str, base, labels, n: int, queries, truth,
+            nlist: int) -> dict:
+    params = MilvusParams(index_type=kind, timeout=600, ivf_nlist=nlist)
+    server = MilvusServer(MilvusAddress("127.0.0.1", port, f"bench_{kind.lower()}"), params)
+    if server.dims() is not None:
+        server.drop()
+    server.ensure(base.shape[1], labels=5)
+    client, name = server.client, server.name
+    started = time.perf_counter()
+    for start, vectors, _ in synthetic_chunks(base, labels, n):
+        for s in range(0, len(vectors), params.insert_batch):
+            part = vectors[s : s + params.insert_batch]
+            rows = [{"id": start + s + i, "vector": v.tolist(), **{f"label{j}": -1 for j in range(5)}}
+                    for i, v in enumerate(part)]
+            client.insert(name, rows, timeout=600)
+    client.flush(name, timeout=600)
+    ingest_s = time.perf_counter() - started
+    started = time.perf_counter()
+    while client.describe_index(name, "vector", timeout=60).get("indexed_rows", 0) < n:
+        time.sleep(2)
+    build_s = time.perf_counter() - started
+    client.release_collection(name, timeout=600)
+    client.load_collection(name, timeout=1800)
+    store = MilvusStore(server, catalogue=None)  # type: ignore[arg-type] - search only
+    store.search(queries[:1], K)
+    latencies, found = [], []
+    for q in queries:
+        t = time.perf_counter()
+        _, ids = store.search(q[None], K)
+        latencies.append((time.perf_counter() - t) * 1000)
+        found.append(ids[0])
+    recall = np.mean([len(set(f) & set(t)) / K for f, t in zip(found, truth, strict=True)])
+    result = {
+        "index_type": kind, "n": n, "ingest_s": round(ingest_s, 1),
+        "ingest_vectors_per_s": round(n / ingest_s), "build_s": round(build_s, 1),
+        "search_p50_ms": round(float(np.percentile(latencies, 50)), 2),
+        "search_p95_ms": round(float(np.percentile(latencies, 95)), 2),
+        "recall_at_10": round(float(recall), 4), "server_rss_mb": server_rss_mb(pid),
+        "search_params": server.search_params(K)["params"],
+        **({"nlist": nlist, "pq_m": params.pq_m} if kind == "IVF_PQ" else {}),
+    }
+    print(result, flush=True)
+    server.drop()
+    server.close()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=100_000)
+    parser.add_argument("--types", default="HNSW,IVF_PQ")
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--limit", type=int, default=3000, help="real Caltech photos mixed")
+    parser.add_argument("--nlist", type=int, default=MilvusParams().ivf_nlist,
+                        help="IVF_PQ lists (Milvus builds them per sealed segment)")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/scale-milvus-100k.json"))
+    args = parser.parse_args()
+    report = caltech.run_info()
+    base, labels, _ = caltech.embeddings("lite0-int8", limit=args.limit)
+    rng = np.random.default_rng(7)
+    queries = base[rng.choice(len(base), args.queries, replace=False)]
+    truth = exact_top(base, labels, args.n, queries)
+    from milvus import MilvusServer as Standalone
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stop the server on a kill, too
+    net = PrivateNetwork()
+    standalone = Standalone()
+    standalone.set_base_dir(tempfile.mkdtemp(prefix="lookalike-milvus-"))
+    try:
+        with net.inside():
+            standalone.start()
+            pid = standalone.server_proc.pid
+            report["synthetic"] = f"{args.n} mixes of {len(base)} real lite0-int8 descriptors (benchmarks/ann.py)"
+            report["results"] = []
+            for kind in args.types.split(","):
+                report["results"].append(measure(standalone.listen_port, pid, kind, base, labels,
+                                                 args.n, queries, truth, args.nlist))
+                caltech.write_report(report, args.out)  # what is measured is kept
+    finally:
+        standalone.stop()
+        net.close()
+    caltech.write_report(report, args.out)
+
+
+if __name__ == "__main__":
+    main()
