@@ -3,8 +3,12 @@
 A global descriptor says "similar"; it cannot tell the original of an edited copy from another
 photo of the same kind of thing. Spatial verification can: local features (OpenCV ORB) of the
 query and of each of the first ``top`` matches are matched, and a homography is fitted with
-RANSAC. A match with at least ``min_inliers`` geometrically consistent correspondences is
-*verified*: it moves to the top (most inliers first), and everything else keeps its order.
+RANSAC. A match is *verified* (the same picture) when the homography explains at least
+``min_inliers`` matching points at distinct positions and nearly all of the descriptor
+matches (``min_share``): photos of one spotted coat, printed dial or tiled roof agree in a few
+places by chance, a copy agrees almost everywhere (docs/benchmarks.md, "Spatial
+verification"). Verified matches move to the top (most matching points first), and everything
+else keeps its order.
 Class-level results, where nothing verifies, are therefore left exactly as they were.
 
 Candidates' local features are computed while indexing and stored in the catalogue
@@ -92,30 +96,76 @@ def extract(image: Image.Image, params: VerifyParams) -> Features:
     return Features(points, descriptors)
 
 
-def inliers(query: Features, candidate: Features, params: VerifyParams) -> int:
-    """Homography inliers between two images' features (0 when there is no model)."""
+@dataclass(frozen=True)
+class Fit:
+    """How well a homography explains the matches between two pictures' features.
+
+    ``matches``: descriptor pairs that pass Lowe's ratio test; ``inliers``: those the
+    homography explains; ``distinct``: inliers at distinct positions in *both* pictures
+    (ORB finds one corner at several scales, and a repetitive texture maps many query
+    points onto one spot, so raw inliers over-count).
+    """
+
+    matches: int = 0
+    inliers: int = 0
+    distinct: int = 0
+
+    @property
+    def share(self) -> float:
+        """The share of the matches the homography explains (0 without matches)."""
+        return self.inliers / self.matches if self.matches else 0.0
+
+    def counted(self, params: VerifyParams) -> int:
+        """The matching points this fit counts for: its inliers when it shows the same
+        picture, else 0. The same picture takes ``VerifyParams.min_inliers`` distinct inliers
+        that are most of the matches (``min_share``; ``min_share_many`` from ``many_inliers``
+        distinct inliers on): a copy's matches nearly all agree, while two photos of one
+        spotted coat or printed pattern agree in a few places by chance, among many matches
+        that do not."""
+        if self.distinct < params.min_inliers:
+            return 0
+        share = params.min_share if self.distinct < params.many_inliers else params.min_share_many
+        return self.inliers if self.share >= share else 0
+
+
+def _distinct(points: np.ndarray, cell: float) -> int:
+    """Points at distinct positions (one per ``cell``-pixel square)."""
+    return len(np.unique(np.floor(points / cell).astype(np.int64), axis=0)) if len(points) else 0
+
+
+def fit(query: Features, candidate: Features, params: VerifyParams) -> Fit:
+    """The homography fit between two images' features (an empty :class:`Fit` when there
+    is no model)."""
     if query.descriptors is None or candidate.descriptors is None:
-        return 0
+        return Fit()
     if len(query.points) < 4 or len(candidate.points) < 4:
-        return 0
+        return Fit()
     cv2 = _cv2()
     matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
     pairs = matcher.knnMatch(query.descriptors, candidate.descriptors, k=2)
     good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < params.ratio * p[1].distance]
     if len(good) < max(4, params.min_inliers):
-        return 0
+        return Fit(len(good))
     src = query.points[[m.queryIdx for m in good]]
     dst = candidate.points[[m.trainIdx for m in good]]
     # USAC_FAST (OpenCV >= 4.5): the same decisions as classic RANSAC on the instance
     # benchmark, without running all 2,000 iterations on pairs that do not match.
     model, mask = cv2.findHomography(src, dst, cv2.USAC_FAST, params.reprojection, maxIters=2000, confidence=0.995)
     if model is None or mask is None:
-        return 0
+        return Fit(len(good))
     # A homography that collapses the picture (near-singular) is a degenerate fit, not a match.
     det = float(np.linalg.det(model[:2, :2]))
     if not 1e-3 < abs(det) < 1e3:
-        return 0
-    return int(mask.sum())
+        return Fit(len(good))
+    keep = mask.ravel().astype(bool)
+    distinct = min(_distinct(src[keep], params.cell), _distinct(dst[keep], params.cell))
+    return Fit(len(good), int(keep.sum()), distinct)
+
+
+def inliers(query: Features, candidate: Features, params: VerifyParams) -> int:
+    """The matching points of two images' features when they show the same picture, else 0
+    (:meth:`Fit.counted`)."""
+    return fit(query, candidate, params).counted(params)
 
 
 # A candidate's stored features, or its picture to extract them from, or None (unreadable).
