@@ -83,9 +83,7 @@ class VerifyParams:
     features: int = 400  # ORB keypoints per picture
     ratio: float = 0.8  # Lowe's ratio test on the two nearest descriptors
     min_inliers: int = 15  # distinct homography inliers of a verified match (a copy)
-    min_share: float = 0.85  # ... which are at least this share of the descriptor matches
-    many_inliers: int = 35  # from this many distinct inliers on, ...
-    min_share_many: float = 0.8  # ... this share will do (overlays, a pasted photo's surround)
+    min_share: float = 0.85  # ... at least this share of the matches where the pictures overlap
     cell: float = 3.0  # pixels (at ``size``): inliers closer than this are one point
     sure_inliers: int = 60  # a weaker best match may be only a collage's background
     reprojection: float = 8.0  # RANSAC inlier threshold in pixels (at ``size``)

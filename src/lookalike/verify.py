@@ -5,8 +5,8 @@ photo of the same kind of thing. Spatial verification can: local features (OpenC
 query and of each of the first ``top`` matches are matched, and a homography is fitted with
 RANSAC. A match is *verified* (the same picture) when the homography explains at least
 ``min_inliers`` matching points at distinct positions and nearly all of the descriptor
-matches (``min_share``): photos of one spotted coat, printed dial or tiled roof agree in a few
-places by chance, a copy agrees almost everywhere (docs/benchmarks.md, "Spatial
+matches where the two pictures overlap (``min_share``): photos of one spotted coat, printed
+dial or tiled roof agree in a few places by chance, a copy agrees almost everywhere (docs/benchmarks.md, "Spatial
 verification"). Verified matches move to the top (most matching points first), and everything
 else keeps its order.
 Class-level results, where nothing verifies, are therefore left exactly as they were.
@@ -100,37 +100,42 @@ def extract(image: Image.Image, params: VerifyParams) -> Features:
 class Fit:
     """How well a homography explains the matches between two pictures' features.
 
-    ``matches``: descriptor pairs that pass Lowe's ratio test; ``inliers``: those the
-    homography explains; ``distinct``: inliers at distinct positions in *both* pictures
-    (ORB finds one corner at several scales, and a repetitive texture maps many query
-    points onto one spot, so raw inliers over-count).
+    ``matches``: descriptor pairs that pass Lowe's ratio test; ``overlapping``: those of them
+    inside the part the two pictures share under the homography (a crop's or a pasted
+    photo's surroundings have nothing to match); ``inliers``: those the homography explains;
+    ``distinct``: inliers at distinct positions in *both* pictures (ORB finds one corner at
+    several scales, and a repetitive texture maps many query points onto one spot).
     """
 
     matches: int = 0
+    overlapping: int = 0
     inliers: int = 0
     distinct: int = 0
 
     @property
     def share(self) -> float:
-        """The share of the matches the homography explains (0 without matches)."""
-        return self.inliers / self.matches if self.matches else 0.0
+        """The share of the overlapping matches the homography explains (0 without any)."""
+        return self.inliers / self.overlapping if self.overlapping else 0.0
 
     def counted(self, params: VerifyParams) -> int:
         """The matching points this fit counts for: its inliers when it shows the same
         picture, else 0. The same picture takes ``VerifyParams.min_inliers`` distinct inliers
-        that are most of the matches (``min_share``; ``min_share_many`` from ``many_inliers``
-        distinct inliers on): a copy's matches nearly all agree, while two photos of one
-        spotted coat or printed pattern agree in a few places by chance, among many matches
-        that do not."""
-        if self.distinct < params.min_inliers:
-            return 0
-        share = params.min_share if self.distinct < params.many_inliers else params.min_share_many
-        return self.inliers if self.share >= share else 0
+        that are most of the matches where the pictures overlap (``min_share``): a copy's
+        matches there nearly all agree, while two photos of one spotted coat or printed
+        pattern agree in a few places by chance, among many matches that do not."""
+        ok = self.distinct >= params.min_inliers and self.share >= params.min_share
+        return self.inliers if ok else 0
 
 
 def _distinct(points: np.ndarray, cell: float) -> int:
     """Points at distinct positions (one per ``cell``-pixel square)."""
     return len(np.unique(np.floor(points / cell).astype(np.int64), axis=0)) if len(points) else 0
+
+
+def _within(points: np.ndarray, frame: np.ndarray) -> np.ndarray:
+    """Which ``points`` lie inside the box around ``frame`` (a picture's keypoints)."""
+    low, high = frame.min(axis=0) - 1, frame.max(axis=0) + 1
+    return ((points >= low) & (points <= high)).all(axis=1)
 
 
 def fit(query: Features, candidate: Features, params: VerifyParams) -> Fit:
@@ -155,11 +160,15 @@ def fit(query: Features, candidate: Features, params: VerifyParams) -> Fit:
         return Fit(len(good))
     # A homography that collapses the picture (near-singular) is a degenerate fit, not a match.
     det = float(np.linalg.det(model[:2, :2]))
-    if not 1e-3 < abs(det) < 1e3:
+    if not 1e-3 < abs(det) < 1e3 or abs(np.linalg.det(model)) < 1e-9:
         return Fit(len(good))
     keep = mask.ravel().astype(bool)
+    # The matches whose points each fall inside the other picture under the homography.
+    there = cv2.perspectiveTransform(src[None].astype(np.float64), model)[0]
+    back = cv2.perspectiveTransform(dst[None].astype(np.float64), np.linalg.inv(model))[0]
+    overlapping = keep | (_within(there, candidate.points) & _within(back, query.points))
     distinct = min(_distinct(src[keep], params.cell), _distinct(dst[keep], params.cell))
-    return Fit(len(good), int(keep.sum()), distinct)
+    return Fit(len(good), int(overlapping.sum()), int(keep.sum()), distinct)
 
 
 def inliers(query: Features, candidate: Features, params: VerifyParams) -> int:
