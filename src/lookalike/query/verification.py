@@ -10,7 +10,8 @@
   of the regional search (:mod:`lookalike.query.regions`) are checked, each against the
   part of the query that resembles it.
 
-Each stage adds inlier counts to the ranking; the cascade then moves the verified
+Each stage adds matching-point counts to the ranking (:meth:`lookalike.verify.Fit.counted`:
+0 unless the candidate shows the same picture); the cascade then moves the verified
 candidates (``VerifyParams.min_inliers`` or more) to the front, most inliers first, so
 class-level rankings where nothing verifies are left exactly as they were.
 """
