@@ -172,9 +172,9 @@ def fit(query: Features, candidate: Features, params: VerifyParams) -> Fit:
 
 
 def inliers(query: Features, candidate: Features, params: VerifyParams) -> int:
-    """The matching points of two images' features when they show the same picture, else 0
-    (:meth:`Fit.counted`)."""
-    return fit(query, candidate, params).counted(params)
+    """Raw homography inliers between two images' features (0 when there is no model); a
+    "same picture" verdict is :meth:`Fit.counted`."""
+    return fit(query, candidate, params).inliers
 
 
 # A candidate's stored features, or its picture to extract them from, or None (unreadable).
@@ -211,12 +211,22 @@ class Verifier:
                 self._cache.popitem(last=False)
         return feats
 
-    def count_inliers(self, query: Features, image_ids: Sequence[int], load: Loader) -> list[int]:
-        def one(image_id: int) -> int:
+    def fits(self, query: Features, image_ids: Sequence[int], load: Loader) -> list[Fit]:
+        """The homography fit of the query against each candidate (unreadable: empty)."""
+        def one(image_id: int) -> Fit:
             feats = self.features_of(int(image_id), load)
-            return inliers(query, feats, self.params) if feats is not None else 0
+            return fit(query, feats, self.params) if feats is not None else Fit()
 
         return self._map(one, image_ids)
+
+    def count_inliers(self, query: Features, image_ids: Sequence[int], load: Loader) -> list[int]:
+        """Raw homography inliers of each candidate (:func:`inliers`)."""
+        return [one.inliers for one in self.fits(query, image_ids, load)]
+
+    def count_copies(self, query: Features, image_ids: Sequence[int], load: Loader) -> list[int]:
+        """Each candidate's matching points when it shows the same picture, else 0
+        (:meth:`Fit.counted`): what query verification ranks by."""
+        return [one.counted(self.params) for one in self.fits(query, image_ids, load)]
 
     def _map(self, fn: Callable, items: Sequence) -> list:
         """``[fn(item)]``, on the worker threads when there is more than one item."""
@@ -230,7 +240,8 @@ class Verifier:
         self, query_image: Image.Image, query: Features,
         pairs: Sequence[tuple[int, Box | None]], load: Loader,
     ) -> list[int]:
-        """Inliers of each ``(image_id, box)``: the candidate against the part of the query in
+        """Matching points of each ``(image_id, box)`` when it shows the same picture, else 0
+        (:meth:`Fit.counted`): the candidate against the part of the query in
         ``box`` (None: all of it), so a photo pasted into a larger picture is matched with
         the full keypoint budget of its own region."""
         parts: dict[Box | None, Features] = {None: query}
@@ -240,6 +251,6 @@ class Verifier:
             if box not in parts:  # two threads may both extract it: same result
                 parts[box] = extract(crop(query_image, box, self.params.margin), self.params)
             feats = self.features_of(image_id, load)
-            return inliers(parts[box], feats, self.params) if feats is not None else 0
+            return fit(parts[box], feats, self.params).counted(self.params) if feats is not None else 0
 
         return self._map(one, pairs)

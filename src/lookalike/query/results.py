@@ -84,7 +84,7 @@ class Match:
 
     def __repr__(self) -> str:
         labels = ", ".join(self.shown_labels())
-        return f"<Match #{self.rank} {self.score:.3f} {self.why}: {shown_path(self.path)!r} [{labels}]>"
+        return f"<Match #{self.rank} {self.score:.3f} {shown_path(self.path)!r} [{labels}]>"
 
 
 @dataclass

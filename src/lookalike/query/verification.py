@@ -31,7 +31,7 @@ def check(ranking: Ranking, collection: Collection, features: Features, ids: lis
     new = [i for i in dict.fromkeys(ids) if i not in ranking.inliers]
     if not new:
         return
-    counts = collection.verifier.count_inliers(features, new, collection.feature_loader(new))
+    counts = collection.verifier.count_copies(features, new, collection.feature_loader(new))
     ranking.inliers.update(zip(new, counts, strict=True))
 
 
