@@ -59,10 +59,14 @@ def test_search_json_schema(cli_index):
     assert set(first) == {"query", "matches"} and first["query"] == str(query)
     assert [m["rank"] for m in first["matches"]] == [1, 2, 3]
     for m in first["matches"]:
-        assert set(m) == {"rank", "path", "score", "labels"}
+        assert set(m) == {"rank", "path", "score", "labels", "kind", "inliers", "why"}
         assert os.path.isabs(m["path"]) and isinstance(m["score"], float)
         assert isinstance(m["labels"], list) and all(isinstance(x, str) for x in m["labels"])
     assert first["matches"][0]["path"] == str(query)
+    # The query's own file is verified as the same picture; the others are only similar.
+    assert first["matches"][0]["kind"] == "copy" and first["matches"][0]["inliers"] >= 15
+    assert first["matches"][0]["why"] == f"same picture, {first['matches'][0]['inliers']} matching points"
+    assert all(m["kind"] == "similar" and m["why"].startswith("similar") for m in first["matches"][1:])
     # The ranking options reach the search: with no verification, no word candidates either.
     plain = json.loads(run("search", query, "--db", db, "--top", "3", "--json", "--verify", "0",
                            "--words", "0", "--regions", "0", "--rerank", "none").stdout)
@@ -89,7 +93,9 @@ def test_search_text_and_plot(cli_index, tmp_path):
     proc = run("search", photos / "watch" / "image_0001.jpg", "--db", db, "-k", "4", "--plot", plot)
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("query ")
-    assert len(lines) == 5 and lines[1].split()[0] == "1"
+    # The query's own file comes first, marked as the same picture; then the similar ones.
+    assert lines[1].startswith("  same picture") and lines[3] == "  similar:"
+    assert len(lines) == 7 and lines[2].split()[0] == "1" and "matching points)" in lines[2]
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     from PIL import Image
 

@@ -23,7 +23,7 @@ from lookalike import Index
 from lookalike.server.app import ServerConfig, create_app
 
 CLASSES = SUBSET_CLASSES
-MATCH_FIELDS = {"rank", "path", "score", "labels", "id", "thumbnail_url", "original_url"}
+MATCH_FIELDS = {"rank", "path", "score", "labels", "kind", "inliers", "why", "id", "thumbnail_url", "original_url"}
 
 
 class Collection(NamedTuple):

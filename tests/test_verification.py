@@ -129,12 +129,12 @@ def test_regional_stage_runs_unless_a_match_is_sure(index, built_index):
     def inliers_of(matches) -> int:
         return next((m.inliers or 0 for m in matches if m.path == watch), 0)
 
-    weak = _collage(("sunflower", 5), "watch", 6)
+    weak = _collage(("sunflower", 7), "watch", 6)
     plain = index.search(weak, 5, rerank="none", verify=5, regions=0).matches
     assert 15 <= max(m.inliers or 0 for m in plain) < SURE  # verified, but weakly
     found = index.search(weak, 5, rerank="none", verify=5, regions=5).matches
     assert found[0].path == watch and inliers_of(found) >= SURE > inliers_of(plain)
-    strong = _collage(("Leopards", 3), "watch", 6)
+    strong = _collage(("Leopards", 8), "watch", 6)
     plain = index.search(strong, 5, rerank="none", verify=5, regions=0).matches
     assert max(m.inliers or 0 for m in plain) >= SURE  # the background photo, surely
     assert inliers_of(index.search(strong, 5, rerank="none", verify=5, regions=5).matches) == inliers_of(plain)

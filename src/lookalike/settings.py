@@ -100,7 +100,9 @@ class VerifyParams:
     size: int = 320  # pictures are resized so that their longer side is this
     features: int = 400  # ORB keypoints per picture
     ratio: float = 0.8  # Lowe's ratio test on the two nearest descriptors
-    min_inliers: int = 15  # homography inliers that make a match verified
+    min_inliers: int = 15  # distinct homography inliers of a verified match (a copy)
+    min_share: float = 0.85  # ... at least this share of the matches where the pictures overlap
+    cell: float = 3.0  # pixels (at ``size``): inliers closer than this are one point
     sure_inliers: int = 60  # a weaker best match may be only a collage's background
     reprojection: float = 8.0  # RANSAC inlier threshold in pixels (at ``size``)
     workers: int = 2  # threads verifying candidates in parallel

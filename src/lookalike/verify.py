@@ -3,8 +3,12 @@
 A global descriptor says "similar"; it cannot tell the original of an edited copy from another
 photo of the same kind of thing. Spatial verification can: local features (OpenCV ORB) of the
 query and of each of the first ``top`` matches are matched, and a homography is fitted with
-RANSAC. A match with at least ``min_inliers`` geometrically consistent correspondences is
-*verified*: it moves to the top (most inliers first), and everything else keeps its order.
+RANSAC. A match is *verified* (the same picture) when the homography explains at least
+``min_inliers`` matching points at distinct positions and nearly all of the descriptor
+matches where the two pictures overlap (``min_share``): photos of one spotted coat, printed
+dial or tiled roof agree in a few places by chance, a copy agrees almost everywhere (docs/benchmarks.md, "Spatial
+verification"). Verified matches move to the top (most matching points first), and everything
+else keeps its order.
 Class-level results, where nothing verifies, are therefore left exactly as they were.
 
 Candidates' local features are computed while indexing and stored in the catalogue
@@ -92,30 +96,85 @@ def extract(image: Image.Image, params: VerifyParams) -> Features:
     return Features(points, descriptors)
 
 
-def inliers(query: Features, candidate: Features, params: VerifyParams) -> int:
-    """Homography inliers between two images' features (0 when there is no model)."""
+@dataclass(frozen=True)
+class Fit:
+    """How well a homography explains the matches between two pictures' features.
+
+    ``matches``: descriptor pairs that pass Lowe's ratio test; ``overlapping``: those of them
+    inside the part the two pictures share under the homography (a crop's or a pasted
+    photo's surroundings have nothing to match); ``inliers``: those the homography explains;
+    ``distinct``: inliers at distinct positions in *both* pictures (ORB finds one corner at
+    several scales, and a repetitive texture maps many query points onto one spot).
+    """
+
+    matches: int = 0
+    overlapping: int = 0
+    inliers: int = 0
+    distinct: int = 0
+
+    @property
+    def share(self) -> float:
+        """The share of the overlapping matches the homography explains (0 without any)."""
+        return self.inliers / self.overlapping if self.overlapping else 0.0
+
+    def counted(self, params: VerifyParams) -> int:
+        """The matching points this fit counts for: its inliers when it shows the same
+        picture, else 0. The same picture takes ``VerifyParams.min_inliers`` distinct inliers
+        that are most of the matches where the pictures overlap (``min_share``): a copy's
+        matches there nearly all agree, while two photos of one spotted coat or printed
+        pattern agree in a few places by chance, among many matches that do not."""
+        ok = self.distinct >= params.min_inliers and self.share >= params.min_share
+        return self.inliers if ok else 0
+
+
+def _distinct(points: np.ndarray, cell: float) -> int:
+    """Points at distinct positions (one per ``cell``-pixel square)."""
+    return len(np.unique(np.floor(points / cell).astype(np.int64), axis=0)) if len(points) else 0
+
+
+def _within(points: np.ndarray, frame: np.ndarray) -> np.ndarray:
+    """Which ``points`` lie inside the box around ``frame`` (a picture's keypoints)."""
+    low, high = frame.min(axis=0) - 1, frame.max(axis=0) + 1
+    return ((points >= low) & (points <= high)).all(axis=1)
+
+
+def fit(query: Features, candidate: Features, params: VerifyParams) -> Fit:
+    """The homography fit between two images' features (an empty :class:`Fit` when there
+    is no model)."""
     if query.descriptors is None or candidate.descriptors is None:
-        return 0
+        return Fit()
     if len(query.points) < 4 or len(candidate.points) < 4:
-        return 0
+        return Fit()
     cv2 = _cv2()
     matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
     pairs = matcher.knnMatch(query.descriptors, candidate.descriptors, k=2)
     good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < params.ratio * p[1].distance]
     if len(good) < max(4, params.min_inliers):
-        return 0
+        return Fit(len(good))
     src = query.points[[m.queryIdx for m in good]]
     dst = candidate.points[[m.trainIdx for m in good]]
     # USAC_FAST (OpenCV >= 4.5): the same decisions as classic RANSAC on the instance
     # benchmark, without running all 2,000 iterations on pairs that do not match.
     model, mask = cv2.findHomography(src, dst, cv2.USAC_FAST, params.reprojection, maxIters=2000, confidence=0.995)
     if model is None or mask is None:
-        return 0
+        return Fit(len(good))
     # A homography that collapses the picture (near-singular) is a degenerate fit, not a match.
     det = float(np.linalg.det(model[:2, :2]))
-    if not 1e-3 < abs(det) < 1e3:
-        return 0
-    return int(mask.sum())
+    if not 1e-3 < abs(det) < 1e3 or abs(np.linalg.det(model)) < 1e-9:
+        return Fit(len(good))
+    keep = mask.ravel().astype(bool)
+    # The matches whose points each fall inside the other picture under the homography.
+    there = cv2.perspectiveTransform(src[None].astype(np.float64), model)[0]
+    back = cv2.perspectiveTransform(dst[None].astype(np.float64), np.linalg.inv(model))[0]
+    overlapping = keep | (_within(there, candidate.points) & _within(back, query.points))
+    distinct = min(_distinct(src[keep], params.cell), _distinct(dst[keep], params.cell))
+    return Fit(len(good), int(overlapping.sum()), int(keep.sum()), distinct)
+
+
+def inliers(query: Features, candidate: Features, params: VerifyParams) -> int:
+    """Raw homography inliers between two images' features (0 when there is no model); a
+    "same picture" verdict is :meth:`Fit.counted`."""
+    return fit(query, candidate, params).inliers
 
 
 # A candidate's stored features, or its picture to extract them from, or None (unreadable).
@@ -152,12 +211,22 @@ class Verifier:
                 self._cache.popitem(last=False)
         return feats
 
-    def count_inliers(self, query: Features, image_ids: Sequence[int], load: Loader) -> list[int]:
-        def one(image_id: int) -> int:
+    def fits(self, query: Features, image_ids: Sequence[int], load: Loader) -> list[Fit]:
+        """The homography fit of the query against each candidate (unreadable: empty)."""
+        def one(image_id: int) -> Fit:
             feats = self.features_of(int(image_id), load)
-            return inliers(query, feats, self.params) if feats is not None else 0
+            return fit(query, feats, self.params) if feats is not None else Fit()
 
         return self._map(one, image_ids)
+
+    def count_inliers(self, query: Features, image_ids: Sequence[int], load: Loader) -> list[int]:
+        """Raw homography inliers of each candidate (:func:`inliers`)."""
+        return [one.inliers for one in self.fits(query, image_ids, load)]
+
+    def count_copies(self, query: Features, image_ids: Sequence[int], load: Loader) -> list[int]:
+        """Each candidate's matching points when it shows the same picture, else 0
+        (:meth:`Fit.counted`): what query verification ranks by."""
+        return [one.counted(self.params) for one in self.fits(query, image_ids, load)]
 
     def _map(self, fn: Callable, items: Sequence) -> list:
         """``[fn(item)]``, on the worker threads when there is more than one item."""
@@ -171,7 +240,8 @@ class Verifier:
         self, query_image: Image.Image, query: Features,
         pairs: Sequence[tuple[int, Box | None]], load: Loader,
     ) -> list[int]:
-        """Inliers of each ``(image_id, box)``: the candidate against the part of the query in
+        """Matching points of each ``(image_id, box)`` when it shows the same picture, else 0
+        (:meth:`Fit.counted`): the candidate against the part of the query in
         ``box`` (None: all of it), so a photo pasted into a larger picture is matched with
         the full keypoint budget of its own region."""
         parts: dict[Box | None, Features] = {None: query}
@@ -181,6 +251,6 @@ class Verifier:
             if box not in parts:  # two threads may both extract it: same result
                 parts[box] = extract(crop(query_image, box, self.params.margin), self.params)
             feats = self.features_of(image_id, load)
-            return inliers(parts[box], feats, self.params) if feats is not None else 0
+            return fit(parts[box], feats, self.params).counted(self.params) if feats is not None else 0
 
         return self._map(one, pairs)

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..query.options import RERANK_METHODS, ROUTES, SearchOptions
-from ..query.results import shown_path
+from ..query.results import COPY, SIMILAR, shown_path
 from .common import (
     non_negative_int,
     open_index,
@@ -83,8 +83,13 @@ def print_results(results) -> None:
         print(f"query {shown_path(result.query)}  [{', '.join(result.query_labels[:3])}]{fallback}")
         if not result.matches:
             print("  no matches")
+        copies = any(m.kind == COPY for m in result.matches)
         for m in result.matches:
-            print(f"  {m.rank:>3}  {m.score:.3f}  {shown_path(m.path)}  [{', '.join(m.shown_labels())}]")
+            if copies and (m.rank == 1 or m.kind != result.matches[m.rank - 2].kind):
+                print("  same picture (verified copies, most matching points first):" if m.kind == COPY
+                      else "  similar:")
+            why = f"  ({m.why})" if m.why != SIMILAR else ""
+            print(f"  {m.rank:>3}  {m.score:.3f}  {shown_path(m.path)}  [{', '.join(m.shown_labels())}]{why}")
 
 
 def plot_results(results, out: Path) -> None:

@@ -2,7 +2,8 @@
 
 Every query goes the same way: candidates (label filter, routing), the first cosine search
 in the store's space, then each stage of the pipeline (:mod:`lookalike.query.spec`), then
-the verified copies first, the first ``k`` kept, each with its cosine score. This is the
+the verified copies first (most matching points first), then the rest in the order of the
+last re-ranking, the first ``k`` kept, each with its cosine score. This is the
 public ranking that :meth:`lookalike.Index.rank`, :mod:`lookalike.evaluate` and the
 benchmarks use.
 """
@@ -37,17 +38,22 @@ class Cosine:
 
 @dataclass
 class Ranked:
-    """One query's ranking: image ids best first, their cosine scores, the inlier counts of
-    the candidates spatial verification checked, and the route taken (see
-    :class:`~lookalike.query.results.SearchResult`)."""
+    """One query's ranking: image ids best first, their cosine scores, the matching-point
+    counts of the candidates spatial verification checked, what count makes a copy, and the
+    route taken (see :class:`~lookalike.query.results.SearchResult`)."""
 
     ids: np.ndarray
     scores: np.ndarray
     inliers: dict[int, int] = field(default_factory=dict)
     route: str = "global"
+    min_inliers: int = 0  # VerifyParams.min_inliers (0: nothing is a copy)
 
     def pairs(self) -> list[tuple[int, float]]:
         return list(zip(self.ids.tolist(), self.scores.tolist(), strict=True))
+
+    def is_copy(self, image_id: int) -> bool:
+        """Whether verification found ``image_id`` to show the same picture as the query."""
+        return 0 < self.min_inliers <= self.inliers.get(image_id, 0)
 
 
 class Cascade:
@@ -77,7 +83,8 @@ class Cascade:
         for stage in self.stages:
             stage.apply(query, ranking, collection)
         order = np.asarray(ranking.verified_first()[: query.k], dtype=np.int64)
-        return Ranked(order, _cosines(order, ids, scores, query.vector, store), ranking.inliers)
+        scored = _cosines(order, ids, scores, query.vector, store)
+        return Ranked(order, scored, ranking.inliers, min_inliers=ranking.min_inliers)
 
 
 def _cosines(order: np.ndarray, ids: np.ndarray, scores: np.ndarray, query: np.ndarray, store) -> np.ndarray:

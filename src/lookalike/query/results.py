@@ -43,20 +43,29 @@ def _undecodable(text: str) -> bool:
     return False
 
 
+COPY, SIMILAR = "copy", "similar"
+RAISED = "similar, ranked up by its likeness to the top matches"
+
+
 @dataclass(frozen=True)
 class Match:
     """One result. ``labels`` are the stored ImageNet labels of the match, most likely first;
-    ``matched_labels`` those of them that a label filter or a text query asked for (why the
-    match is here)."""
+    ``matched_labels`` those of them that a label filter or a text query asked for.
+
+    ``kind`` is ``copy`` when spatial verification found the match to show the same picture
+    as the query (copies come first, most matching points first), else ``similar``;
+    ``why`` says so in words for people (why the match is where it is)."""
 
     rank: int
     path: str
     score: float
     labels: list[str]
     image_id: int
-    # Homography inliers when spatial verification checked this match (None: not checked).
+    # Matching points when spatial verification checked this match (None: not checked).
     inliers: int | None = None
     matched_labels: list[str] = field(default_factory=list)
+    kind: str = SIMILAR
+    why: str = SIMILAR
 
     def shown_labels(self, n: int = 3) -> list[str]:
         """The first ``n`` labels, and any matched label after them: a filter that kept
@@ -64,11 +73,11 @@ class Match:
         return self.labels[:n] + [label for label in self.matched_labels if label not in self.labels[:n]]
 
     def as_dict(self) -> dict:
-        """The stable JSON fields (``inliers`` is Python-API only, so the schema is unchanged);
-        ``path_bytes`` only for a file name that is not valid UTF-8 (:func:`path_fields`);
+        """The stable JSON fields, ``kind``, ``inliers`` and ``why`` included; ``path_bytes``
+        only for a file name that is not valid UTF-8 (:func:`path_fields`);
         ``matched_labels`` only when a label filter or a text query chose the match."""
         fields = {"rank": self.rank, **path_fields(self.path), "score": round(self.score, 6),
-                  "labels": self.labels}
+                  "labels": self.labels, "kind": self.kind, "inliers": self.inliers, "why": self.why}
         if self.matched_labels:
             fields["matched_labels"] = self.matched_labels
         return fields
@@ -107,6 +116,22 @@ class SearchResult:
         return "\n".join([head + (":" if shown else ""), *shown]) + ">"
 
 
+def explain(ranked: Ranked) -> dict[int, tuple[str, str]]:
+    """``image id -> (kind, why)`` for one ranking: a verified copy is "same picture, N
+    matching points"; a similar image placed above one with a higher score (re-ranking by
+    the neighbour graph or query expansion put it there) says so."""
+    out: dict[int, tuple[str, str]] = {}
+    best_below = float("-inf")
+    for image_id, score in reversed(ranked.pairs()):
+        if ranked.is_copy(image_id):
+            points = ranked.inliers[image_id]
+            out[image_id] = (COPY, f"same picture, {points} matching points")
+            continue
+        out[image_id] = (SIMILAR, RAISED if score < best_below else SIMILAR)
+        best_below = max(best_below, score)
+    return out
+
+
 def search_results(
     catalogue: Catalogue, names: Sequence[str], ranked: Sequence[Ranked],
     label_ids: np.ndarray, k: int, matched: Collection[int] = frozenset(),
@@ -122,6 +147,7 @@ def search_results(
         image_ids = one.ids.tolist()
         locations = catalogue.locations_for(image_ids)
         stored = catalogue.labels_for(image_ids)
+        reasons = explain(one)
         matches: list[Match] = []
         for image_id, score in one.pairs():
             labels = [label_names[c] for c, _ in stored.get(image_id, [])]
@@ -129,7 +155,7 @@ def search_results(
             for location in locations.get(image_id, [])[: max(k - len(matches), 0)]:
                 matches.append(Match(
                     len(matches) + 1, location, score, labels, image_id,
-                    one.inliers.get(image_id), chosen,
+                    one.inliers.get(image_id), chosen, *reasons[image_id],
                 ))
         results.append(SearchResult(
             query=name, matches=matches, query_labels=[label_names[c] for c in query_labels],

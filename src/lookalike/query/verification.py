@@ -10,7 +10,8 @@
   of the regional search (:mod:`lookalike.query.regions`) are checked, each against the
   part of the query that resembles it.
 
-Each stage adds inlier counts to the ranking; the cascade then moves the verified
+Each stage adds matching-point counts to the ranking (:meth:`lookalike.verify.Fit.counted`:
+0 unless the candidate shows the same picture); the cascade then moves the verified
 candidates (``VerifyParams.min_inliers`` or more) to the front, most inliers first, so
 class-level rankings where nothing verifies are left exactly as they were.
 """
@@ -30,7 +31,7 @@ def check(ranking: Ranking, collection: Collection, features: Features, ids: lis
     new = [i for i in dict.fromkeys(ids) if i not in ranking.inliers]
     if not new:
         return
-    counts = collection.verifier.count_inliers(features, new, collection.feature_loader(new))
+    counts = collection.verifier.count_copies(features, new, collection.feature_loader(new))
     ranking.inliers.update(zip(new, counts, strict=True))
 
 

@@ -3,7 +3,7 @@ functions that shape search results and images into it."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -41,6 +41,14 @@ class MatchOut(_OmitsAbsentBytes):
     path_bytes: str | None = Field(None, description=BYTES_NOTE)
     score: float
     labels: list[str]
+    kind: Literal["copy", "similar"] = Field(
+        description="copy: spatial verification found the same picture (copies come first)"
+    )
+    inliers: int | None = Field(
+        description="matching points found by spatial verification (null: not checked)"
+    )
+    why: str = Field(description='why the match is here, for people: "same picture, 212 '
+                     'matching points" or "similar"')
     matched_labels: list[str] | None = Field(
         None, description="the labels that a label filter or a text query chose this match "
         "by; only then"
