@@ -112,6 +112,19 @@ class WordParams:
 
 
 @dataclass(frozen=True)
+class RuntimeParams:
+    """Memory of the model runtime while indexing (:mod:`lookalike.embed`, :mod:`lookalike.indexing`).
+
+    An indexing thread's peak memory is the model's activations for one ONNX Runtime call,
+    which grow with the images in it while the time per image hardly changes: a batch of
+    ``Settings.batch_size`` is committed together but run through the model in smaller calls.
+    """
+
+    inference_batch: int = 4  # images per ONNX Runtime call on an indexing thread
+    arena: bool = True  # ONNX Runtime's CPU memory arena (off: less memory held, more page faults)
+
+
+@dataclass(frozen=True)
 class Settings:
     """Tunable behaviour of indexing and search.
 
@@ -119,7 +132,8 @@ class Settings:
         model: Registered model name (``lookalike.embed.registry``): ``lite0-int8``
             (EfficientNet-Lite0 quantised to 8 bits), ``lite0``, ``lite1``, ``lite2``.
         gem_p: Generalised-mean pooling exponent of the global descriptor (1: average).
-        batch_size: Images per ONNX Runtime call while indexing.
+        batch_size: Images embedded and committed together while indexing (the model
+            runs them in calls of ``runtime.inference_batch``).
         threads: ONNX Runtime intra-op threads; 0 means all cores.
         decode_workers: Threads decoding images in parallel with inference; 0: cores.
         max_pixels: Refuse images larger than this (decompression-bomb guard).
@@ -131,7 +145,7 @@ class Settings:
         local_features: Store each image's local features while indexing, so verifying a
             query's candidates reads none of their files (and works when they are offline).
         pipeline: The query's ranking stages (:mod:`lookalike.query.spec`).
-        transform, ann, rerank, verify, regions, words: each part's own knobs.
+        transform, ann, rerank, verify, regions, words, runtime: each part's own knobs.
     """
 
     model: str = "lite0-int8"
@@ -152,6 +166,7 @@ class Settings:
     verify: VerifyParams = field(default_factory=VerifyParams)
     regions: RegionParams = field(default_factory=RegionParams)
     words: WordParams = field(default_factory=WordParams)
+    runtime: RuntimeParams = field(default_factory=RuntimeParams)
 
     def with_(self, **changes: Any) -> Settings:
         """A copy with some fields changed (nested groups are replaced whole)."""

@@ -39,6 +39,7 @@ from ..settings import TransformParams
 from .vectors import VectorStore, in_order
 
 DEFAULTS = TransformParams()
+PAIR_CHUNK = 1024  # neighbour pairs whose differences are summed into the covariance at once
 
 
 def _encode(array: np.ndarray, dtype) -> str:
@@ -50,7 +51,7 @@ def _decode(text: str, dtype, shape: tuple[int, ...] | None = None) -> np.ndarra
     return array.reshape(shape) if shape else array
 
 
-def mutual_neighbour_pairs(vectors: np.ndarray, k: int = DEFAULTS.neighbours, chunk: int = 1024) -> np.ndarray:
+def mutual_neighbour_pairs(vectors: np.ndarray, k: int = DEFAULTS.neighbours, chunk: int = 256) -> np.ndarray:
     """``(P, 2)`` index pairs ``i < j`` of unit vectors that are each among the other's ``k``
     nearest neighbours. Chunked, so memory stays a small multiple of the vectors'."""
     n = len(vectors)
@@ -84,8 +85,12 @@ class Whitening:
         dims = vectors.shape[1]
         if len(pairs) < dims // 4:  # the shrinkage would leave ~the identity anyway
             return None
-        differences = (vectors[pairs[:, 0]] - vectors[pairs[:, 1]]).astype(np.float64)
-        covariance = differences.T @ differences / len(pairs)
+        covariance = np.zeros((dims, dims), dtype=np.float64)
+        for start in range(0, len(pairs), PAIR_CHUNK):  # streamed: pairs x dims never in memory
+            part = pairs[start : start + PAIR_CHUNK]
+            differences = (vectors[part[:, 0]] - vectors[part[:, 1]]).astype(np.float64)
+            covariance += differences.T @ differences
+        covariance /= len(pairs)
         values, axes = np.linalg.eigh(covariance)
         values = np.maximum(values, 0.0)
         values += shrink * dims / len(pairs) * values.mean()
