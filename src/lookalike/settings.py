@@ -112,6 +112,21 @@ class WordParams:
 
 
 @dataclass(frozen=True)
+class GateParams:
+    """When a query runs its verification stages (:mod:`lookalike.query.verification`).
+
+    Verification, word candidates and the regional stage change a ranking only when the
+    collection holds a copy of the query. Two cheap signals, read before any of them runs,
+    say whether it may: the first cosine score and the best visual-word score of the query
+    (:meth:`lookalike.index.words.InvertedFile.search`). Below both thresholds the stages are
+    skipped; 0 and 0 run them for every query.
+    """
+
+    cosine: float = 0.0  # first cosine score (in the store's space) from which they run
+    words: float = 0.0  # best visual-word score from which they run
+
+
+@dataclass(frozen=True)
 class RuntimeParams:
     """Memory of the model runtime while indexing (:mod:`lookalike.embed`, :mod:`lookalike.indexing`).
 
@@ -145,7 +160,7 @@ class Settings:
         local_features: Store each image's local features while indexing, so verifying a
             query's candidates reads none of their files (and works when they are offline).
         pipeline: The query's ranking stages (:mod:`lookalike.query.spec`).
-        transform, ann, rerank, verify, regions, words, runtime: each part's own knobs.
+        transform, ann, rerank, verify, regions, words, gate, runtime: each part's own knobs.
     """
 
     model: str = "lite0-int8"
@@ -166,6 +181,7 @@ class Settings:
     verify: VerifyParams = field(default_factory=VerifyParams)
     regions: RegionParams = field(default_factory=RegionParams)
     words: WordParams = field(default_factory=WordParams)
+    gate: GateParams = field(default_factory=GateParams)
     runtime: RuntimeParams = field(default_factory=RuntimeParams)
 
     def with_(self, **changes: Any) -> Settings:
