@@ -138,6 +138,8 @@ class Indexer:
             self._process(todo, report)
         except KeyboardInterrupt:
             report.interrupted = True
+        finally:
+            return_free_memory()  # the embedding session's, before the end-of-run stages
         # Prune last: a file moved within the roots must first be attached to its image
         # under the new name, or removing the old name would orphan (and drop) the image.
         if not report.interrupted:
@@ -342,6 +344,19 @@ def embed_pictures(embedder: Embedder, pixels: list[np.ndarray], per_call: int) 
         parts.append(embedder.embed_tensors(out))
     return Embeddings(*(np.concatenate(arrays) for arrays in zip(
         *((p.vectors, p.label_ids, p.label_probs) for p in parts), strict=True)))
+
+
+def return_free_memory() -> None:
+    """Hand memory freed by the model runtime back to the system (glibc keeps freed heap
+    pages for reuse, so the process would carry the embedding peak into the stages that
+    follow); a no-op where the C library has no ``malloc_trim``."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    trim = getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+    if trim is not None:
+        trim(0)
 
 
 def _one_line(exc: BaseException) -> str:
