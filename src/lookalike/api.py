@@ -139,6 +139,7 @@ class Index:
                 unseen = [p for p, _ in failed if os.path.isdir(p)]  # unreadable: not pruned
                 report = indexer.run(stats, prune_under=folders, unseen=unseen)
             finally:
+                del indexer  # it holds the store, which a re-learned transform rebuilds
                 self.folder.after_writes()
             report.failed[:0] = failed
             if not report.interrupted:

@@ -281,6 +281,8 @@ class IndexFolder:
         save_quietly(lambda: store.save(self.path, self.catalogue.generation))
         count = self.catalogue.count_images()
         if store.transform.stale_for(count, self.whiten_min_images(count), self.settings.transform):
+            del store
+            self._store = None  # the old matrix is freed before the new one is built
             self.open_store()
 
     # --- the neighbour graph -------------------------------------------------------------

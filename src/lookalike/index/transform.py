@@ -40,6 +40,7 @@ from .vectors import VectorStore, in_order
 
 DEFAULTS = TransformParams()
 PAIR_CHUNK = 1024  # neighbour pairs whose differences are summed into the covariance at once
+SAMPLE_CHUNK = 2048  # rows of the whitening's sample read from the catalogue at once
 
 
 def _encode(array: np.ndarray, dtype) -> str:
@@ -49,6 +50,20 @@ def _encode(array: np.ndarray, dtype) -> str:
 def _decode(text: str, dtype, shape: tuple[int, ...] | None = None) -> np.ndarray:
     array = np.frombuffer(base64.b64decode(text), dtype=dtype).astype(np.float32)
     return array.reshape(shape) if shape else array
+
+
+def _centred_sample(rows: Callable[[np.ndarray], np.ndarray], positions: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """``l2_normalise(rows(positions) - mean)`` (what a centring transform does), read and
+    centred ``SAMPLE_CHUNK`` rows at a time into one array: the whitening's sample is held
+    once, not as stored blobs, raw rows and each step of the centring. The same operations
+    in the same precision, so the same numbers."""
+    out = np.empty((len(positions), len(mean)), dtype=np.float32)
+    for start in range(0, len(positions), SAMPLE_CHUNK):
+        part = out[start : start + SAMPLE_CHUNK]
+        part[:] = rows(positions[start : start + SAMPLE_CHUNK])
+        part -= mean
+        part /= np.maximum(np.linalg.norm(part, axis=-1, keepdims=True), 1e-12)
+    return out
 
 
 def mutual_neighbour_pairs(vectors: np.ndarray, k: int = DEFAULTS.neighbours, chunk: int = 256) -> np.ndarray:
@@ -145,7 +160,7 @@ class Transform:
             return centred
         rng = np.random.default_rng(seed)
         sample = np.sort(rng.choice(count, min(count, params.sample), replace=False))
-        return cls(mean, count, Whitening.fit(centred.apply(rows(sample)), params.neighbours, params.shrink), whitened=True)
+        return cls(mean, count, Whitening.fit(_centred_sample(rows, sample, mean), params.neighbours, params.shrink), whitened=True)
 
     def stale_for(
         self, count: int, whiten_min_images: int | None = None, params: TransformParams = DEFAULTS
