@@ -34,6 +34,14 @@ index folder they read in a search (``Index.folder``):
 
 The regional steps run only when nothing among the first matches verifies surely.
 
+* ``default``: the whole search part of a default query after its picture is embedded
+  (``Index.rank`` with the query's picture: candidates, transform, first search, diffusion,
+  and the verification stages where the gate, ``Settings.gate``, lets them run), for the
+  instance queries (each has its original in the index);
+* ``default_no_copy``: the same for ``--no-copy`` photos with no copy in the index (the
+  unindexed ``BACKGROUND_Google`` photos the *paste* edits use as backgrounds), the usual
+  case for a search.
+
 ``--synthetic N`` also times the cosine search and ``QueryExpansion.apply`` on an exact store
 of N vectors (database vectors with noise), to show how the search steps grow with the
 collection; the approximate store's latency at scale is measured by benchmarks/ann.py.
@@ -75,7 +83,7 @@ from lookalike.settings import Settings  # noqa: E402
 
 STEPS = ("embed", "search", "search_categories_2019", "qe", "diffusion", "verify10", "verify20",
          "words_lookup", "verify20_words10", "regions_embed", "regions_search",
-         "regions_verify10", "regions10")
+         "regions_verify10", "regions10", "default")
 K = 10  # matches a query asks for
 
 
@@ -90,7 +98,8 @@ class SyntheticCollection:
 
 def ms(samples: list[float]) -> dict:
     return {"p50": round(1000 * statistics.median(samples), 2),
-            "p90": round(1000 * float(np.percentile(samples, 90)), 2)}
+            "p90": round(1000 * float(np.percentile(samples, 90)), 2),
+            "p95": round(1000 * float(np.percentile(samples, 95)), 2)}
 
 
 def decode(index: lookalike.Index, path: str):
@@ -176,7 +185,16 @@ def time_steps(index: lookalike.Index, queries: list[dict]) -> tuple[dict[str, l
         t = time.perf_counter()
         Regions(10).apply(query, ranking, folder)
         steps["regions10"].append(time.perf_counter() - t)
+        steps["default"].append(default_search(index, image))
     return steps, {"pipeline": cascade.spec, "search_depth": depth}
+
+
+def default_search(index: lookalike.Index, image) -> float:
+    """Seconds of a default query's search part: everything after embedding ``image``."""
+    emb = index.embed([image])
+    t = time.perf_counter()
+    index.rank(emb.vectors, lookalike.SearchOptions(k=K), label_ids=emb.label_ids, pictures=[lambda: image])
+    return time.perf_counter() - t
 
 
 def synthetic_store(index: lookalike.Index, queries: list[dict], n: int) -> dict:
@@ -210,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=Path("/tmp/lookalike-instance"))
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--synthetic", type=int, default=100_000)
+    parser.add_argument("--no-copy", type=int, default=100, help="photos with no copy in the index timed by ``default_no_copy``")
     parser.add_argument("--limit", type=int, help="a temporary index of a fixed-seed sample of N database photos (quick check)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
@@ -242,6 +261,8 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> dict:
             **ran,
             "steps_ms": {k: ms(v) for k, v in steps.items()},
         }
+        no_copy = [default_search(index, decode(index, str(p))) for p in backgrounds[: args.no_copy]]
+        result["steps_ms"]["default_no_copy"] = ms(no_copy) | {"queries": len(no_copy)}
         if args.synthetic:
             result["synthetic_exact_store"] = synthetic_store(index, queries, args.synthetic)
     return result

@@ -155,6 +155,7 @@ class Index:
                     report = merged(report, UrlSource(indexer, self.settings.urls).run(
                         urls, prune=prune, progress=progress))
             finally:
+                del indexer  # it holds the store, which a re-learned transform rebuilds
                 self.folder.after_writes()
             report.failed[:0] = failed
             if not report.interrupted:

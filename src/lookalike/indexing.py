@@ -11,7 +11,8 @@ The work is split so that each step is done at most once per file content:
    bounded window (three batches) keeps memory flat;
 4. full batches are embedded on their own threads, one batch per core, each by a
    single-threaded ONNX Runtime session (:meth:`Embedder.for_parallel_batches`), while the
-   next files decode;
+   next files decode; the model runs a few images per call (``RuntimeParams.
+   inference_batch``), since its activations are what peak memory is made of;
 5. batches are committed in order, each in one transaction, so an interrupted run keeps all
    finished batches (Ctrl-C also waits for the ones being embedded) and the next run resumes
    from there.
@@ -30,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from .discovery import is_under
-from .embed.embedder import Embedder
+from .embed.embedder import Embedder, Embeddings
 from .errors import ImageError
 from .images import load_image
 from .index.catalogue import Catalogue
@@ -114,7 +115,6 @@ class Indexer:
         self.store = store
         self.settings = settings
         self.progress = progress or (lambda done, total: None)
-        self._batch_embedder = embedder.for_parallel_batches()
         self._vocabulary = shipped_vocabulary() if settings.local_features else None
         self._verify_params = settings.verify
         # Decode big JPEGs at a reduced scale, but large enough for the local features
@@ -146,6 +146,8 @@ class Indexer:
             self._process(todo, report)
         except KeyboardInterrupt:
             report.interrupted = True
+        finally:
+            return_free_memory()  # the embedding session's, before the end-of-run stages
         # Prune last: a file moved within the roots must first be attached to its image
         # under the new name, or removing the old name would orphan (and drop) the image.
         if not report.interrupted:
@@ -197,6 +199,9 @@ class Indexer:
             return
         known_hashes = self.catalogue.known_hashes()
         self._known_hashes = known_hashes
+        # The indexing session (and its memory) lives only as long as this run's embedding:
+        # the end-of-run stages (the transform, the neighbour graph) do not share its peak.
+        embedder = self.embedder.for_parallel_batches()
         workers = self.settings.decode_workers or self.settings.cpu_count()
         streams = self.settings.threads or self.settings.cpu_count()
         window = self.settings.batch_size * 3
@@ -213,7 +218,7 @@ class Indexer:
         ):
             def submit() -> None:
                 """Hand the filled batch to the embedding threads; commit what is due."""
-                embedded = embed_pool.submit(self._embed, batch.copy()) if batch else None
+                embedded = embed_pool.submit(self._embed, embedder, batch.copy()) if batch else None
                 inflight.append((batch.copy(), reused.copy(), embedded))
                 batch.clear()
                 reused.clear()
@@ -321,15 +326,44 @@ class Indexer:
         if new_ids:
             self.store.add(np.asarray(new_ids, dtype=np.int64), np.stack(new_vectors))
 
-    def _embed(self, batch: list[_Prepared]):
-        """Normalise the batch's pictures into one float tensor and run the model (on an
-        embedding thread)."""
-        side = self._batch_embedder.input_size
-        tensors = np.empty((len(batch), 3, side, side), dtype=np.float32)
-        for slot, item in enumerate(batch):
-            self._batch_embedder.tensors(item.pixels[None], out=tensors[slot : slot + 1])
-            item.pixels = None  # free it while the batch waits to be written
-        return self._batch_embedder.embed_tensors(tensors)
+    def _embed(self, embedder: Embedder, batch: list[_Prepared]) -> Embeddings:
+        """Embed one batch's pictures (on an embedding thread); see :func:`embed_pictures`."""
+        pixels = [item.pixels for item in batch]
+        for item in batch:
+            item.pixels = None  # free them while the batch waits to be written
+        return embed_pictures(embedder, pixels, self.settings.runtime.inference_batch)
+
+
+def embed_pictures(embedder: Embedder, pixels: list[np.ndarray], per_call: int) -> Embeddings:
+    """Descriptors and labels of uint8 ``(S, S, 3)`` pictures, ``per_call`` at a time.
+
+    The model's activations for one call are the largest allocation of indexing, and they
+    grow with the images in the call; small calls keep the peak low at the same speed.
+    """
+    side = embedder.input_size
+    tensors = np.empty((min(per_call, len(pixels)), 3, side, side), dtype=np.float32)
+    parts = []
+    for start in range(0, len(pixels), per_call):
+        chunk = pixels[start : start + per_call]
+        out = tensors[: len(chunk)]
+        for slot, picture in enumerate(chunk):
+            embedder.tensors(picture[None], out=out[slot : slot + 1])
+        parts.append(embedder.embed_tensors(out))
+    return Embeddings(*(np.concatenate(arrays) for arrays in zip(
+        *((p.vectors, p.label_ids, p.label_probs) for p in parts), strict=True)))
+
+
+def return_free_memory() -> None:
+    """Hand memory freed by the model runtime back to the system (glibc keeps freed heap
+    pages for reuse, so the process would carry the embedding peak into the stages that
+    follow); a no-op where the C library has no ``malloc_trim``."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    trim = getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+    if trim is not None:
+        trim(0)
 
 
 def _read_file(stat: FileStat) -> bytes:

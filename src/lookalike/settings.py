@@ -174,6 +174,34 @@ class DupesParams:
 
 
 @dataclass(frozen=True)
+class GateParams:
+    """When a query runs its verification stages (:mod:`lookalike.query.verification`).
+
+    Verification, word candidates and the regional stage change a ranking only when the
+    collection holds a copy of the query. Two cheap signals, read before any of them runs,
+    say whether it may: the first cosine score and the best visual-word score of the query
+    (:meth:`lookalike.index.words.InvertedFile.search`). Below both thresholds the stages are
+    skipped; 0 and 0 run them for every query.
+    """
+
+    cosine: float = 0.0  # first cosine score (in the store's space) from which they run
+    words: float = 0.0  # best visual-word score from which they run
+
+
+@dataclass(frozen=True)
+class RuntimeParams:
+    """Memory of the model runtime while indexing (:mod:`lookalike.embed`, :mod:`lookalike.indexing`).
+
+    An indexing thread's peak memory is the model's activations for one ONNX Runtime call,
+    which grow with the images in it while the time per image hardly changes: a batch of
+    ``Settings.batch_size`` is committed together but run through the model in smaller calls.
+    """
+
+    inference_batch: int = 4  # images per ONNX Runtime call on an indexing thread
+    arena: bool = True  # ONNX Runtime's CPU memory arena (off: less memory held, more page faults)
+
+
+@dataclass(frozen=True)
 class Settings:
     """Tunable behaviour of indexing and search.
 
@@ -181,7 +209,8 @@ class Settings:
         model: Registered model name (``lookalike.embed.registry``): ``lite0-int8``
             (EfficientNet-Lite0 quantised to 8 bits), ``lite0``, ``lite1``, ``lite2``.
         gem_p: Generalised-mean pooling exponent of the global descriptor (1: average).
-        batch_size: Images per ONNX Runtime call while indexing.
+        batch_size: Images embedded and committed together while indexing (the model
+            runs them in calls of ``runtime.inference_batch``).
         threads: ONNX Runtime intra-op threads; 0 means all cores.
         decode_workers: Threads decoding images in parallel with inference; 0: cores.
         max_pixels: Refuse images larger than this (decompression-bomb guard).
@@ -193,8 +222,8 @@ class Settings:
         local_features: Store each image's local features while indexing, so verifying a
             query's candidates reads none of their files (and works when they are offline).
         pipeline: The query's ranking stages (:mod:`lookalike.query.spec`).
-        transform, ann, rerank, verify, regions, words, urls, watch, dupes, milvus: each part's
-            own knobs.
+        transform, ann, rerank, verify, regions, words, urls, watch, dupes, milvus, gate,
+            runtime: each part's own knobs.
     """
 
     model: str = "lite0-int8"
@@ -219,6 +248,8 @@ class Settings:
     watch: WatchParams = field(default_factory=WatchParams)
     dupes: DupesParams = field(default_factory=DupesParams)
     milvus: MilvusParams = field(default_factory=MilvusParams)
+    gate: GateParams = field(default_factory=GateParams)
+    runtime: RuntimeParams = field(default_factory=RuntimeParams)
 
     def with_(self, **changes: Any) -> Settings:
         """A copy with some fields changed (nested groups are replaced whole)."""

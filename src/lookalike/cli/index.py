@@ -27,7 +27,7 @@ def register(sub) -> dict:
     p.add_argument("--allow-private-urls", action="store_true", help="let --urls fetch from loopback and private networks")
     with_exclude(p)
     p.add_argument("--model", help=f"model for a new index: {DEFAULTS.model} (default), lite0, lite1 or lite2 (float, larger and slower: docs/benchmarks.md)")
-    p.add_argument("--batch-size", type=positive_int, help=f"images per inference batch (default {DEFAULTS.batch_size})")
+    p.add_argument("--batch-size", type=positive_int, help=f"images embedded and committed together (default {DEFAULTS.batch_size})")
     p.add_argument("--threads", type=int, help="inference threads (default: all cores)")
     p.add_argument("--no-prune", action="store_true", help="keep entries of files that were deleted")
     p.add_argument("--json", action="store_true", help="print the run report as JSON")

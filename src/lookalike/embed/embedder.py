@@ -102,6 +102,8 @@ class Embedder:
         * intra-op threads = cores (``Settings.threads``), inter-op 1: the graph is a chain;
         * no spinning: by default idle ORT threads busy-wait for the next op, stealing the
           cores that decode the next batch (measured in docs/benchmarks.md);
+        * ONNX Runtime's CPU arena as ``Settings.runtime.arena`` says: it keeps the largest
+          call's activations allocated for the next call;
         * full graph optimisation at start-up (caching the optimised graph would save
           little and tie the cache to one CPU's instruction set);
         * CUDA first when ``Settings.device`` allows and onnxruntime-gpu provides it.
@@ -112,6 +114,7 @@ class Embedder:
         options.intra_op_num_threads = self.settings.threads or self.settings.cpu_count()
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.enable_cpu_mem_arena = self.settings.runtime.arena
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         path = self.onnx_path()
         try:

@@ -66,8 +66,9 @@ class CatalogueVectors:
         """Every image id, ascending."""
         return self.catalogue.image_ids()
 
-    def chunks(self, size: int = 20_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """All ``(ids, vectors)`` in id order, ``size`` at a time (bounded memory)."""
+    def chunks(self, size: int = 4096) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """All ``(ids, vectors)`` in id order, ``size`` at a time (bounded memory: a chunk
+        and its decoded copy stay a few tens of MiB whatever the collection's size)."""
         for ids, vectors in self.catalogue.vector_chunks(size):
             yield self._transformed(ids, vectors)
 

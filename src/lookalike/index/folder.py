@@ -278,10 +278,10 @@ class IndexFolder:
     def after_writes(self) -> None:
         """Save the store; rebuild it now if the transform must be re-learned, so the next
         search starts fast."""
-        store = self.store
-        save_quietly(lambda: store.save(self.path, self.catalogue.generation))
+        save_quietly(lambda: self.store.save(self.path, self.catalogue.generation))
         count = self.catalogue.count_images()
-        if store.transform.stale_for(count, self.whiten_min_images(count), self.settings.transform):
+        if self.store.transform.stale_for(count, self.whiten_min_images(count), self.settings.transform):
+            self._store = None  # the old matrix is freed before the new one is built
             self.open_store()
 
     # --- the neighbour graph -------------------------------------------------------------

@@ -25,6 +25,9 @@ VectorsOf = Callable[[np.ndarray], np.ndarray]
 SearchFn = Callable[[np.ndarray, int, "np.ndarray | None"], tuple[np.ndarray, np.ndarray]]
 # (images linked so far, images to link), called after each chunk of neighbour searches.
 LinkProgress = Callable[[int, int], None]
+# Images whose neighbours are searched at once: the scores of a chunk against the whole
+# collection (and their top-k positions) are the graph build's largest allocation.
+SEARCH_CHUNK = 256
 
 
 class KnnGraph:
@@ -60,7 +63,7 @@ class KnnGraph:
     @classmethod
     def build(
         cls, ids: np.ndarray, vectors_of: VectorsOf, search: SearchFn, k: int,
-        fingerprint: str = "", chunk: int = 1024, progress: LinkProgress | None = None,
+        fingerprint: str = "", chunk: int = SEARCH_CHUNK, progress: LinkProgress | None = None,
     ) -> KnnGraph:
         ids = np.sort(np.asarray(ids, dtype=np.int64))
         nbrs = np.full((len(ids), k), -1, dtype=np.int64)
@@ -92,8 +95,8 @@ class KnnGraph:
         if len(added):
             k = self.k
             nbrs, sims = [], []
-            for start in range(0, len(added), 1024):
-                part = added[start : start + 1024]
+            for start in range(0, len(added), SEARCH_CHUNK):
+                part = added[start : start + SEARCH_CHUNK]
                 n, s = _neighbours(part, vectors_of(part), search, k)
                 nbrs.append(n)
                 sims.append(s)

@@ -93,8 +93,29 @@ def open_store(
         unlink_quietly(folder, AnnStore.FILES)
     store = None if rebuild else FlatStore.load(folder, catalogue.generation)
     if store is None:
-        ids, vectors = catalogue.all_vectors()
-        store = FlatStore(ids, transform(vectors) if transform and len(ids) else vectors)
+        store = FlatStore(*streamed_matrix(catalogue, transform))
         built = store
         save_quietly(lambda: built.save(folder, catalogue.generation))
     return store
+
+
+def streamed_matrix(
+    catalogue: Catalogue, transform: Callable[[np.ndarray], np.ndarray] | None, chunk: int = 4096
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Every image id and its (transformed) descriptor, read and transformed ``chunk`` rows
+    at a time into one preallocated matrix: a rebuild at the end of an indexing run then
+    holds the matrix once, not the raw descriptors and each step of the transform as well."""
+    expected = catalogue.count_images()
+    ids_parts, matrix, filled = [], None, 0
+    for ids, vectors in catalogue.vector_chunks(chunk):
+        vectors = transform(vectors) if transform else vectors
+        if matrix is None or filled + len(ids) > len(matrix):  # first chunk, or rows added since
+            grown = np.empty((max(expected, filled + len(ids)), vectors.shape[1]), np.float32)
+            if matrix is not None:
+                grown[:filled] = matrix[:filled]
+            matrix = grown
+        matrix[filled : filled + len(ids)] = vectors
+        ids_parts.append(ids)
+        filled += len(ids)
+    ids = np.concatenate(ids_parts) if ids_parts else np.zeros(0, np.int64)
+    return ids, None if matrix is None else matrix[:filled]

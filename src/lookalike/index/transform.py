@@ -39,6 +39,8 @@ from ..settings import TransformParams
 from .vectors import VectorStore, in_order
 
 DEFAULTS = TransformParams()
+PAIR_CHUNK = 1024  # neighbour pairs whose differences are summed into the covariance at once
+SAMPLE_CHUNK = 2048  # rows of the whitening's sample read from the catalogue at once
 
 
 def _encode(array: np.ndarray, dtype) -> str:
@@ -50,7 +52,21 @@ def _decode(text: str, dtype, shape: tuple[int, ...] | None = None) -> np.ndarra
     return array.reshape(shape) if shape else array
 
 
-def mutual_neighbour_pairs(vectors: np.ndarray, k: int = DEFAULTS.neighbours, chunk: int = 1024) -> np.ndarray:
+def _centred_sample(rows: Callable[[np.ndarray], np.ndarray], positions: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """``l2_normalise(rows(positions) - mean)`` (what a centring transform does), read and
+    centred ``SAMPLE_CHUNK`` rows at a time into one array: the whitening's sample is held
+    once, not as stored blobs, raw rows and each step of the centring. The same operations
+    in the same precision, so the same numbers."""
+    out = np.empty((len(positions), len(mean)), dtype=np.float32)
+    for start in range(0, len(positions), SAMPLE_CHUNK):
+        part = out[start : start + SAMPLE_CHUNK]
+        part[:] = rows(positions[start : start + SAMPLE_CHUNK])
+        part -= mean
+        part /= np.maximum(np.linalg.norm(part, axis=-1, keepdims=True), 1e-12)
+    return out
+
+
+def mutual_neighbour_pairs(vectors: np.ndarray, k: int = DEFAULTS.neighbours, chunk: int = 256) -> np.ndarray:
     """``(P, 2)`` index pairs ``i < j`` of unit vectors that are each among the other's ``k``
     nearest neighbours. Chunked, so memory stays a small multiple of the vectors'."""
     n = len(vectors)
@@ -84,8 +100,12 @@ class Whitening:
         dims = vectors.shape[1]
         if len(pairs) < dims // 4:  # the shrinkage would leave ~the identity anyway
             return None
-        differences = (vectors[pairs[:, 0]] - vectors[pairs[:, 1]]).astype(np.float64)
-        covariance = differences.T @ differences / len(pairs)
+        covariance = np.zeros((dims, dims), dtype=np.float64)
+        for start in range(0, len(pairs), PAIR_CHUNK):  # streamed: pairs x dims never in memory
+            part = pairs[start : start + PAIR_CHUNK]
+            differences = (vectors[part[:, 0]] - vectors[part[:, 1]]).astype(np.float64)
+            covariance += differences.T @ differences
+        covariance /= len(pairs)
         values, axes = np.linalg.eigh(covariance)
         values = np.maximum(values, 0.0)
         values += shrink * dims / len(pairs) * values.mean()
@@ -140,7 +160,7 @@ class Transform:
             return centred
         rng = np.random.default_rng(seed)
         sample = np.sort(rng.choice(count, min(count, params.sample), replace=False))
-        return cls(mean, count, Whitening.fit(centred.apply(rows(sample)), params.neighbours, params.shrink), whitened=True)
+        return cls(mean, count, Whitening.fit(_centred_sample(rows, sample, mean), params.neighbours, params.shrink), whitened=True)
 
     def stale_for(
         self, count: int, whiten_min_images: int | None = None, params: TransformParams = DEFAULTS

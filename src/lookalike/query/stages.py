@@ -65,6 +65,10 @@ class Query:
     _image: Image.Image | None = field(default=None, repr=False)
     _features: Features | None = field(default=None, repr=False)
     _loaded: bool = field(default=False, repr=False)
+    # Cached by the verification stages: the visual-word search ``(k, ids, scores)`` and
+    # whether the gate (:func:`lookalike.query.verification.may_hold_copy`) let them run.
+    _word_hits: tuple[int, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+    _gate: bool | None = field(default=None, repr=False)
 
     @property
     def skip(self) -> int:

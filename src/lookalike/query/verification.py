@@ -10,8 +10,11 @@
   of the regional search (:mod:`lookalike.query.regions`) are checked, each against the
   part of the query that resembles it.
 
-Each stage adds matching-point counts to the ranking (:meth:`lookalike.verify.Fit.counted`:
-0 unless the candidate shows the same picture); the cascade then moves the verified
+All three run only when a cheap signal says the collection may hold a copy of the query
+(:func:`may_hold_copy`, ``Settings.gate``): otherwise nothing would verify and they would
+leave the ranking as it is, at most of a query's cost. Each stage adds matching-point counts
+to the ranking (:meth:`lookalike.verify.Fit.counted`: 0 unless the candidate shows the same
+picture); the cascade then moves the verified
 candidates (``VerifyParams.min_inliers`` or more) to the front, most inliers first, so
 class-level rankings where nothing verifies are left exactly as they were.
 """
@@ -20,10 +23,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from ..index.words import shipped_vocabulary
 from ..verify import Features
 from .regions import regional_checks
 from .stages import Collection, Query, Ranking
+
+GATE_WORDS = 10  # word candidates the gate searches (the words stage then reuses them)
 
 
 def check(ranking: Ranking, collection: Collection, features: Features, ids: list[int]) -> None:
@@ -33,6 +40,40 @@ def check(ranking: Ranking, collection: Collection, features: Features, ids: lis
         return
     counts = collection.verifier.count_copies(features, new, collection.feature_loader(new))
     ranking.inliers.update(zip(new, counts, strict=True))
+
+
+def word_hits(query: Query, collection: Collection, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The ``k`` images sharing the most visual words with the query, ``(ids, scores)``
+    (searched once per query); None without query features or a word index."""
+    features = query.features(collection)
+    if features is None or features.descriptors is None:
+        return None
+    if len(collection.store) > collection.settings.words.max_images:
+        return None
+    if query._word_hits is None or query._word_hits[0] < k:
+        exclude = () if query.exclude is None else (query.exclude,)
+        found, scores = collection.word_index().search(
+            shipped_vocabulary().quantise(features.descriptors), k,
+            allowed=query.allowed, exclude=exclude,
+        )
+        query._word_hits = (k, found, scores)
+    _, found, scores = query._word_hits
+    return found[:k], scores[:k]
+
+
+def may_hold_copy(query: Query, ranking: Ranking, collection: Collection) -> bool:
+    """Whether the verification stages should run: the first cosine score or the best
+    visual-word score reaches its ``Settings.gate`` threshold (or there are no words to
+    tell). Decided once per query."""
+    if query._gate is None:
+        gate = collection.settings.gate
+        cosine = float(ranking.scores[0]) if len(ranking.scores) else 0.0
+        query._gate = cosine >= gate.cosine
+        if not query._gate:
+            hits = word_hits(query, collection, max(GATE_WORDS, 1))
+            best = float(hits[1][0]) if hits is not None and len(hits[1]) else 0.0
+            query._gate = hits is None or best >= gate.words
+    return query._gate
 
 
 @dataclass(frozen=True)
@@ -51,7 +92,7 @@ class Verify:
 
     def apply(self, query: Query, ranking: Ranking, collection: Collection) -> None:
         features = query.features(collection)
-        if features is not None:
+        if features is not None and may_hold_copy(query, ranking, collection):
             check(ranking, collection, features, [int(i) for i in ranking.ids[: self.n]])
 
 
@@ -70,17 +111,9 @@ class Words:
         return 0
 
     def apply(self, query: Query, ranking: Ranking, collection: Collection) -> None:
-        features = query.features(collection)
-        if features is None or features.descriptors is None:
-            return
-        if len(collection.store) > collection.settings.words.max_images:
-            return
-        exclude = () if query.exclude is None else (query.exclude,)
-        found, _ = collection.word_index().search(
-            shipped_vocabulary().quantise(features.descriptors), self.n,
-            allowed=query.allowed, exclude=exclude,
-        )
-        check(ranking, collection, features, [int(i) for i in found])
+        hits = word_hits(query, collection, self.n)
+        if hits is not None and may_hold_copy(query, ranking, collection):
+            check(ranking, collection, query.features(collection), [int(i) for i in hits[0]])
 
 
 @dataclass(frozen=True)
@@ -101,7 +134,7 @@ class Regions:
         features = query.features(collection)
         image = query.image()
         settings = collection.settings
-        if features is None or image is None:
+        if features is None or image is None or not may_hold_copy(query, ranking, collection):
             return
         if max(ranking.inliers.values(), default=0) >= settings.verify.sure_inliers:
             return

@@ -1,0 +1,95 @@
+"""What the verification gate (``Settings.gate``) could save, and what it would lose.
+
+    python benchmarks/gate.py [--no-copy 100] [--out benchmarks/results/gate.json]
+
+On the instance benchmark's index (benchmarks/instance.py, 8,910 images), every query runs
+the default pipeline with the gate off, and records the two signals the gate reads before
+any verification stage (the first cosine score in the store's space and the best
+visual-word score, :func:`lookalike.query.verification.word_hits`) and the most inliers any
+candidate reached. Queries: the 600 edited copies (each has its original in the index) and
+``--no-copy`` unindexed ``BACKGROUND_Google`` photos (the paste backgrounds; some of them
+are near-duplicates of indexed photos, which verification rightly finds). For each pair of
+thresholds the result lists the copies whose verified match the gate would have skipped
+(``lost``, by kind of edit) and the share of no-copy queries it would still let through
+(``no_copy_open``): a gate earns its place only where the second falls while the first
+stays at zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import caltech  # noqa: E402
+import instance  # noqa: E402
+
+import lookalike  # noqa: E402
+from lookalike.query import cascade, verification  # noqa: E402
+
+THRESHOLDS = [(c, w) for c in (0.45, 0.5, 0.6, 0.7) for w in (0.05, 0.06, 0.08, 0.1)]
+
+
+def signals(index: lookalike.Index, query: str) -> dict:
+    """The gate's two signals and the most inliers of one default search of ``query``."""
+    seen: dict = {}
+    first_stage = verification.Verify.apply
+
+    def verify(stage, q, ranking, collection):
+        seen["cosine"] = float(ranking.scores[0]) if len(ranking.scores) else 0.0
+        hits = verification.word_hits(q, collection, verification.GATE_WORDS)
+        seen["words"] = float(hits[1][0]) if hits is not None and len(hits[1]) else 0.0
+        return first_stage(stage, q, ranking, collection)
+
+    rank = cascade.Cascade.rank
+
+    def ranked(self, q, collection):
+        out = rank(self, q, collection)
+        seen["inliers"] = max(out.inliers.values(), default=0)
+        return out
+
+    verification.Verify.apply, cascade.Cascade.rank = verify, ranked
+    try:
+        index.search(query, 10)
+    finally:
+        verification.Verify.apply, cascade.Cascade.rank = first_stage, rank
+    return seen
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=Path("/tmp/lookalike-instance"))
+    parser.add_argument("--no-copy", type=int, default=100)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "gate.json")
+    args = parser.parse_args()
+    db, backgrounds = instance.database_files()
+    queries = instance.make_queries(args.work, 600, 1234, db, backgrounds)
+    with lookalike.Index.open(args.work / "index", create=False) as index:
+        copies = [{"kind": q["kind"], **signals(index, q["path"])} for q in queries]
+        others = [signals(index, str(p)) for p in backgrounds[: args.no_copy]]
+    min_inliers = lookalike.Settings().verify.min_inliers
+    rows = []
+    for cos, words in THRESHOLDS:
+        def opens(r, cos=cos, words=words):
+            return r["cosine"] >= cos or r["words"] >= words
+        lost = [r["kind"] for r in copies if r["inliers"] >= min_inliers and not opens(r)]
+        rows.append({"cosine": cos, "words": words, "lost": len(lost),
+                     "lost_by_kind": {k: lost.count(k) for k in sorted(set(lost))},
+                     "no_copy_open": round(float(np.mean([opens(r) for r in others])), 3)})
+    report = {
+        **caltech.run_info(), "copies": len(copies), "no_copy": len(others),
+        "copies_verified": sum(r["inliers"] >= min_inliers for r in copies),
+        "no_copy_verified": sum(r["inliers"] >= min_inliers for r in others),
+        "signals": {name: {s: np.percentile([r[s] for r in group], [5, 50, 95]).round(4).tolist()
+                           for s in ("cosine", "words")}
+                    for name, group in (("copies", copies), ("no_copy", others))},
+        "thresholds": rows,
+    }
+    caltech.write_report(report, args.out)
+
+
+if __name__ == "__main__":
+    main()
