@@ -26,7 +26,6 @@ from .discovery import discover, is_under
 from .distributed import indexer_type
 from .dupes import Group, find_duplicates
 from .embed.embedder import Embeddings
-from .embed.labels import imagenet_labels
 from .embed.tags import parse_text
 from .errors import LookalikeError
 from .images import is_url, load_image
@@ -48,6 +47,7 @@ from .query.spec import parse, with_shorthands
 from .query.text import SUGGESTIONS, rank_text, suggest
 from .settings import DEFAULT_DUPE_LEVEL, Settings
 from .sources import UrlSource, merged, read_url_list
+from .summary import index_info
 
 ImageLike = str | os.PathLike | bytes | Image.Image
 
@@ -376,26 +376,5 @@ class Index:
                 self.folder = IndexFolder.open(self.path, self.settings, create=False)
 
     def info(self) -> dict:
-        """Counts, model, vector store, the learned descriptor transform, the default query
-        pipeline and the re-ranking it resolves to, format version, size on disk and the
-        most common labels."""
-        names = imagenet_labels()
-        size = sum(f.stat().st_size for f in self.path.iterdir() if f.is_file())
-        return {
-            "path": str(self.path),
-            "images": self.catalogue.count_images(),
-            "files": self.catalogue.count_files(),
-            "failed_files": len(self.catalogue.failures()),
-            "images_with_local_features": self.catalogue.count_local_features(),
-            "store": self.store.inner.kind,
-            "transform": self.store.transform.describe(),
-            "pipeline": self.settings.pipeline,
-            "rerank": self.rerank_method(),
-            "model": self.settings.model,
-            "model_id": self.catalogue.get_meta("model_id"),
-            "format_version": self.catalogue.version,
-            "bytes_on_disk": size,
-            "top_labels": [
-                {"label": names[c], "images": n} for c, n in self.catalogue.label_histogram()
-            ],
-        }
+        """What ``lookalike info`` shows (:func:`lookalike.summary.index_info`)."""
+        return index_info(self.folder, self.rerank_method())
