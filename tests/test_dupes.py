@@ -154,20 +154,20 @@ def test_cli_json_csv_and_not_duplicate(collection, tmp_path, capsys):
     assert capsys.readouterr().err == "error: no indexed image with id 99999\n"
 
 
-def test_a_format5_catalogue_gains_the_dupes_tables(tmp_path):
+def test_a_format4_catalogue_gains_the_dupes_tables(tmp_path):
     from lookalike.index.catalogue import Catalogue
 
     path = tmp_path / "catalogue.sqlite"
     cat = Catalogue(path)
     for table in ("not_duplicates", "dupe_pairs", "dupe_state"):
         cat.db.execute(f"DROP TABLE {table}")
-    cat.db.execute("UPDATE meta SET value = '5' WHERE key = 'format_version'")
+    cat.db.execute("UPDATE meta SET value = '4' WHERE key = 'format_version'")
     cat.close()
     readonly = Catalogue(path, readonly=True)  # read as it is: nothing to find yet
-    assert readonly.version == 5 and readonly.dupe_pairs() == [] and readonly.dupe_state() == {}
+    assert readonly.version == 4 and readonly.dupe_pairs() == [] and readonly.dupe_state() == {}
     readonly.close()
     cat = Catalogue(path)
-    assert cat.version == Catalogue.VERSION == 6
+    assert cat.version == Catalogue.VERSION == 5
     cat.save_dupe_pairs([], {"checked": "0"})
     assert cat.dupe_state() == {"checked": "0"} and cat.not_duplicate_pairs() == set()
     cat.close()

@@ -29,14 +29,14 @@ import numpy as np
 from .embed.embedder import Embedder, Embeddings
 from .errors import LookalikeError
 from .index.formats import FileStat
-from .indexing import Indexer, IndexReport, _Prepared
+from .indexing import Indexer, IndexReport, Prepared, embed_pictures
 from .settings import Settings
 
 LOCAL = "local"
 
 
 class _AnyHash(set):
-    """Every hash counts as known: :meth:`Indexer._prepare` then reads and hashes a file and
+    """Every hash counts as known: :meth:`Indexer.prepare` then reads and hashes a file and
     stops before decoding it (what the driver does)."""
 
     def __contains__(self, item: object) -> bool:
@@ -51,11 +51,12 @@ class EmbedActor:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         items = [
-            self.indexer._prepare(FileStat(str(loc), int(size), int(mtime)), set())
+            self.indexer.prepare(FileStat(str(loc), int(size), int(mtime)), set())
             for loc, size, mtime in zip(batch["location"], batch["size"], batch["mtime_ns"], strict=True)
         ]
         good = [item for item in items if item.error is None]
-        embedded = self.indexer._embed(good) if good else None
+        embedded = embed_pictures(self.indexer.embedder, [item.pixels for item in good],
+                                  self.indexer.settings.runtime.inference_batch) if good else None
         rows, j = [], 0
         for item in items:
             vector = None
@@ -83,7 +84,7 @@ class RayIndexer(Indexer):
         self.progress(0, len(todo))
         workers = self.settings.decode_workers or self.settings.cpu_count()
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hash") as pool:
-            hashed = list(pool.map(lambda stat: self._prepare(stat, _AnyHash()), todo))
+            hashed = list(pool.map(lambda stat: self.prepare(stat, _AnyHash()), todo))
         new = [item for item in hashed if item.error is None and item.hash not in known]
         started = _connect(ray, self.address, self.settings)
         results = self._embedded(ray, new)
@@ -94,7 +95,7 @@ class RayIndexer(Indexer):
             if started:
                 ray.shutdown()
 
-    def _embedded(self, ray, new: list[_Prepared]):
+    def _embedded(self, ray, new: list[Prepared]):
         """``(location, result)`` of each new file from the actor pool (in order, normally)."""
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True
@@ -115,8 +116,8 @@ class RayIndexer(Indexer):
     def _commit_in_order(self, hashed, known, results, report: IndexReport) -> None:
         """Take the files in their discovery order, as :meth:`Indexer._process` does: a
         failure is recorded, known content linked, new content committed with its vector."""
-        batch: list[_Prepared] = []
-        reused: list[_Prepared] = []
+        batch: list[Prepared] = []
+        reused: list[Prepared] = []
         arrived: dict[str, tuple] = {}  # results ahead of the file being committed
         done = 0
         for item in hashed:
@@ -141,7 +142,7 @@ def indexer_type(address: str | None) -> Callable[..., Indexer]:
     return partial(RayIndexer, address=address) if address else Indexer
 
 
-def _stacked(batch: list[_Prepared]) -> Embeddings:
+def _stacked(batch: list[Prepared]) -> Embeddings:
     vectors, label_ids, label_probs = zip(*(item.embedding for item in batch), strict=True)
     return Embeddings(np.stack(vectors), np.stack(label_ids), np.stack(label_probs))
 

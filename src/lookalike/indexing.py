@@ -91,7 +91,9 @@ def forget(catalogue: Catalogue, store: VectorStore, locations: list[str]) -> li
 
 
 @dataclass
-class _Prepared:
+class Prepared:
+    """One file after reading, hashing and (for new content) decoding: what committing needs."""
+
     stat: FileStat
     hash: str = ""
     width: int = 0
@@ -168,8 +170,8 @@ class Indexer:
             forget(self.catalogue, self.store, gone)
             report.removed = len(set(gone) & set(known))
 
-    def _prepare(self, stat: FileStat, known_hashes: set[str]) -> _Prepared:
-        item = _Prepared(stat)
+    def prepare(self, stat: FileStat, known_hashes: set[str]) -> Prepared:
+        item = Prepared(stat)
         try:
             if stat.size > self.settings.max_file_bytes:
                 raise ImageError(f"file is larger than {self.settings.max_file_bytes} bytes")
@@ -205,11 +207,11 @@ class Indexer:
         workers = self.settings.decode_workers or self.settings.cpu_count()
         streams = self.settings.threads or self.settings.cpu_count()
         window = self.settings.batch_size * 3
-        pending: deque[Future[_Prepared]] = deque()
+        pending: deque[Future[Prepared]] = deque()
         # Batches being embedded (one per core), committed strictly in submission order.
-        inflight: deque[tuple[list[_Prepared], list[_Prepared], Future]] = deque()
-        batch: list[_Prepared] = []
-        reused: list[_Prepared] = []
+        inflight: deque[tuple[list[Prepared], list[Prepared], Future]] = deque()
+        batch: list[Prepared] = []
+        reused: list[Prepared] = []
         done = 0
         self.progress(0, len(todo))
         with (
@@ -234,7 +236,7 @@ class Indexer:
 
             try:
                 for stat in todo:
-                    pending.append(pool.submit(self._prepare, stat, known_hashes))
+                    pending.append(pool.submit(self.prepare, stat, known_hashes))
                     while len(pending) >= window or (pending and pending[0].done()):
                         take_one()
                 while pending:
@@ -326,7 +328,7 @@ class Indexer:
         if new_ids:
             self.store.add(np.asarray(new_ids, dtype=np.int64), np.stack(new_vectors))
 
-    def _embed(self, embedder: Embedder, batch: list[_Prepared]) -> Embeddings:
+    def _embed(self, embedder: Embedder, batch: list[Prepared]) -> Embeddings:
         """Embed one batch's pictures (on an embedding thread); see :func:`embed_pictures`."""
         pixels = [item.pixels for item in batch]
         for item in batch:

@@ -22,7 +22,7 @@ from PIL import ImageOps
 
 from ..index.catalogue_dupes import PairRow
 from ..index.folder import IndexFolder
-from ..index.graph import _neighbours as nearest
+from ..index.graph import nearest_neighbours
 from ..settings import DupesParams
 from ..verify import extract, inliers
 
@@ -78,7 +78,7 @@ def check_chunk(folder: IndexFolder, chunk: np.ndarray, seen: set[tuple[int, int
     def rough(queries, k, candidates):  # candidates for a check: an approximate store skimps
         return store.inner.search(queries, k, candidates, rough=True)
 
-    neighbours, _ = nearest(chunk, store.vectors(chunk), rough, params.neighbours)
+    neighbours, _ = nearest_neighbours(chunk, store.vectors(chunk), rough, params.neighbours)
     rows = dict(zip(chunk.tolist(), neighbours.tolist(), strict=True))
     by_words: dict[int, list[int]] = {}
     if params.words and len(store) <= params.words_max_images:

@@ -70,7 +70,7 @@ class KnnGraph:
         sims = np.full((len(ids), k), -np.inf, dtype=np.float32)
         for start in range(0, len(ids), chunk):
             part = ids[start : start + chunk]
-            n, s = _neighbours(part, vectors_of(part), search, k)
+            n, s = nearest_neighbours(part, vectors_of(part), search, k)
             nbrs[start : start + len(part)], sims[start : start + len(part)] = n, s
             if progress is not None:
                 progress(start + len(part), len(ids))
@@ -97,7 +97,7 @@ class KnnGraph:
             nbrs, sims = [], []
             for start in range(0, len(added), SEARCH_CHUNK):
                 part = added[start : start + SEARCH_CHUNK]
-                n, s = _neighbours(part, vectors_of(part), search, k)
+                n, s = nearest_neighbours(part, vectors_of(part), search, k)
                 nbrs.append(n)
                 sims.append(s)
                 if progress is not None:
@@ -295,7 +295,9 @@ def _as_saved(sims: np.ndarray) -> np.ndarray:
     return np.asarray(sims, dtype=np.float16).astype(np.float32)
 
 
-def _neighbours(ids: np.ndarray, vectors: np.ndarray, search: SearchFn, k: int):
+def nearest_neighbours(
+    ids: np.ndarray, vectors: np.ndarray, search: SearchFn, k: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` neighbours of each id (itself excluded), padded with -1 / -inf."""
     scores, found = search(vectors, k + 1, None)
     nbrs = np.full((len(ids), k), -1, dtype=np.int64)

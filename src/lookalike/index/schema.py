@@ -3,9 +3,9 @@
 A new catalogue is created at :data:`VERSION` from :data:`TABLES`. An older one, opened for
 writing, runs each step of :data:`STEPS` newer than its version, in order, in one transaction
 that also records the new version (:meth:`lookalike.index.catalogue.Catalogue.ensure_version`);
-opened read-only, it is read as it is. A new format is one more step: write ``_to_7(db)``
-(plain SQL that turns any format-6 catalogue into format 7), append ``(7, _to_7)`` to
-``STEPS``, set ``VERSION = 7`` and give ``TABLES`` the new shape.
+opened read-only, it is read as it is. A new format is one more step: write ``_to_6(db)``
+(plain SQL that turns any format-5 catalogue into format 6), append ``(6, _to_6)`` to
+``STEPS``, set ``VERSION = 6`` and give ``TABLES`` the new shape.
 
 Also here: how the file is opened (:func:`connect`: read-only media included), how a location
 is stored (:func:`stored_location`), and how a damaged catalogue is examined and read back
@@ -25,9 +25,9 @@ import numpy as np
 
 from .formats import DESCRIPTOR_BYTES, FEATURE_POINT_DTYPE, WORD_DTYPE
 
-VERSION = 6
+VERSION = 5
 
-# The validators an indexed URL's server sent, for conditional re-fetches (format 5).
+# The validators an indexed URL's server sent, for conditional re-fetches (format 4).
 URL_SOURCES = """CREATE TABLE IF NOT EXISTS url_sources (
     location TEXT PRIMARY KEY,
     etag TEXT,
@@ -78,7 +78,7 @@ TABLES = (
     )""",
     URL_SOURCES,
 )
-# Format 6: duplicate finding (lookalike.dupes). Pairs a person said are not duplicates, by
+# Format 5: duplicate finding (lookalike.dupes). Pairs a person said are not duplicates, by
 # content hash (they survive removing and re-indexing the files); the pairs checked so far
 # and what was checked (derived state, rebuilt when lost).
 DUPES_TABLES = (
@@ -137,22 +137,22 @@ def _to_3(db: sqlite3.Connection) -> None:
     a format-2 catalogue holds only text locations."""
 
 
-def _to_5(db: sqlite3.Connection) -> None:
-    """Format 5 remembers, per indexed URL, the validators its server sent (``ETag``,
+def _to_4(db: sqlite3.Connection) -> None:
+    """Format 4 remembers, per indexed URL, the validators its server sent (``ETag``,
     ``Last-Modified``), so a re-run asks only whether it changed (:mod:`lookalike.sources`).
     Older catalogues have no URL metadata: their URLs are fetched once in full."""
     db.execute(URL_SOURCES)
 
 
-def _to_6(db: sqlite3.Connection) -> None:
-    """Format 6 adds the tables of duplicate finding (:data:`DUPES_TABLES`), empty."""
+def _to_5(db: sqlite3.Connection) -> None:
+    """Format 5 adds the tables of duplicate finding (:data:`DUPES_TABLES`), empty."""
     for statement in DUPES_TABLES:
         db.execute(statement)
 
 
 # (version it brings a catalogue to, step), oldest first.
 STEPS: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = (
-    (2, _to_2), (3, _to_3), (5, _to_5), (6, _to_6))
+    (2, _to_2), (3, _to_3), (4, _to_4), (5, _to_5))
 
 
 def stored_location(location: str) -> str | bytes:
