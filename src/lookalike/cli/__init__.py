@@ -20,6 +20,7 @@ from ..version import __version__
 from . import dupes, examine, index, search, serve, tags, watch
 from .common import EXIT_ERROR, EXIT_INTERRUPTED
 from .examples import add_examples
+from .interrupts import interrupts_outside_finalizers
 
 COMMAND_MODULES = (index, search, examine, dupes, serve, tags, watch)
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
@@ -45,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
             stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        with interrupts_outside_finalizers():
+            return COMMANDS[args.command](args)
     except LookalikeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
