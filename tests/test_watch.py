@@ -78,6 +78,11 @@ def test_copies_moves_deletes_and_overwrites_are_applied(watched):
         shutil.copy(photo, burst / f"{i:02d}.jpg")
     shutil.copy(PHOTOS[0], burst / ".hidden.jpg")
     found = _wait_for(db, lambda f: len(f) == len(PHOTOS), "the burst")
+    # The run's report is appended once its end stages are done, after the last commit.
+    deadline = time.monotonic() + 60
+    while sum(r.embedded for r in reports if r is not None) < len(PHOTOS) - 2:
+        assert time.monotonic() < deadline, reports
+        time.sleep(0.1)
     runs = [r.as_dict() for r in reports if r is not None]
     assert len([r for r in runs if r["embedded"]]) == 1, runs
     assert sum(r["embedded"] for r in runs) == len(PHOTOS) - 2, runs
