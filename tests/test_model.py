@@ -13,6 +13,7 @@ from lookalike.embed.efficientnet import block_specs, build_onnx
 from lookalike.embed.embedder import Embedder
 from lookalike.embed.labels import imagenet_labels, label_ids
 from lookalike.embed.quantize import calibration_images, load_ranges, measure_ranges
+from lookalike.embed import registry
 from lookalike.embed.registry import available_models, get_model
 from lookalike.errors import ModelError
 from lookalike.images import load_image
@@ -62,6 +63,17 @@ def test_model_cache_is_reused(tmp_path):
     path = embedder.onnx_path()
     mtime = path.stat().st_mtime_ns
     assert Embedder(Settings(cache_dir=tmp_path)).onnx_path().stat().st_mtime_ns == mtime
+
+
+def test_weights_hash_is_remembered_in_the_cache(tmp_path, monkeypatch):
+    spec = get_model("lite0")
+    digest = spec.weights_hash(tmp_path)
+    assert (tmp_path / registry.HASHES_FILE).exists()
+    monkeypatch.setattr(registry, "_file_sha256", lambda *a: pytest.fail("weights read again"))
+    assert spec.weights_hash(tmp_path) == digest  # a fresh process reads the cache instead
+    (tmp_path / registry.HASHES_FILE).write_text("{damaged")
+    monkeypatch.undo()
+    assert spec.weights_hash(tmp_path) == digest  # a damaged cache is only a re-read
 
 
 def test_registry_and_labels():

@@ -8,8 +8,6 @@ its catalogue costs nothing.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..atomic import replacing
 from ..errors import ModelError
 from ..settings import Settings
 from . import quantize  # noqa: F401 - registers the int8 models (lite0-int8)
@@ -58,7 +57,7 @@ class Embedder:
     @property
     def model_id(self) -> str:
         """Identifies what a vector means: model, weights and pooling. Stored in the index."""
-        return f"{self.spec.name}-{self.spec.weights_hash()[:12]}-gem{self.settings.gem_p:g}"
+        return f"{self.spec.name}-{self.spec.weights_hash(self.settings.cache_dir)[:12]}-gem{self.settings.gem_p:g}"
 
     @property
     def input_size(self) -> int:
@@ -67,7 +66,7 @@ class Embedder:
     def onnx_path(self) -> Path:
         """The cached ONNX file for this model, built on first use."""
         cache = Path(self.settings.cache_dir)
-        path = cache / f"{self.spec.name}-{self.spec.weights_hash()[:16]}-g{GRAPH_VERSION}.onnx"
+        path = cache / f"{self.spec.name}-{self.spec.weights_hash(self.settings.cache_dir)[:16]}-g{GRAPH_VERSION}.onnx"
         if not path.exists():
             self._build(path)
         return path
@@ -78,16 +77,8 @@ class Embedder:
         state = self.spec.loader(self.spec.weights_path())
         model = self.spec.builder(state)
         path.parent.mkdir(parents=True, exist_ok=True)
-        # Write to a temporary file and rename, so concurrent or interrupted builds never
-        # leave a half-written model behind.
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".onnx.tmp")
-        os.close(fd)
-        try:
-            onnx.save(model, tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with replacing(path, ".onnx.tmp") as tmp:  # (concurrent or interrupted builds never
+            onnx.save(model, str(tmp))             # leave a half-written model behind)
 
     @property
     def session(self):

@@ -8,6 +8,7 @@ weights come only from installed packages.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_write
 from ..errors import ModelError
 
 
@@ -60,11 +62,43 @@ class ModelSpec:
             raise ModelError(f"weights file for model '{self.name}' is missing: {path}")
         return path
 
-    def weights_hash(self) -> str:
-        """SHA-256 of the weights file, cached per file size and mtime."""
+    def weights_hash(self, cache_dir: Path | None = None) -> str:
+        """SHA-256 of the weights file, cached per file size and mtime: in this process, and
+        in ``cache_dir`` when given (so a fresh process, such as one CLI search, does not
+        read the whole file again)."""
         path = self.weights_path()
         stat = path.stat()
-        return _file_sha256(str(path), stat.st_size, stat.st_mtime_ns)
+        key = [str(path), stat.st_size, stat.st_mtime_ns]
+        remembered = _remembered_hashes(cache_dir)
+        digest = remembered.get(key[0])
+        if digest and digest[:2] == key[1:]:
+            return digest[2]
+        sha = _file_sha256(*key)
+        if cache_dir is not None:
+            _remember_hash(cache_dir, {**remembered, key[0]: [*key[1:], sha]})
+        return sha
+
+
+HASHES_FILE = "weights-sha256.json"
+
+
+def _remembered_hashes(cache_dir: Path | None) -> dict[str, list]:
+    if cache_dir is None:
+        return {}
+    try:
+        return json.loads((Path(cache_dir) / HASHES_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _remember_hash(cache_dir: Path, hashes: dict[str, list]) -> None:
+    """Write the hash cache (a cache that cannot be written only costs a re-read)."""
+    path = Path(cache_dir) / HASHES_FILE
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, json.dumps(hashes).encode())
+    except OSError:
+        pass
 
 
 @lru_cache(maxsize=16)
