@@ -83,6 +83,32 @@ def test_save_and_load(vectors, tmp_path):
     assert KnnGraph.load(tmp_path / "nowhere", "space") == (None, -1)
 
 
+def _mapped(array: np.ndarray) -> bool:
+    """Whether ``array`` views a file's pages (no copy read into memory)."""
+    while array is not None:
+        if isinstance(array, np.memmap):
+            return True
+        array = array.base if isinstance(array, np.ndarray) else None
+    return False
+
+
+def test_a_loaded_graph_is_mapped_and_syncs_without_touching_its_file(vectors, tmp_path):
+    ids = np.arange(1, 41, dtype=np.int64)
+    store = FlatStore(ids[:30], vectors[:30])
+    KnnGraph.build(ids[:30], store.vectors, store.search, 5, "space").save(tmp_path, 1)
+    before = (tmp_path / KnnGraph.FILE).read_bytes()
+    loaded, _ = KnnGraph.load(tmp_path, "space")
+    assert _mapped(loaded.neighbours)  # a view of the file's pages, not a copy
+    store.add(ids[30:], vectors[30:40])
+    assert loaded.sync(ids, store.vectors, store.search) is True  # written in place
+    assert np.isin(loaded.neighbours, ids[30:]).any()
+    assert (tmp_path / KnnGraph.FILE).read_bytes() == before  # (copy-on-write)
+    # The checked read (lookalike check) sees the same arrays as the mapped one.
+    mapped, _ = load_with_meta(tmp_path / KnnGraph.FILE, ("ids", "neighbours"), mapped=True)
+    read, _ = load_with_meta(tmp_path / KnnGraph.FILE, ("ids", "neighbours"))
+    assert all(np.array_equal(mapped[n], read[n]) for n in ("ids", "neighbours"))
+
+
 def test_hubness_corrected_links():
     # H is a hub: as close to A, B, C, D (0.70) as they are to their own partners (0.68),
     # and very close to G. Raw similarity links A to H; CSLS, which discounts images that

@@ -86,6 +86,18 @@ def test_exact_store_saved_loaded_and_rebuilt(catalogue, vectors, tmp_path, monk
     assert len(open_store(tmp_path, catalogue, AnnParams())) == len(vectors) - 1
 
 
+def test_exact_store_reads_back_its_float16_precision_mapped(vectors, tmp_path):
+    ids = np.arange(1, len(vectors) + 1, dtype=np.int64)
+    FlatStore(ids, vectors).save(tmp_path, 3)
+    loaded = FlatStore.load(tmp_path, 3)
+    rounded = vectors.astype(np.float16).astype(np.float32)
+    assert loaded.matrix.dtype == np.float32 and np.array_equal(loaded.matrix, rounded)
+    assert isinstance(loaded.matrix, np.memmap) or isinstance(loaded.matrix.base, np.memmap)
+    # An older store file (float16 on disk) loads to the same matrix.
+    np.save(tmp_path / "flat-vectors.npy", vectors.astype(np.float16))
+    assert np.array_equal(FlatStore.load(tmp_path, 3).matrix, rounded)
+
+
 def test_expected_images_choose_the_store(catalogue, tmp_path):
     assert isinstance(open_store(tmp_path, catalogue, AnnParams(threshold=5000)), FlatStore)
     # A big first run (images about to be added) goes approximate at once.

@@ -12,67 +12,80 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-
-@contextmanager
-def _replacing(path: Path, suffix: str) -> Iterator[Path]:
-    """A temporary name next to ``path`` to write, this process's own (two processes saving
-    the same derived file cannot write into one temporary file); renamed over ``path`` when
-    the block ends, removed when it fails (a full disk leaves no half-written file behind)."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}{suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
-        raise
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` in one step (readers see the old or the new file)."""
-    with _replacing(path, ".tmp") as tmp, open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+from ..atomic import atomic_write, replacing  # noqa: F401 - atomic_write: the index's writes import it here
 
 
 def atomic_save(path: Path, array: np.ndarray) -> None:
     """``np.save`` to ``path``, replaced in one step."""
-    with _replacing(path, ".tmp.npy") as tmp:
+    with replacing(path, ".tmp.npy") as tmp:
         np.save(tmp, array)
 
 
 def save_with_meta(path: Path, meta: dict, **arrays: np.ndarray) -> None:
     """Arrays and a JSON ``meta`` dict in one ``.npz``, replaced atomically (derived data
     such as the neighbour graph or the word index, stamped with what it reflects)."""
-    with _replacing(path, ".tmp.npz") as tmp:
+    with replacing(path, ".tmp.npz") as tmp:
         np.savez(tmp, meta=np.array(json.dumps(meta)), **arrays)
 
 
 def load_with_meta(
-    path: Path, names: tuple[str, ...], optional: tuple[str, ...] = (), **expected: object
+    path: Path, names: tuple[str, ...], optional: tuple[str, ...] = (), *, mapped: bool = False,
+    **expected: object,
 ) -> tuple[dict[str, np.ndarray], int] | None:
     """``(arrays, generation)`` written by :func:`save_with_meta`, or None when the file is
     missing, unreadable, lacks one of ``names`` or its meta differs from ``expected``.
-    Arrays named in ``optional`` are included when the file has them."""
+    Arrays named in ``optional`` are included when the file has them.
+
+    ``mapped`` maps the arrays from the file instead of reading them (copy-on-write): a
+    fresh process, such as one CLI search, then touches only the pages it uses. Reading
+    (the default) also checks each array's CRC, which is what ``lookalike check`` wants."""
     try:
         with np.load(path) as z:
             meta = json.loads(str(z["meta"]))
             if any(meta.get(key) != value for key, value in expected.items()):
                 return None
-            arrays = {name: z[name] for name in names}
-            arrays.update({name: z[name] for name in optional if name in z.files})
+            present = [*names, *(name for name in optional if name in z.files)]
+            read = _mapped_members(path, z.zip, present) if mapped else {}
+            arrays = {name: read[name] if name in read else z[name] for name in present}
             return arrays, int(meta.get("generation", -1))
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
         return None
+
+
+_NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def _mapped_members(path: Path, archive: zipfile.ZipFile, names: list[str]) -> dict[str, np.ndarray]:
+    """The stored (uncompressed) ``.npy`` members ``names`` of an ``.npz``, memory-mapped
+    where they lie in the file (``np.savez`` stores without compression)."""
+    out = {}
+    with open(path, "rb") as f:
+        for name in names:
+            info = archive.getinfo(f"{name}.npy")
+            if info.compress_type != zipfile.ZIP_STORED or not info.file_size:
+                continue  # (read normally)
+            f.seek(info.header_offset)
+            local = f.read(30)  # the local file header: its name and extra field follow
+            if local[:4] != b"PK\x03\x04":
+                raise ValueError(f"{path}: damaged member {name}")
+            start = info.header_offset + 30 + int.from_bytes(local[26:28], "little") \
+                + int.from_bytes(local[28:30], "little")
+            f.seek(start)
+            header = _NPY_HEADERS.get(np.lib.format.read_magic(f))
+            if header is None:
+                continue
+            shape, fortran, dtype = header(f)
+            if dtype.hasobject or fortran or not np.prod(shape):
+                continue
+            mapped = np.memmap(f, dtype=dtype, mode="c", offset=f.tell(), shape=shape)
+            out[name] = mapped.view(np.ndarray)  # (a plain array; the map lives on as its base)
+    return out
 
 
 def save_quietly(save: Callable[[], None]) -> bool:

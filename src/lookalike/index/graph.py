@@ -140,7 +140,7 @@ class KnnGraph:
         names = ("ids", "neighbours", "sims")
         saved = load_with_meta(
             Path(folder) / cls.FILE, names, ("link_params", "link_rows", "link_weights"),
-            fingerprint=fingerprint,
+            mapped=True, fingerprint=fingerprint,
         )
         if saved is None:
             return None, -1

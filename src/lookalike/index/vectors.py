@@ -167,7 +167,9 @@ class FlatStore:
     def save(self, folder: Path, generation: int) -> None:
         folder = Path(folder)
         atomic_save(folder / "flat-ids.npy", self.ids)
-        atomic_save(folder / "flat-vectors.npy", self.matrix.astype(np.float16))
+        # Float16 precision (what the store has always kept), written as float32 so that
+        # a fresh process maps the file instead of converting every row before a search.
+        atomic_save(folder / "flat-vectors.npy", self.matrix.astype(np.float16).astype(np.float32))
         meta = {"generation": generation, "count": len(self.ids)}
         atomic_write(folder / "flat.json", json.dumps(meta).encode())
 
@@ -180,7 +182,9 @@ class FlatStore:
             if meta.get("generation") != generation:
                 return None
             ids = np.load(folder / "flat-ids.npy")
-            vectors = np.load(folder / "flat-vectors.npy").astype(np.float32)
+            vectors = np.load(folder / "flat-vectors.npy", mmap_mode="c")
+            if vectors.dtype != np.float32:  # (an older float16 file)
+                vectors = vectors.astype(np.float32)
         except (OSError, ValueError):
             return None
         if len(ids) != meta.get("count") or len(vectors) != len(ids):

@@ -230,7 +230,7 @@ class InvertedFile:
     def load(cls, folder: Path, vocabulary: str) -> tuple[InvertedFile | None, int]:
         """The saved file and the catalogue generation it reflects, or ``(None, -1)``."""
         names = ("ids", "postings", "starts", "norms", "idf")
-        saved = load_with_meta(Path(folder) / cls.FILE, names, vocabulary=vocabulary)
+        saved = load_with_meta(Path(folder) / cls.FILE, names, mapped=True, vocabulary=vocabulary)
         if saved is None:
             return None, -1
         return cls(*(saved[0][name] for name in names)), saved[1]
