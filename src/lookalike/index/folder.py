@@ -310,12 +310,13 @@ class IndexFolder:
     def _update_graph(
         self, graph: KnnGraph, saved: int, generation: int
     ) -> tuple[KnnGraph | None, bool]:
-        current = CatalogueVectors(self.catalogue).ids()
-        changed = int(np.setxor1d(graph.ids, current).size)
-        if graph.k != self.settings.rerank.graph_pool or changed > len(current) // 2:
-            return None, True  # a pool of another size, or mostly new: rebuilt
+        if graph.k != self.settings.rerank.graph_pool:
+            return None, True  # a pool of another size: rebuilt
         if saved == generation and graph.links_saved:
-            return graph, False
+            return graph, False  # (it reflects the catalogue as it is)
+        current = CatalogueVectors(self.catalogue).ids()
+        if np.setxor1d(graph.ids, current).size > len(current) // 2:
+            return None, True  # mostly new: rebuilt
         store = self.store
         graph.sync(current, store.vectors, store.inner.search, self._progress)
         return graph, True
