@@ -132,3 +132,28 @@ def test_query_skips_one_more_when_it_leaves_itself_out():
     query = Query(vector, 5, picture=lambda: calls.append(1) or "picture")
     assert query.image() == "picture" and query.image() == "picture" and calls == [1]  # once
     assert Query(vector, 5).image() is None
+
+
+def test_prepare_loads_what_the_stages_read_before_any_search(built_index, monkeypatch):
+    """A search loads the graph and the word index while its query is embedded; a pipeline
+    that does not read them leaves them unloaded."""
+    import lookalike
+    from lookalike.index.folder import IndexFolder
+
+    read: list[str] = []
+
+    def recording(name):
+        original = getattr(IndexFolder, name)
+
+        def method(self, *args, **kwargs):
+            read.append(name)
+            return original(self, *args, **kwargs)
+        return method
+
+    for name in ("graph", "word_index"):
+        monkeypatch.setattr(IndexFolder, name, recording(name))
+    with lookalike.Index.open(built_index[0], create=False) as index:
+        parse("cosine,qe,verify:20").prepare(index.folder)
+        assert read == []
+        parse("cosine,diffusion,words:10").prepare(index.folder)
+        assert read == ["graph", "word_index"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -246,14 +247,20 @@ class Index:
     ) -> list[SearchResult]:
         """Like :meth:`search` for several queries, embedded in one batch."""
         options = SearchOptions.from_any(options, k=k, **changes)
-        decoded = [self._decode(image) for image in images]  # kept for verification
-        embeddings = self.embedder.embed_images(decoded)
+        with ThreadPoolExecutor(1) as worker:  # the pipeline loads its files meanwhile
+            embedding = worker.submit(self._embed_queries, images)
+            self.pipeline(options).prepare(self.folder)
+            decoded, embeddings = embedding.result()
         names = list(names) if names is not None else [describe_query(i) for i in images]
         pictures = [(lambda picture=picture: picture) for picture in decoded]
         ranked = self.rank(embeddings.vectors, options, label_ids=embeddings.label_ids,
                            pictures=pictures)
         return search_results(self.catalogue, names, ranked, embeddings.label_ids, options.k,
                               label_classes(options.label))
+
+    def _embed_queries(self, images: Sequence[ImageLike]) -> tuple[list[Image.Image], Embeddings]:
+        decoded = [self._decode(image) for image in images]  # kept for verification
+        return decoded, self.embedder.embed_images(decoded)
 
     def search_by_id(
         self, image_id: int, k: int | None = None, *,

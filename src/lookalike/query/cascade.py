@@ -69,6 +69,15 @@ class Cascade:
     def __repr__(self) -> str:
         return f"Cascade({self.spec!r})"
 
+    def prepare(self, collection: Collection) -> None:
+        """Load what the stages will read: the store (the first search's), and what a stage
+        with a ``prepare`` reads besides."""
+        _ = collection.store  # (opening it loads it)
+        for stage in self.stages:
+            prepare = getattr(stage, "prepare", None)
+            if prepare is not None:
+                prepare(collection)
+
     def rank(self, query: Query, collection: Collection) -> Ranked:
         """The first ``query.k`` matches of one query (without the excluded image)."""
         skip = query.skip

@@ -109,6 +109,9 @@ class Diffusion:
     def depth(self, collection: Collection) -> int:
         return self.params(collection).depth
 
+    def prepare(self, collection: Collection) -> None:
+        collection.graph()
+
     def apply(self, query: Query, ranking: Ranking, collection: Collection) -> None:
         ids = ranking.ids
         if len(ids) == 0:
@@ -139,6 +142,10 @@ class Auto:
 
     def depth(self, collection: Collection) -> int:
         return self.resolve(collection).depth(collection)
+
+    def prepare(self, collection: Collection) -> None:
+        if isinstance(chosen := self.resolve(collection), Diffusion):
+            chosen.prepare(collection)
 
     def apply(self, query: Query, ranking: Ranking, collection: Collection) -> None:
         self.resolve(collection).apply(query, ranking, collection)

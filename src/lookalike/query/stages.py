@@ -117,7 +117,11 @@ class Ranking:
 
 
 class Stage(Protocol):
-    """One step of a query pipeline. ``spec`` is how the stage is written in a spec string."""
+    """One step of a query pipeline. ``spec`` is how the stage is written in a spec string.
+
+    A stage that reads more than the store (the neighbour graph, the word index) also has
+    ``prepare(collection)``, which loads it: a fresh process does that while the query is
+    still being embedded (:meth:`~lookalike.query.cascade.Cascade.prepare`)."""
 
     kind: str  # "first", "rerank" or "verify": where the stage belongs in a pipeline
 

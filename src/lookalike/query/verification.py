@@ -110,6 +110,11 @@ class Words:
     def depth(self, collection: Collection) -> int:
         return 0
 
+    def prepare(self, collection: Collection) -> None:
+        if len(collection.store) <= collection.settings.words.max_images:
+            collection.word_index()
+            shipped_vocabulary()
+
     def apply(self, query: Query, ranking: Ranking, collection: Collection) -> None:
         hits = word_hits(query, collection, self.n)
         if hits is not None and may_hold_copy(query, ranking, collection):
