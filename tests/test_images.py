@@ -16,13 +16,13 @@ import pytest
 from PIL import Image, ImageFile
 
 from lookalike.errors import ImageError
+from lookalike.fetch import load_image_url
 from lookalike.images import (
     SUPPORTED_EXTENSIONS,
     image_size,
     is_supported,
     is_url,
     load_image,
-    load_image_url,
 )
 
 DATASET = Path(__file__).resolve().parents[1].parent / "shared/datasets/caltech101"
@@ -331,7 +331,7 @@ def test_url_dns_rebinding_is_refused_at_connect(server, monkeypatch):
     No traffic leaves the machine: the "public" answer is only ever checked, never
     connected to, and the second answer points at the local test server.
     """
-    import lookalike.images as images
+    import lookalike.fetch as fetch
 
     port = int(server.rsplit(":", 1)[1])
     real = socket.getaddrinfo
@@ -342,6 +342,6 @@ def test_url_dns_rebinding_is_refused_at_connect(server, monkeypatch):
             return next(answers, real("127.0.0.1", port, type=socket.SOCK_STREAM))
         return real(host, *args, **kwargs)
 
-    monkeypatch.setattr(images.socket, "getaddrinfo", rebinding)
+    monkeypatch.setattr(fetch.socket, "getaddrinfo", rebinding)
     with pytest.raises(ImageError, match="non-public address 127.0.0.1"):
         load_image_url(f"http://rebind.test:{port}/red.png")

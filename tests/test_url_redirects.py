@@ -16,7 +16,7 @@ import pytest
 import lookalike
 from conftest import caltech_image
 from lookalike.errors import ImageError
-from lookalike.images import fetch_url
+from lookalike.fetch import fetch_url
 from lookalike.settings import Settings, UrlParams
 
 PUBLIC = "1.2.3.4"  # global unicast; exists only inside the namespace

@@ -23,7 +23,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from .errors import ImageError, LookalikeError
-from .images import FetchError, fetch_url, is_url
+from .fetch import FetchError, fetch_url
+from .images import is_url
 from .index.catalogue import Catalogue
 from .index.catalogue_urls import UrlState
 from .index.formats import FileStat

@@ -8,7 +8,8 @@ from __future__ import annotations
 from fastapi import HTTPException
 
 from ..errors import ImageError
-from ..images import fetch_url, is_url
+from ..fetch import fetch_url
+from ..images import is_url
 from ..index.catalogue import Catalogue
 from ..indexing import hash_bytes
 from .state import ServerState, known_locations

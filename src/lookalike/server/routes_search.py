@@ -14,7 +14,8 @@ from fastapi import APIRouter, File, HTTPException, UploadFile
 from PIL import Image
 
 from ..errors import ImageError
-from ..images import load_image, load_image_url
+from ..fetch import load_image_url
+from ..images import load_image
 from .dependencies import State
 from .models import SearchOut, UrlQuery, result_out
 from .openapi import error_responses
