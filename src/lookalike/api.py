@@ -18,19 +18,17 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
 
 from .discovery import discover, is_under
 from .distributed import indexer_type
-from .dupes import Group, find_duplicates
 from .embed.embedder import Embeddings
 from .embed.tags import parse_text
 from .errors import LookalikeError
 from .images import is_url, load_image
-from .index.check import CheckReport, check_index
 from .index.folder import IndexFolder
 from .index.graph import KnnGraph
 from .index.lock import writer_lock
@@ -47,8 +45,11 @@ from .query.results import SearchResult, search_results
 from .query.spec import parse, with_shorthands
 from .query.text import SUGGESTIONS, rank_text, suggest
 from .settings import DEFAULT_DUPE_LEVEL, Settings
-from .sources import UrlSource, merged, read_url_list
 from .summary import index_info
+
+if TYPE_CHECKING:  # (imported where used: a search does not load duplicates, checks or URLs)
+    from .dupes import Group
+    from .index.check import CheckReport
 
 ImageLike = str | os.PathLike | bytes | Image.Image
 
@@ -142,6 +143,8 @@ class Index:
         or with ``wait=False`` raises :class:`~lookalike.errors.IndexBusyError`. The paths are
         checked before anything is written or waited for; ``ray`` embeds on Ray (docs/scale.md).
         """
+        from .sources import UrlSource, merged, read_url_list
+
         roots, urls = check_paths(paths), read_url_list(urls)
         with writer_lock(self.path, wait=wait, on_wait=on_wait):
             failed: list[tuple[str, str]] = []
@@ -362,6 +365,8 @@ class Index:
                    progress: Callable[[int, int], None] | None = None) -> list[Group]:
         """Groups of duplicate files, ``exact``, ``copies`` or ``similar`` (:mod:`lookalike.dupes`);
         only images added since the last call have their neighbourhoods checked."""
+        from .dupes import find_duplicates
+
         return find_duplicates(self.folder, level, min_group, progress)
 
     def not_duplicate(self, image_ids: Sequence[int]) -> int:
@@ -373,6 +378,8 @@ class Index:
         """``lookalike check``: the catalogue's integrity and every derived file against it,
         one line per problem. ``repair`` rebuilds the derived files and recovers a damaged
         catalogue (this index is closed meanwhile, then opened again)."""
+        from .index.check import check_index
+
         if not repair:
             return check_index(self.path, self.settings)
         with writer_lock(self.path):  # no indexing run may write meanwhile
