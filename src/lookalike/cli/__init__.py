@@ -23,6 +23,10 @@ from .examples import add_examples
 from .interrupts import interrupts_outside_finalizers
 
 COMMAND_MODULES = (index, search, examine, dupes, serve, tags, watch)
+# Commands whose matrix products are small (a few queries against the store): OpenBLAS runs
+# them on one thread, which spares a fresh process its thread pool's start-up (NumPy starts
+# it on import, one spinning thread per core). A user's own OPENBLAS_NUM_THREADS wins.
+ONE_BLAS_THREAD = frozenset({"search"})
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
 
@@ -45,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
+    if args.command in ONE_BLAS_THREAD and "numpy" not in sys.modules:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
         with interrupts_outside_finalizers():
             return COMMANDS[args.command](args)
