@@ -9,11 +9,11 @@ from PIL import Image
 from skimage import data
 
 from conftest import SUBSET_CLASSES, caltech_image
+from lookalike.embed import registry
 from lookalike.embed.efficientnet import block_specs, build_onnx
 from lookalike.embed.embedder import Embedder
 from lookalike.embed.labels import imagenet_labels, label_ids
 from lookalike.embed.quantize import calibration_images, load_ranges, measure_ranges
-from lookalike.embed import registry
 from lookalike.embed.registry import available_models, get_model
 from lookalike.errors import ModelError
 from lookalike.images import load_image
