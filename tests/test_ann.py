@@ -166,3 +166,25 @@ def test_index_above_threshold_uses_ann_end_to_end(photos, tmp_path):
         assert all("analog clock" in m.labels for m in filtered.matches)
     with lookalike.Index.open(tmp_path / "index", settings=settings) as index:
         assert index.search(query, k=1).matches[0].path == str(query)
+
+
+def test_a_fresh_process_adds_to_an_approximate_store_without_crashing(photos, tmp_path):
+    """Adding to an index with an approximate store opens the store before the model runs;
+    loading ONNX Runtime after usearch's compiled module used to kill that process with a
+    segmentation fault (every collection from AnnParams.threshold images up)."""
+    import subprocess
+    import sys
+
+    folders = sorted(p for p in photos.iterdir() if p.is_dir())
+    settings = "Settings(ann=AnnParams(threshold=5))"  # (also in the fresh process)
+    with lookalike.Index.open(tmp_path / "index", settings=Settings(ann=AnnParams(threshold=5))) as index:
+        index.add(folders[:2])
+        assert isinstance(index.store.inner, AnnStore)
+    code = (
+        "import lookalike\nfrom lookalike.settings import AnnParams, Settings\n"
+        f"with lookalike.Index.open({str(tmp_path / 'index')!r}, settings={settings}) as index:\n"
+        f"    print(index.add([{str(folders[2])!r}]).embedded)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout.split()[-1]) == len(list(folders[2].iterdir()))

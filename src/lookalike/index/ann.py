@@ -76,6 +76,17 @@ class CatalogueVectors:
         return ids, (self.transform(vectors) if self.transform and len(ids) else vectors)
 
 
+def usearch_index() -> type:
+    """usearch's ``Index`` class, imported with ONNX Runtime loaded first: loading ONNX
+    Runtime after usearch's compiled module crashes the process (a segmentation fault
+    inside ONNX Runtime's start-up), and a process that opens a large index before it
+    embeds (``lookalike index`` adding to one) would do exactly that."""
+    import onnxruntime  # noqa: F401 - (the order is the point)
+    from usearch.index import Index
+
+    return Index
+
+
 class AnnStore:
     """A :class:`~lookalike.index.vectors.VectorStore` backed by a usearch HNSW graph.
 
@@ -235,9 +246,7 @@ class AnnStore:
 
     # --- internals -------------------------------------------------------------------
     def _new_index(self, ndim: int):
-        from usearch.index import Index
-
-        return Index(
+        return usearch_index()(
             ndim=ndim,
             metric="l2sq",
             dtype="i8",
@@ -258,23 +267,19 @@ class AnnStore:
         """The graph in memory, about to change; a read-only map is loaded on first write."""
         self._same_as = None
         if self._viewed is not None:
-            from usearch.index import Index
-
-            self._index = Index.restore(str(self._viewed), view=False)
+            self._index = usearch_index().restore(str(self._viewed), view=False)
             self._index.expansion_search = self.params.expansion_search
             self._viewed = None
         return self._index
 
     def load_saved(self, folder: Path) -> dict | None:
         """Map the saved graph read-only; None when missing, damaged or of another shape."""
-        from usearch.index import Index
-
         try:
             meta = json.loads((folder / "ann.json").read_text())
             if meta.get("codec_version") != CODEC_VERSION:
                 return None
             codec = Int8Codec.load(folder / "ann-codec.npy")
-            index = Index.restore(str(folder / "ann.usearch"), view=True)
+            index = usearch_index().restore(str(folder / "ann.usearch"), view=True)
         except (OSError, ValueError, RuntimeError, KeyError):
             return None
         if index is None or len(index) != meta.get("count") or index.ndim != codec.dims:
