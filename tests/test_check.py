@@ -125,3 +125,21 @@ def test_check_reports_each_derived_file_problem_in_one_line_and_repairs_them(tm
         index.catalogue.set_meta({"model_id": "another-model"})
         [problem] = index.check().problems
         assert problem.startswith("model: the index holds vectors of another-model, this lookalike computes ")
+
+
+def test_repair_keeps_the_validators_of_urls_still_indexed(tmp_path):
+    """A recovered catalogue keeps each indexed URL's ETag / Last-Modified (the next run
+    re-fetches nothing unchanged), and drops validators whose file row is gone."""
+    import sqlite3
+
+    from lookalike.index.catalogue import Catalogue
+    from lookalike.index.check import read_back
+
+    db, _ = small_index(tmp_path, classes=("watch",), per_class=2)
+    catalogue = Catalogue(db / "catalogue.sqlite")
+    indexed = next(iter(catalogue.files_by_location()))
+    with catalogue.transaction() as write:
+        Catalogue.record_validators(write, [(indexed, '"v1"', None), ("https://gone.test/a.jpg", '"v2"', None)])
+    catalogue.close()
+    salvage = read_back(sqlite3.connect(db / "catalogue.sqlite"))
+    assert [row[:3] for row in salvage.tables["url_sources"]] == [(indexed, '"v1"', None)]

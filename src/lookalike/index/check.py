@@ -205,6 +205,7 @@ def read_back(db: sqlite3.Connection) -> Salvage:
     fixed = {"format_version": str(schema.VERSION), "generation": str(generation),
              "retired_image_id": str(retired)}
     failures = [r for r in schema.readable_rows(db, "failures")[0] if isinstance(r[3], str)]
+    indexed = {schema.read_location(f[1]) for f in files}
     out.tables = {
         "meta": [*((k, v) for k, v in meta.items() if k not in fixed), *fixed.items()],
         "images": [r for r in valid if r[0] in keep],
@@ -213,6 +214,9 @@ def read_back(db: sqlite3.Connection) -> Salvage:
         "local_features": [row for i in sorted(keep) for row in features.get(i, [])],
         "failures": failures,
         "not_duplicates": _rows_if_any(db, "not_duplicates"),
+        # A URL's validators only with its file row: a validator without one would make the
+        # next run's conditional fetch answer "unchanged" for an image no longer indexed.
+        "url_sources": [r for r in _rows_if_any(db, "url_sources") if r[0] in indexed],
     }
     return out
 

@@ -230,6 +230,7 @@ COLUMNS = {
     "local_features": ("image_id", "points", "descriptors", "words"),
     "failures": ("location", "size", "mtime_ns", "reason", "at"),
     "not_duplicates": ("hash_a", "hash_b", "at"),
+    "url_sources": ("location", "etag", "last_modified", "checked_at"),
 }
 _FIRST_KEY = -(2**63)
 
