@@ -90,6 +90,10 @@ def test_recall_and_exact_scores_against_flat(data, built):
     r_scores, r_ids = ann.search(queries, 3, rough=True)
     assert _recall(f_ids[:, :3], r_ids) >= 0.9
     assert flat.search(queries, 3, rough=True)[1].tolist() == f_ids[:, :3].tolist()
+    # A batch is searched and re-scored together, and answers as each query alone would.
+    alone = [ann.search(q, 10) for q in queries[:5]]
+    assert np.array_equal(np.concatenate([i for _, i in alone]), a_ids[:5])
+    assert np.array_equal(np.concatenate([s for s, _ in alone]), a_scores[:5])
 
 
 def test_add_replace_and_remove(data):

@@ -43,6 +43,9 @@ from .vectors import in_order, top_k
 VectorSource = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 CODEC_VERSION = 1
+# Exact descriptors read from the catalogue at once to re-score a batch of queries
+# (about 10 MiB as float32): one read for many queries, not one each.
+RESCORE_READ = 2048
 
 
 class CatalogueVectors:
@@ -310,10 +313,8 @@ class AnnStore:
         total = len(self)
         if candidates is not None:  # oversample by how rare the allowed ids are
             want = min(total, math.ceil(want * total / max(len(candidates), 1)))
-        codes = self.codec.encode(queries)
         out = []
-        for code in codes:
-            found = self._graph_search(code, want)
+        for found in self._graph_search(self.codec.encode(queries), want):
             if candidates is not None:
                 found = found[np.isin(found, candidates)]
                 if len(found) < min(k, len(candidates)):  # too rare after all: be exact
@@ -339,32 +340,67 @@ class AnnStore:
             out.append(np.concatenate([in_graph[nearest], buffered]))
         return out
 
-    def _graph_search(self, code: np.ndarray, count: int) -> np.ndarray:
-        # usearch widens the beam to ``count`` by itself when count > expansion_search.
-        return np.asarray(self._index.search(code, count).keys, dtype=np.int64)
+    def _graph_search(self, codes: np.ndarray, count: int) -> list[np.ndarray]:
+        """The ``count`` nearest ids by code of each row of ``codes``: one call for the
+        batch, spread over the cores (the same answers as one query at a time).
+        usearch widens the beam to ``count`` by itself when count > expansion_search."""
+        found = self._index.search(codes, count)  # threads: all cores
+        if len(codes) == 1:
+            return [np.asarray(found.keys, dtype=np.int64)]
+        return [np.asarray(found.keys[r, : found.counts[r]], dtype=np.int64) for r in range(len(codes))]
 
     def _rescore(
         self, queries: np.ndarray, proposals: list[np.ndarray], k: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Exact scores for each query's proposed ids; top ``k`` of them, best first."""
-        rows_s, rows_i = [], []
-        for query, ids in zip(queries, proposals, strict=True):
-            if len(self._buffer_ids):
-                in_buffer = np.isin(self._buffer_ids, ids)
-                found_b, vec_b = self._buffer_ids[in_buffer], self._buffer[in_buffer]
-                ids = ids[~np.isin(ids, found_b)]
-            else:
-                found_b = np.zeros(0, dtype=np.int64)
-                vec_b = np.zeros((0, len(query)), dtype=np.float32)
-            found, vectors = self.exact(ids) if len(ids) else (ids, vec_b[:0])
-            found = np.concatenate([found, found_b])
-            vectors = np.concatenate([vectors.reshape(-1, len(query)), vec_b])
-            scores = vectors @ query
-            best = top_k(scores[None, :], k)[0]
-            rows_s.append(scores[best])
-            rows_i.append(found[best])
+        """Exact scores for each query's proposed ids; top ``k`` of them, best first.
+
+        The descriptors of a batch of queries' proposals are read from the catalogue in one
+        go (up to ``RESCORE_READ`` of them: bounded memory) and scored together; each
+        query gets what it would get alone."""
+        rows_s: list[np.ndarray] = []
+        rows_i: list[np.ndarray] = []
+        per_read = max(1, RESCORE_READ // max((len(p) for p in proposals), default=1))
+        for start in range(0, len(queries), per_read):
+            scores, ids = self._rescore_batch(queries[start : start + per_read], proposals[start : start + per_read], k)
+            rows_s += scores
+            rows_i += ids
         width = min(len(r) for r in rows_i) if rows_i else 0
         return (
             np.stack([r[:width] for r in rows_s]).astype(np.float32),
             np.stack([r[:width] for r in rows_i]).astype(np.int64),
         )
+
+    def _rescore_batch(
+        self, queries: np.ndarray, proposals: list[np.ndarray], k: int
+    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """:meth:`_rescore` of a few queries. Each query's candidates are its proposed ids
+        found in the catalogue, ascending (as the catalogue answers), then the buffered
+        ones; rows of the score matrix shorter than the longest are padded with -inf."""
+        buffered = self._buffer_ids
+        stored = [np.unique(ids[~np.isin(ids, buffered)] if len(buffered) else ids) for ids in proposals]
+        wanted = np.unique(np.concatenate(stored))
+        found, vectors = self.exact(wanted) if len(wanted) else (wanted, queries[:0])
+        vectors = vectors.reshape(len(found), queries.shape[1])
+        if np.any(found[1:] < found[:-1]):
+            order = np.argsort(found)
+            found, vectors = found[order], vectors[order]
+        pool = np.concatenate([vectors, self._buffer]) if len(buffered) else vectors
+        pool_ids = np.concatenate([found, buffered])
+        positions = []
+        for own, ids in zip(stored, proposals, strict=True):
+            at = np.minimum(np.searchsorted(found, own), max(len(found) - 1, 0))
+            at = at[found[at] == own] if len(found) else at[:0]
+            extra = np.flatnonzero(np.isin(buffered, ids)) + len(found) if len(buffered) else at[:0]
+            positions.append(np.concatenate([at, extra]))
+        counts = np.array([len(at) for at in positions])
+        width = int(counts.max(initial=0))
+        table = np.zeros((len(queries), width), dtype=np.int64)
+        valid = np.arange(width) < counts[:, None]
+        table[valid] = np.concatenate(positions) if len(positions) else []
+        scores = np.full(table.shape, -np.inf, dtype=np.float32)
+        for r, (query, n) in enumerate(zip(queries, counts, strict=True)):
+            scores[r, :n] = pool[table[r, :n]] @ query  # as one query alone: same rounding
+        best = top_k(scores, k)
+        kept = [row[: min(k, n)] for row, n in zip(best, counts, strict=True)]
+        return ([s[row] for s, row in zip(scores, kept, strict=True)],
+                [pool_ids[t[row]] for t, row in zip(table, kept, strict=True)])
