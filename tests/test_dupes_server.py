@@ -52,6 +52,7 @@ def test_groups_come_a_page_at_a_time(folder, tmp_path):
     api = client(folder, tmp_path)
     whole = api.get("/api/dupes").json()
     assert whole["level"] == "copies" and whole["total_groups"] == 2 and whole["offset"] == 0
+    assert whole["pending"] == 9  # checked for the answer, not stored: a GET writes nothing
     sizes = [len(g["files"]) for g in whole["groups"]]
     assert sizes == [3, 2]
     first = whole["groups"][0]["files"][0]
@@ -59,6 +60,7 @@ def test_groups_come_a_page_at_a_time(folder, tmp_path):
     assert api.get(first["thumbnail_url"]).headers["content-type"] == "image/jpeg"
     second = api.get("/api/dupes", params={"offset": 1, "limit": 1}).json()
     assert second["total_groups"] == 2 and second["groups"] == whole["groups"][1:]
+    assert second["pending"] == 9 and api.app.state.lookalike.index.catalogue.dupe_pairs() == []
     exact = api.get("/api/dupes", params={"level": "exact"}).json()
     assert [len(g["files"]) for g in exact["groups"]] == [2]
     assert api.get("/api/dupes", params={"min_group": 3}).json()["total_groups"] == 1
@@ -78,6 +80,10 @@ def test_not_a_duplicate_needs_the_token(folder, tmp_path):
     wrong = {"Authorization": "Bearer nope"}
     assert api.post("/api/dupes/not-duplicate", json=body, headers=wrong).status_code == 401
     auth = {"Authorization": f"Bearer {TOKEN}"}
+    assert api.post("/api/dupes/check").status_code == 401
+    assert api.post("/api/dupes/check", headers=auth).json() == {"checked": 9, "pending": 0}
+    stored = api.get("/api/dupes").json()
+    assert stored["pending"] == 0 and stored["groups"][1]["image_ids"] == group["image_ids"]
     unknown = api.post("/api/dupes/not-duplicate", json={"image_ids": [1, 99999]}, headers=auth)
     assert unknown.status_code == 400 and "99999" in unknown.json()["error"]
     done = api.post("/api/dupes/not-duplicate", json=body, headers=auth)
@@ -86,6 +92,7 @@ def test_not_a_duplicate_needs_the_token(folder, tmp_path):
     api.app.state.lookalike.close()
     read_only = client(folder, tmp_path / "again")
     assert read_only.post("/api/dupes/not-duplicate", json=body, headers=auth).status_code == 403
+    assert read_only.post("/api/dupes/check", headers=auth).status_code == 403
     read_only.app.state.lookalike.close()
 
 

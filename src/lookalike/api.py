@@ -362,12 +362,13 @@ class Index:
         return self.folder.word_index()
 
     def duplicates(self, level: str = DEFAULT_DUPE_LEVEL, *, min_group: int | None = None,
-                   progress: Callable[[int, int], None] | None = None) -> list[Group]:
+                   progress: Callable[[int, int], None] | None = None, save: bool = True) -> list[Group]:
         """Groups of duplicate files, ``exact``, ``copies`` or ``similar`` (:mod:`lookalike.dupes`);
-        only images added since the last call have their neighbourhoods checked."""
+        only images added since the last saved check have their neighbourhoods checked
+        (and stored, unless ``save`` is False)."""
         from .dupes import find_duplicates
 
-        return find_duplicates(self.folder, level, min_group, progress)
+        return find_duplicates(self.folder, level, min_group, progress, save)
 
     def not_duplicate(self, image_ids: Sequence[int]) -> int:
         """Mark every pair among ``image_ids`` "not a duplicate" (kept by content, so it

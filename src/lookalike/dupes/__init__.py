@@ -20,17 +20,19 @@ from ..errors import LookalikeError
 from ..index.folder import IndexFolder
 from ..settings import DEFAULT_DUPE_LEVEL
 from .groups import LEVELS, DupeFile, Group, build_groups
-from .pairs import Progress, update_pairs
+from .pairs import Progress, pending, update_pairs
 
-__all__ = ["LEVELS", "DupeFile", "Group", "find_duplicates"]
+__all__ = ["LEVELS", "DupeFile", "Group", "find_duplicates", "pending"]
 
 
 def find_duplicates(folder: IndexFolder, level: str = DEFAULT_DUPE_LEVEL, min_group: int | None = None,
-                    progress: Progress | None = None) -> list[Group]:
+                    progress: Progress | None = None, save: bool = True) -> list[Group]:
     """The duplicate groups of ``level`` in the index at ``folder`` (see the module), of at
-    least ``min_group`` files (default ``Settings.dupes.min_group``)."""
+    least ``min_group`` files (default ``Settings.dupes.min_group``). ``save`` False checks
+    the images added since the last saved check without storing anything (a read-only
+    answer, such as the REST API's GET)."""
     if level not in LEVELS:
         raise LookalikeError(f"unknown duplicate level {level!r}: use one of {', '.join(LEVELS)}")
-    pairs = [] if level == "exact" else update_pairs(folder, progress)
+    pairs = [] if level == "exact" else update_pairs(folder, progress, save)
     params = folder.settings.dupes
     return build_groups(folder.catalogue, pairs, level, params, min_group or params.min_group)

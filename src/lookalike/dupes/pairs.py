@@ -43,17 +43,31 @@ def kept(pair: PairRow, params: DupesParams) -> bool:
     return pair[3] >= min(params.similar_inliers, params.copy_inliers)
 
 
-def update_pairs(folder: IndexFolder, progress: Progress | None = None) -> list[PairRow]:
-    """Check the neighbourhoods of the images not checked yet and return every stored pair
-    (a read-only catalogue gets them checked in memory, every time)."""
+def checked_up_to(folder: IndexFolder) -> tuple[bool, int]:
+    """Whether the stored pairs are void (settings changed since), and the last image id
+    whose neighbourhood they cover: images with larger ids are still to check."""
+    state = folder.catalogue.dupe_state()
+    fresh = state.get("fingerprint") != fingerprint(folder)
+    return fresh, 0 if fresh else int(state.get("checked", 0))
+
+
+def pending(folder: IndexFolder) -> int:
+    """Images whose neighbourhoods the stored pairs do not cover yet."""
+    ids = folder.catalogue.image_ids()
+    return int((ids > checked_up_to(folder)[1]).sum())
+
+
+def update_pairs(folder: IndexFolder, progress: Progress | None = None, save: bool = True) -> list[PairRow]:
+    """Check the neighbourhoods of the images not checked yet and return every stored pair;
+    ``save`` stores what was checked (else, as on a read-only catalogue, the pending
+    images are checked in memory, every time)."""
     catalogue, params = folder.catalogue, folder.settings.dupes
-    state, current = catalogue.dupe_state(), fingerprint(folder)
-    fresh = state.get("fingerprint") != current
-    checked = 0 if fresh else int(state.get("checked", 0))
+    current = fingerprint(folder)
+    fresh, checked = checked_up_to(folder)
     ids = catalogue.image_ids()
     todo = ids[ids > checked]
     pairs: dict[tuple[int, int], PairRow] = {} if fresh else {(a, b): (a, b, c, n) for a, b, c, n in catalogue.dupe_pairs()}
-    writable = not catalogue.readonly
+    writable = save and not catalogue.readonly
     seen: set[tuple[int, int]] = set()
     for start in range(0, len(todo), params.chunk):
         chunk = todo[start : start + params.chunk]

@@ -1,5 +1,7 @@
-"""``/api/dupes``: groups of duplicate files, a page at a time, and marking a group "not a
-duplicate" (a write: it needs the token). Nothing is ever deleted through the API."""
+"""``/api/dupes``: groups of duplicate files, a page at a time; storing the check of newly
+added images, and marking a group "not a duplicate" (writes: they need the token). A GET
+writes nothing: images added since the last stored check are checked for its answer only.
+Nothing is ever deleted through the API."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
+from ..dupes import pending
 from ..settings import DEFAULT_DUPE_LEVEL, DUPE_LEVELS
 from .dependencies import State, require_token
 from .models import image_urls
@@ -30,14 +33,29 @@ def duplicates(
     min_group: int | None = Query(None, ge=2, le=10_000, description="only groups of at least this many files (default: the index's setting)"),
 ) -> dict:
     with state.reading() as index:
-        groups = index.duplicates(level, min_group=min_group)
+        unchecked = pending(index.folder) if level != "exact" else 0
+        groups = index.duplicates(level, min_group=min_group, save=False)
         limit = limit or index.settings.dupes.page_size
     page = []
     for group in groups[offset : offset + limit]:
         out = group.as_dict()
         out["files"] = [{**f, **image_urls(f["image_id"])} for f in out["files"]]
         page.append(out)
-    return {"level": level, "total_groups": len(groups), "offset": offset, "limit": limit, "groups": page}
+    return {"level": level, "total_groups": len(groups), "offset": offset, "limit": limit,
+            "pending": unchecked, "groups": page}
+
+
+@dupes_routes.post(
+    "/check",
+    dependencies=[Depends(require_token)],
+    responses=error_responses(401, 403),
+    summary="Check the images added since the last stored check and store their pairs (needs the token)",
+)
+def check(state: State) -> dict:
+    with state.reading() as index:
+        checked = pending(index.folder)
+        index.duplicates(min_group=2)
+        return {"checked": checked, "pending": pending(index.folder)}
 
 
 @dupes_routes.post(
