@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,9 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 import lookalike
 from conftest import caltech_image
 from lookalike.cli import main
+from lookalike.dupes.pairs import current_graph
 from lookalike.errors import LookalikeError
+from lookalike.settings import Settings
 
 ORIGINALS = [(c, n) for c in ("watch", "sunflower", "Leopards", "pizza") for n in (1, 2, 3, 4)]
 SHOTS = [("car_side", n) for n in (3, 4, 5)]  # one car, consecutive shots: close, not copies
@@ -171,3 +174,21 @@ def test_a_format4_catalogue_gains_the_dupes_tables(tmp_path):
     cat.save_dupe_pairs([], {"checked": "0"})
     assert cat.dupe_state() == {"checked": "0"} and cat.not_duplicate_pairs() == set()
     cat.close()
+
+
+def test_a_current_neighbour_graph_replaces_the_search(collection, tmp_path):
+    """Where the saved neighbour graph is current (indexing keeps it where queries diffuse),
+    its rows are read instead of searching: the same pairs are checked (word candidates
+    off, which find the copies by themselves)."""
+    copy = tmp_path / "index"
+    shutil.copytree(collection[0], copy)
+    settings = Settings().with_(dupes=replace(Settings().dupes, words=0))
+    with lookalike.Index.open(copy, settings=settings, create=False) as index:
+        assert current_graph(index.folder) is None  # too few images to diffuse: none saved
+        index.duplicates("copies")
+        searched = sorted(index.catalogue.dupe_pairs())
+        index.graph()
+        assert current_graph(index.folder) is not None
+        index.catalogue.save_dupe_pairs([], {}, clear=True)
+        index.duplicates("copies")
+        assert sorted(index.catalogue.dupe_pairs()) == searched and len(searched) >= 4

@@ -1,5 +1,6 @@
 """Which image pairs may be duplicates: each image's nearest neighbours from the index's own
-kNN search (the vector store: exact, HNSW or remote alike), and in collections up to
+kNN search (the vector store: exact, HNSW or remote alike; read from the neighbour graph
+instead when its file is current, as indexing leaves it where queries diffuse), and in collections up to
 :attr:`DupesParams.words_max_images` the images sharing the most visual words with it (the
 query cascade's word index: copies turned a quarter, whose global descriptor changed too
 much), checked by spatial verification of their stored local features. No all-pairs matrix: time and memory grow with the number
@@ -22,7 +23,7 @@ from PIL import ImageOps
 
 from ..index.catalogue_dupes import PairRow
 from ..index.folder import IndexFolder
-from ..index.graph import nearest_neighbours
+from ..index.graph import KnnGraph, nearest_neighbours
 from ..settings import DupesParams
 from ..verify import extract, inliers
 
@@ -69,9 +70,10 @@ def update_pairs(folder: IndexFolder, progress: Progress | None = None, save: bo
     pairs: dict[tuple[int, int], PairRow] = {} if fresh else {(a, b): (a, b, c, n) for a, b, c, n in catalogue.dupe_pairs()}
     writable = save and not catalogue.readonly
     seen: set[tuple[int, int]] = set()
+    graph = current_graph(folder) if len(todo) else None
     for start in range(0, len(todo), params.chunk):
         chunk = todo[start : start + params.chunk]
-        found = [p for p in check_chunk(folder, chunk, seen) if kept(p, params)]
+        found = [p for p in check_chunk(folder, chunk, seen, graph) if kept(p, params)]
         pairs.update(((a, b), (a, b, c, n)) for a, b, c, n in found)
         if writable:
             state = {"fingerprint": current, "checked": str(int(chunk[-1]))}
@@ -84,15 +86,28 @@ def update_pairs(folder: IndexFolder, progress: Progress | None = None, save: bo
     return [p for p in pairs.values() if p[0] in alive and p[1] in alive]
 
 
-def check_chunk(folder: IndexFolder, chunk: np.ndarray, seen: set[tuple[int, int]]) -> list[PairRow]:
+def current_graph(folder: IndexFolder) -> KnnGraph | None:
+    """The saved neighbour graph when it is current with the catalogue and holds enough
+    neighbours per image: its rows are the kNN search's answers, already paid for."""
+    graph, generation = KnnGraph.load(folder.path, folder.store.transform.fingerprint)
+    if graph is None or generation != folder.catalogue.generation or graph.k < folder.settings.dupes.neighbours:
+        return None
+    return graph
+
+
+def check_chunk(folder: IndexFolder, chunk: np.ndarray, seen: set[tuple[int, int]],
+                graph: KnnGraph | None = None) -> list[PairRow]:
     """The pairs of ``chunk``'s images with their neighbours (each pair once per run):
     cosine of the stored descriptors, and inliers of the stored local features (the
-    mirrored picture too, for close pairs that do not verify)."""
+    mirrored picture too, for close pairs that do not verify). Neighbours come from
+    ``graph`` when it holds the chunk, else from the store's search."""
     params, store = folder.settings.dupes, folder.store
     def rough(queries, k, candidates):  # candidates for a check: an approximate store skimps
         return store.inner.search(queries, k, candidates, rough=True)
 
-    neighbours, _ = nearest_neighbours(chunk, store.vectors(chunk), rough, params.neighbours)
+    neighbours = graph.nearest(chunk, params.neighbours) if graph is not None else None
+    if neighbours is None:
+        neighbours, _ = nearest_neighbours(chunk, store.vectors(chunk), rough, params.neighbours)
     rows = dict(zip(chunk.tolist(), neighbours.tolist(), strict=True))
     by_words: dict[int, list[int]] = {}
     if params.words and len(store) <= params.words_max_images:
@@ -112,23 +127,26 @@ def check_chunk(folder: IndexFolder, chunk: np.ndarray, seen: set[tuple[int, int
         return []
     found, vectors = folder.catalogue.vectors_by_id(involved)  # one decode per chunk
     raw = dict(zip(found.tolist(), vectors, strict=True))
-    load = folder.feature_loader(involved)
-    verifier = folder.verifier
-    out: list[PairRow] = []
+    close: dict[int, list[tuple[int, float]]] = {}
     for image_id, others in candidates.items():
-        # A word candidate is verified whatever its cosine: a turned copy's can be low.
         if image_id not in raw:  # removed meanwhile (another process)
             continue
-        close = [(o, float(raw[image_id] @ raw[o])) for o in others if o in raw]
-        close = [(o, c) for o, c in close if c >= params.min_cosine or o in by_words.get(image_id, ())]
-        if not close:
-            continue
-        others, cosines = [o for o, _ in close], [c for _, c in close]
+        # A word candidate is verified whatever its cosine: a turned copy's can be low.
+        row = [(o, float(raw[image_id] @ raw[o])) for o in others if o in raw]
+        row = [(o, c) for o, c in row if c >= params.min_cosine or o in by_words.get(image_id, ())]
+        if row:
+            close[image_id] = row
+    # Features are read for the pairs to verify only, not for every neighbour.
+    load = folder.feature_loader(sorted(set(close) | {o for row in close.values() for o, _ in row}))
+    verifier = folder.verifier
+    out: list[PairRow] = []
+    for image_id, row in close.items():
         feats = verifier.features_of(image_id, load)
         if feats is None:  # no stored features and no readable file: nothing to verify
             continue
+        others = [o for o, _ in row]
         counts = verifier.count_inliers(feats, others, load)
-        for other, cosine, count in zip(others, cosines, counts, strict=True):
+        for (other, cosine), count in zip(row, counts, strict=True):
             if count < params.copy_inliers and cosine >= params.mirror_cosine:
                 count = max(count, mirrored_inliers(folder, image_id, other, load))
             out.append((min(image_id, other), max(image_id, other), cosine, int(count)))

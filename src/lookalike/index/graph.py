@@ -120,6 +120,23 @@ class KnnGraph:
                         self.neighbours[r, worst], self.sims[r, worst] = u, s
         return True
 
+    def nearest(self, ids: np.ndarray, k: int) -> np.ndarray | None:
+        """The ``k`` most similar stored neighbours of each of ``ids``, best first (-1 where
+        a row holds fewer): what a search for them would find, read instead of searched
+        (rows stay in search order; those :meth:`sync` changed are re-sorted). None when an
+        id is not in the graph."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if not len(self.ids) or k > self.k:
+            return None
+        rows = np.minimum(np.searchsorted(self.ids, ids), len(self.ids) - 1)
+        if np.any(self.ids[rows] != ids):
+            return None
+        nbrs = self.neighbours[rows]
+        sims = np.where(nbrs >= 0, self.sims[rows], -np.inf)
+        order = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+        best = np.take_along_axis(nbrs, order, axis=1)
+        return np.where(np.isfinite(np.take_along_axis(sims, order, axis=1)), best, -1)
+
     # --- persistence -----------------------------------------------------------------
     def save(self, folder: Path, generation: int, params: RerankParams | None = None) -> None:
         """Write the graph, with its mutual links for ``params`` (the defaults) so that a

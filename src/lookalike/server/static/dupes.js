@@ -123,7 +123,8 @@ async function load() {
     empty.append(el("p", "", `No ${level} groups.`));
     groups.append(empty);
   }
-  status(`${body.total_groups} ${level} group${body.total_groups === 1 ? "" : "s"}`);
+  const pending = body.pending ? ` · ${body.pending} new images checked for this view only (lookalike dupes stores the check)` : "";
+  status(`${body.total_groups} ${level} group${body.total_groups === 1 ? "" : "s"}${pending}`);
   const last = Math.min(state.offset + state.limit, state.total);
   $("page").textContent = state.total ? `${state.offset + 1}–${last} of ${state.total}` : "";
   $("prev").disabled = state.offset === 0;
