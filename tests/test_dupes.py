@@ -192,3 +192,19 @@ def test_a_current_neighbour_graph_replaces_the_search(collection, tmp_path):
         index.catalogue.save_dupe_pairs([], {}, clear=True)
         index.duplicates("copies")
         assert sorted(index.catalogue.dupe_pairs()) == searched and len(searched) >= 4
+
+
+def test_an_approximate_store_is_searched_a_chunk_ahead(collection, tmp_path):
+    """With the approximate store, each chunk's neighbours are searched on a second thread
+    while the previous chunk is checked: the same pairs as the exact store's, in order."""
+    copy = tmp_path / "index"
+    shutil.copytree(collection[0], copy)
+    base = Settings().with_(dupes=replace(Settings().dupes, words=0, chunk=8))
+    with lookalike.Index.open(copy, settings=base, create=False) as index:
+        exact = names(index.duplicates("copies", save=False))
+    settings = base.with_(ann=replace(base.ann, threshold=10))
+    with lookalike.Index.open(copy, settings=settings, create=False) as index:
+        assert index.folder.store.inner.kind == "ann"
+        calls: list[tuple[int, int]] = []
+        assert names(index.duplicates("copies", progress=lambda d, t: calls.append((d, t)))) == exact
+        assert calls == [(8, 23), (16, 23), (23, 23)] and len(exact) == 3

@@ -16,11 +16,14 @@ them with the current thresholds.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 from PIL import ImageOps
 
+from ..index.catalogue import Catalogue
 from ..index.catalogue_dupes import PairRow
 from ..index.folder import IndexFolder
 from ..index.graph import KnnGraph, nearest_neighbours
@@ -70,10 +73,10 @@ def update_pairs(folder: IndexFolder, progress: Progress | None = None, save: bo
     pairs: dict[tuple[int, int], PairRow] = {} if fresh else {(a, b): (a, b, c, n) for a, b, c, n in catalogue.dupe_pairs()}
     writable = save and not catalogue.readonly
     seen: set[tuple[int, int]] = set()
-    graph = current_graph(folder) if len(todo) else None
-    for start in range(0, len(todo), params.chunk):
-        chunk = todo[start : start + params.chunk]
-        found = [p for p in check_chunk(folder, chunk, seen, graph) if kept(p, params)]
+    chunks = [todo[start : start + params.chunk] for start in range(0, len(todo), params.chunk)]
+    for start, chunk, neighbours in zip(range(0, len(todo), params.chunk), chunks,
+                                        neighbourhoods(folder, chunks), strict=True):
+        found = [p for p in check_chunk(folder, chunk, neighbours, seen) if kept(p, params)]
         pairs.update(((a, b), (a, b, c, n)) for a, b, c, n in found)
         if writable:
             state = {"fingerprint": current, "checked": str(int(chunk[-1]))}
@@ -95,19 +98,63 @@ def current_graph(folder: IndexFolder) -> KnnGraph | None:
     return graph
 
 
-def check_chunk(folder: IndexFolder, chunk: np.ndarray, seen: set[tuple[int, int]],
-                graph: KnnGraph | None = None) -> list[PairRow]:
-    """The pairs of ``chunk``'s images with their neighbours (each pair once per run):
-    cosine of the stored descriptors, and inliers of the stored local features (the
-    mirrored picture too, for close pairs that do not verify). Neighbours come from
-    ``graph`` when it holds the chunk, else from the store's search."""
-    params, store = folder.settings.dupes, folder.store
-    def rough(queries, k, candidates):  # candidates for a check: an approximate store skimps
-        return store.inner.search(queries, k, candidates, rough=True)
+def neighbourhoods(folder: IndexFolder, chunks: list[np.ndarray]) -> Iterator[np.ndarray]:
+    """Each chunk's nearest neighbours (:func:`lookalike.index.graph.nearest_neighbours`):
+    read from the neighbour graph when it is current; else searched, for an approximate
+    store one chunk ahead on a second thread with its own catalogue connection, so that
+    the next search (the graph walk and the reads of exact vectors) overlaps this chunk's
+    checks."""
+    k, store = folder.settings.dupes.neighbours, folder.store
+    graph = current_graph(folder) if chunks else None
+    reader = getattr(store.inner, "reading_through", None)
+    if graph is not None or reader is None or len(chunks) < 2:
+        for chunk in chunks:
+            found = graph.nearest(chunk, k) if graph is not None else None
+            yield search_neighbours(store.vectors, store.inner, chunk, k) if found is None else found
+        return
+    local = threading.local()
 
-    neighbours = graph.nearest(chunk, params.neighbours) if graph is not None else None
-    if neighbours is None:
-        neighbours, _ = nearest_neighbours(chunk, store.vectors(chunk), rough, params.neighbours)
+    def search(chunk: np.ndarray) -> np.ndarray:
+        if not hasattr(local, "store"):
+            local.catalogue = Catalogue(folder.catalogue.path, readonly=True)
+            local.store = reader(local.catalogue)
+        return search_neighbours(local.store.vectors, local.store, chunk, k)
+
+    def close() -> None:  # on the thread that opened the connection
+        if hasattr(local, "catalogue"):
+            local.catalogue.close()
+
+    with ThreadPoolExecutor(1, thread_name_prefix="dupes-search") as pool:
+        pending = pool.submit(search, chunks[0])
+        try:
+            for following in chunks[1:]:
+                found = pending.result()
+                pending = pool.submit(search, following)
+                yield found
+            yield pending.result()
+        finally:
+            wait([pending])
+            pool.submit(close).result()
+
+
+def search_neighbours(vectors_of: Callable[[np.ndarray], np.ndarray], inner, chunk: np.ndarray,
+                      k: int) -> np.ndarray:
+    """The ``k`` nearest neighbours of ``chunk``'s images by the ``inner`` store's search
+    of their vectors (``vectors_of``, in its space); an approximate store skimps on exact
+    re-scoring: these are candidates for a check."""
+    def rough(queries, count, candidates):
+        return inner.search(queries, count, candidates, rough=True)
+
+    return nearest_neighbours(chunk, vectors_of(chunk), rough, k)[0]
+
+
+def check_chunk(folder: IndexFolder, chunk: np.ndarray, neighbours: np.ndarray,
+                seen: set[tuple[int, int]]) -> list[PairRow]:
+    """The pairs of ``chunk``'s images with their ``neighbours`` (a row each) and the
+    images sharing the most visual words with them (each pair once per run): cosine of the
+    stored descriptors, and inliers of the stored local features (the mirrored picture too,
+    for close pairs that do not verify)."""
+    params, store = folder.settings.dupes, folder.store
     rows = dict(zip(chunk.tolist(), neighbours.tolist(), strict=True))
     by_words: dict[int, list[int]] = {}
     if params.words and len(store) <= params.words_max_images:

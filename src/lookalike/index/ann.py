@@ -24,6 +24,7 @@ Why this shape (measured in docs/benchmarks.md):
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -167,6 +168,16 @@ class AnnStore:
         if candidates is not None and len(candidates) <= self.params.scan_max:
             return self._rescore(queries, self._scan(queries, k, candidates, rescore), k)
         return self._rescore(queries, self._propose(queries, k, candidates, rescore), k)
+
+    def reading_through(self, catalogue: Catalogue) -> AnnStore | None:
+        """This graph, with its exact vectors read through ``catalogue`` (another connection
+        to the same file): for a second thread, since SQLite connections are not shared
+        between threads while the graph itself is only read. None for another source."""
+        if not isinstance(self.exact, CatalogueVectors):
+            return None
+        view = copy.copy(self)
+        view.exact = CatalogueVectors(catalogue, self.exact.transform)
+        return view
 
     def vectors(self, ids: np.ndarray) -> np.ndarray:
         """Exact vectors of ``ids`` from the source (the catalogue), in the order asked."""
@@ -354,53 +365,32 @@ class AnnStore:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Exact scores for each query's proposed ids; top ``k`` of them, best first.
 
-        The descriptors of a batch of queries' proposals are read from the catalogue in one
-        go (up to ``RESCORE_READ`` of them: bounded memory) and scored together; each
-        query gets what it would get alone."""
-        rows_s: list[np.ndarray] = []
-        rows_i: list[np.ndarray] = []
+        The proposals of several queries are read from the catalogue at once (up to
+        ``RESCORE_READ`` descriptors), then each query is scored as if alone: its ids found
+        in the catalogue, ascending (as the catalogue answers), then the buffered ones."""
+        rows_s, rows_i = [], []
+        buffered, dims = self._buffer_ids, queries.shape[1]
         per_read = max(1, RESCORE_READ // max((len(p) for p in proposals), default=1))
         for start in range(0, len(queries), per_read):
-            scores, ids = self._rescore_batch(queries[start : start + per_read], proposals[start : start + per_read], k)
-            rows_s += scores
-            rows_i += ids
+            part = proposals[start : start + per_read]
+            stored = [np.unique(ids[~np.isin(ids, buffered)]) for ids in part]
+            wanted = np.unique(np.concatenate(stored))
+            found, vectors = self.exact(wanted) if len(wanted) else (wanted, queries[:0])
+            vectors = vectors.reshape(len(found), dims)
+            if np.any(found[1:] < found[:-1]):
+                order = np.argsort(found)
+                found, vectors = found[order], vectors[order]
+            for query, own, ids in zip(queries[start : start + per_read], stored, part, strict=True):
+                own = own[np.isin(own, found)]
+                in_buffer = np.isin(buffered, ids)
+                candidates = np.concatenate([own, buffered[in_buffer]])
+                scores = np.concatenate([vectors[np.searchsorted(found, own)],
+                                         self._buffer[in_buffer].reshape(-1, dims)]) @ query
+                best = top_k(scores[None, :], k)[0]
+                rows_s.append(scores[best])
+                rows_i.append(candidates[best])
         width = min(len(r) for r in rows_i) if rows_i else 0
         return (
             np.stack([r[:width] for r in rows_s]).astype(np.float32),
             np.stack([r[:width] for r in rows_i]).astype(np.int64),
         )
-
-    def _rescore_batch(
-        self, queries: np.ndarray, proposals: list[np.ndarray], k: int
-    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """:meth:`_rescore` of a few queries. Each query's candidates are its proposed ids
-        found in the catalogue, ascending (as the catalogue answers), then the buffered
-        ones; rows of the score matrix shorter than the longest are padded with -inf."""
-        buffered = self._buffer_ids
-        stored = [np.unique(ids[~np.isin(ids, buffered)] if len(buffered) else ids) for ids in proposals]
-        wanted = np.unique(np.concatenate(stored))
-        found, vectors = self.exact(wanted) if len(wanted) else (wanted, queries[:0])
-        vectors = vectors.reshape(len(found), queries.shape[1])
-        if np.any(found[1:] < found[:-1]):
-            order = np.argsort(found)
-            found, vectors = found[order], vectors[order]
-        pool = np.concatenate([vectors, self._buffer]) if len(buffered) else vectors
-        pool_ids = np.concatenate([found, buffered])
-        positions = []
-        for own, ids in zip(stored, proposals, strict=True):
-            at = np.minimum(np.searchsorted(found, own), max(len(found) - 1, 0))
-            at = at[found[at] == own] if len(found) else at[:0]
-            extra = np.flatnonzero(np.isin(buffered, ids)) + len(found) if len(buffered) else at[:0]
-            positions.append(np.concatenate([at, extra]))
-        counts = np.array([len(at) for at in positions])
-        width = int(counts.max(initial=0))
-        table = np.zeros((len(queries), width), dtype=np.int64)
-        valid = np.arange(width) < counts[:, None]
-        table[valid] = np.concatenate(positions) if len(positions) else []
-        scores = np.full(table.shape, -np.inf, dtype=np.float32)
-        for r, (query, n) in enumerate(zip(queries, counts, strict=True)):
-            scores[r, :n] = pool[table[r, :n]] @ query  # as one query alone: same rounding
-        best = top_k(scores, k)
-        kept = [row[: min(k, n)] for row, n in zip(best, counts, strict=True)]
-        return ([s[row] for s, row in zip(scores, kept, strict=True)],
-                [pool_ids[t[row]] for t, row in zip(table, kept, strict=True)])
