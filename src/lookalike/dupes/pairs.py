@@ -16,14 +16,11 @@ them with the current thresholds.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 from PIL import ImageOps
 
-from ..index.catalogue import Catalogue
 from ..index.catalogue_dupes import PairRow
 from ..index.folder import IndexFolder
 from ..index.graph import KnnGraph, nearest_neighbours
@@ -100,41 +97,12 @@ def current_graph(folder: IndexFolder) -> KnnGraph | None:
 
 def neighbourhoods(folder: IndexFolder, chunks: list[np.ndarray]) -> Iterator[np.ndarray]:
     """Each chunk's nearest neighbours (:func:`lookalike.index.graph.nearest_neighbours`):
-    read from the neighbour graph when it is current; else searched, for an approximate
-    store one chunk ahead on a second thread with its own catalogue connection, so that
-    the next search (the graph walk and the reads of exact vectors) overlaps this chunk's
-    checks."""
+    read from the neighbour graph when it is current, else searched in the store."""
     k, store = folder.settings.dupes.neighbours, folder.store
     graph = current_graph(folder) if chunks else None
-    reader = getattr(store.inner, "reading_through", None)
-    if graph is not None or reader is None or len(chunks) < 2:
-        for chunk in chunks:
-            found = graph.nearest(chunk, k) if graph is not None else None
-            yield search_neighbours(store.vectors, store.inner, chunk, k) if found is None else found
-        return
-    local = threading.local()
-
-    def search(chunk: np.ndarray) -> np.ndarray:
-        if not hasattr(local, "store"):
-            local.catalogue = Catalogue(folder.catalogue.path, readonly=True)
-            local.store = reader(local.catalogue)
-        return search_neighbours(local.store.vectors, local.store, chunk, k)
-
-    def close() -> None:  # on the thread that opened the connection
-        if hasattr(local, "catalogue"):
-            local.catalogue.close()
-
-    with ThreadPoolExecutor(1, thread_name_prefix="dupes-search") as pool:
-        pending = pool.submit(search, chunks[0])
-        try:
-            for following in chunks[1:]:
-                found = pending.result()
-                pending = pool.submit(search, following)
-                yield found
-            yield pending.result()
-        finally:
-            wait([pending])
-            pool.submit(close).result()
+    for chunk in chunks:
+        found = graph.nearest(chunk, k) if graph is not None else None
+        yield search_neighbours(store.vectors, store.inner, chunk, k) if found is None else found
 
 
 def search_neighbours(vectors_of: Callable[[np.ndarray], np.ndarray], inner, chunk: np.ndarray,

@@ -24,7 +24,6 @@ Why this shape (measured in docs/benchmarks.md):
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import math
@@ -168,16 +167,6 @@ class AnnStore:
         if candidates is not None and len(candidates) <= self.params.scan_max:
             return self._rescore(queries, self._scan(queries, k, candidates, rescore), k)
         return self._rescore(queries, self._propose(queries, k, candidates, rescore), k)
-
-    def reading_through(self, catalogue: Catalogue) -> AnnStore | None:
-        """This graph, with its exact vectors read through ``catalogue`` (another connection
-        to the same file): for a second thread, since SQLite connections are not shared
-        between threads while the graph itself is only read. None for another source."""
-        if not isinstance(self.exact, CatalogueVectors):
-            return None
-        view = copy.copy(self)
-        view.exact = CatalogueVectors(catalogue, self.exact.transform)
-        return view
 
     def vectors(self, ids: np.ndarray) -> np.ndarray:
         """Exact vectors of ``ids`` from the source (the catalogue), in the order asked."""
@@ -373,7 +362,7 @@ class AnnStore:
         per_read = max(1, RESCORE_READ // max((len(p) for p in proposals), default=1))
         for start in range(0, len(queries), per_read):
             part = proposals[start : start + per_read]
-            stored = [np.unique(ids[~np.isin(ids, buffered)]) for ids in part]
+            stored = [np.unique(ids[~np.isin(ids, buffered)] if len(buffered) else ids) for ids in part]
             wanted = np.unique(np.concatenate(stored))
             found, vectors = self.exact(wanted) if len(wanted) else (wanted, queries[:0])
             vectors = vectors.reshape(len(found), dims)
@@ -381,11 +370,14 @@ class AnnStore:
                 order = np.argsort(found)
                 found, vectors = found[order], vectors[order]
             for query, own, ids in zip(queries[start : start + per_read], stored, part, strict=True):
-                own = own[np.isin(own, found)]
-                in_buffer = np.isin(buffered, ids)
-                candidates = np.concatenate([own, buffered[in_buffer]])
-                scores = np.concatenate([vectors[np.searchsorted(found, own)],
-                                         self._buffer[in_buffer].reshape(-1, dims)]) @ query
+                at = np.minimum(np.searchsorted(found, own), max(len(found) - 1, 0))
+                at = at[found[at] == own] if len(found) else at[:0]  # gone meanwhile: skipped
+                candidates, rows = found[at], vectors[at]
+                if len(buffered):
+                    in_buffer = np.isin(buffered, ids)
+                    candidates = np.concatenate([candidates, buffered[in_buffer]])
+                    rows = np.concatenate([rows, self._buffer[in_buffer].reshape(-1, dims)])
+                scores = rows @ query
                 best = top_k(scores[None, :], k)[0]
                 rows_s.append(scores[best])
                 rows_i.append(candidates[best])
