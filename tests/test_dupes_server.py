@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ import lookalike
 from conftest import caltech_image
 from live_server import serve
 from lookalike.server.app import ServerConfig, create_app
+from lookalike.settings import Settings
 
 TOKEN = "s3cret-token"
 
@@ -42,17 +44,18 @@ def folder(tmp_path_factory) -> Path:
     return root / "index"
 
 
-def client(folder: Path, tmp_path: Path, **config) -> TestClient:
+def client(folder: Path, tmp_path: Path, settings: Settings | None = None, **config) -> TestClient:
     copy = tmp_path / "index"
     shutil.copytree(folder, copy)
-    return TestClient(create_app(lookalike.Index.open(copy, create=False), ServerConfig(**config)))
+    index = lookalike.Index.open(copy, settings=settings, create=False)
+    return TestClient(create_app(index, ServerConfig(**config)))
 
 
 def test_groups_come_a_page_at_a_time(folder, tmp_path):
     api = client(folder, tmp_path)
     whole = api.get("/api/dupes").json()
     assert whole["level"] == "copies" and whole["total_groups"] == 2 and whole["offset"] == 0
-    assert whole["pending"] == 9  # checked for the answer, not stored: a GET writes nothing
+    assert whole["pending"] == 9 and whole["pending_included"]  # checked, not stored: a GET writes nothing
     sizes = [len(g["files"]) for g in whole["groups"]]
     assert sizes == [3, 2]
     first = whole["groups"][0]["files"][0]
@@ -124,3 +127,15 @@ def test_dupes_view_in_a_browser(folder, tmp_path, browser):  # noqa: F811
         page.wait_for_function("() => document.querySelector('#status').textContent.startsWith('1 exact group')")
         assert errors == []
         context.close()
+
+
+def test_many_new_images_wait_for_a_stored_check(folder, tmp_path):
+    """Above ``read_check_max`` new images a GET answers from the stored pairs alone (it
+    does not check a whole collection on every page); the stored check brings them in."""
+    settings = Settings().with_(dupes=replace(Settings().dupes, read_check_max=5))
+    api = client(folder, tmp_path, settings, token=TOKEN)
+    waiting = api.get("/api/dupes").json()
+    assert (waiting["total_groups"], waiting["pending"], waiting["pending_included"]) == (0, 9, False)
+    api.post("/api/dupes/check", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert api.get("/api/dupes").json()["total_groups"] == 2
+    api.app.state.lookalike.close()

@@ -171,6 +171,7 @@ class DupesParams:
     chunk: int = 256  # images whose neighbourhoods are checked and saved per transaction
     min_group: int = 2  # groups of fewer files are not listed
     page_size: int = 50  # groups per page of the REST API
+    read_check_max: int = 2000  # new images a read-only answer (GET) checks in memory; more wait for a stored check
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ def find_duplicates(folder: IndexFolder, level: str = DEFAULT_DUPE_LEVEL, min_gr
     """The duplicate groups of ``level`` in the index at ``folder`` (see the module), of at
     least ``min_group`` files (default ``Settings.dupes.min_group``). ``save`` False checks
     the images added since the last saved check without storing anything (a read-only
-    answer, such as the REST API's GET)."""
+    answer, such as the REST API's GET), if they are few (:func:`update_pairs`)."""
     if level not in LEVELS:
         raise LookalikeError(f"unknown duplicate level {level!r}: use one of {', '.join(LEVELS)}")
     pairs = [] if level == "exact" else update_pairs(folder, progress, save)

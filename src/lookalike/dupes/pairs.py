@@ -60,13 +60,17 @@ def pending(folder: IndexFolder) -> int:
 
 def update_pairs(folder: IndexFolder, progress: Progress | None = None, save: bool = True) -> list[PairRow]:
     """Check the neighbourhoods of the images not checked yet and return every stored pair;
-    ``save`` stores what was checked (else, as on a read-only catalogue, the pending
-    images are checked in memory, every time)."""
+    ``save`` stores what was checked (a read-only catalogue checks them in memory, every
+    time). Without ``save`` (a read-only answer) at most ``DupesParams.read_check_max``
+    pending images are checked in memory; more are left for a stored check, and only the
+    stored pairs are returned."""
     catalogue, params = folder.catalogue, folder.settings.dupes
     current = fingerprint(folder)
     fresh, checked = checked_up_to(folder)
     ids = catalogue.image_ids()
     todo = ids[ids > checked]
+    if not save and len(todo) > params.read_check_max:
+        todo = todo[:0]
     pairs: dict[tuple[int, int], PairRow] = {} if fresh else {(a, b): (a, b, c, n) for a, b, c, n in catalogue.dupe_pairs()}
     writable = save and not catalogue.readonly
     seen: set[tuple[int, int]] = set()

@@ -36,13 +36,14 @@ def duplicates(
         unchecked = pending(index.folder) if level != "exact" else 0
         groups = index.duplicates(level, min_group=min_group, save=False)
         limit = limit or index.settings.dupes.page_size
+        included = unchecked <= index.settings.dupes.read_check_max
     page = []
     for group in groups[offset : offset + limit]:
         out = group.as_dict()
         out["files"] = [{**f, **image_urls(f["image_id"])} for f in out["files"]]
         page.append(out)
     return {"level": level, "total_groups": len(groups), "offset": offset, "limit": limit,
-            "pending": unchecked, "groups": page}
+            "pending": unchecked, "pending_included": included, "groups": page}
 
 
 @dupes_routes.post(

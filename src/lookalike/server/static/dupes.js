@@ -123,7 +123,9 @@ async function load() {
     empty.append(el("p", "", `No ${level} groups.`));
     groups.append(empty);
   }
-  const pending = body.pending ? ` · ${body.pending} new images checked for this view only (lookalike dupes stores the check)` : "";
+  const pending = !body.pending ? ""
+    : body.pending_included ? ` · ${body.pending} new images checked for this view only (lookalike dupes stores the check)`
+    : ` · ${body.pending} new images not checked yet: run lookalike dupes to include them`;
   status(`${body.total_groups} ${level} group${body.total_groups === 1 ? "" : "s"}${pending}`);
   const last = Math.min(state.offset + state.limit, state.total);
   $("page").textContent = state.total ? `${state.offset + 1}–${last} of ${state.total}` : "";
