@@ -1,10 +1,11 @@
 """Which image pairs may be duplicates: each image's nearest neighbours from the index's own
 kNN search (the vector store: exact, HNSW or remote alike; read from the neighbour graph
-instead when its file is current, as indexing leaves it where queries diffuse), and in collections up to
-:attr:`DupesParams.words_max_images` the images sharing the most visual words with it (the
-query cascade's word index: copies turned a quarter, whose global descriptor changed too
-much), checked by spatial verification of their stored local features. No all-pairs matrix: time and memory grow with the number
-of images times :attr:`DupesParams.neighbours`.
+instead when its file is current, as indexing leaves it where queries diffuse), and in
+collections up to :attr:`DupesParams.words_max_images` the images sharing the most visual
+words with it (the query cascade's word index: copies turned a quarter, whose global
+descriptor changed too much), checked by spatial verification of their stored local
+features. No all-pairs matrix: time and memory grow with the number of images times
+:attr:`DupesParams.neighbours`.
 
 Checked pairs are kept in the catalogue with the image id they reach, so a later run only
 checks the neighbourhoods of images added since (a pair of an old and a new image is found
