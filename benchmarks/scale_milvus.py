@@ -11,7 +11,8 @@ default :class:`~lookalike.settings.MilvusParams`), and for each:
 * ingest: ``n`` synthetic descriptors derived from real Caltech-101 embeddings (the mix of
   benchmarks/ann.py) inserted in batches of ``MilvusParams.insert_batch``, then flushed:
   vectors per second, client side (conversion to the wire format included);
-* build: from the flush until the server reports every row indexed;
+* build: from the flush until the server reports every row indexed (wall time, and the
+  server's CPU seconds meanwhile);
 * search: single queries through :meth:`MilvusStore.search` (the product's path), real
   descriptors as queries, p50/p95 latency and recall@10 against exact inner-product search
   over the same vectors; plus the server's resident memory.
@@ -20,6 +21,8 @@ default :class:`~lookalike.settings.MilvusParams`), and for each:
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -55,14 +58,20 @@ def exact_top(base, labels, n: int, queries: np.ndarray) -> np.ndarray:
     return best_i
 
 
+def server_cpu_s(pid: int) -> float:
+    """CPU seconds the server process has used (user + system, all threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def server_rss_mb(pid: int) -> float:
     out = subprocess.run(["ps", "-o", "rss=", "-p", str(pid)], capture_output=True, text=True)
     return round(int(out.stdout.strip() or 0) / 1024, 1)
 
 
 def measure(port: int, pid: int, kind: str, base, labels, n: int, queries, truth,
-            nlist: int) -> dict:
-    params = MilvusParams(index_type=kind, timeout=600, ivf_nlist=nlist)
+            ivf: dict) -> dict:
+    params = MilvusParams(index_type=kind, timeout=600, **ivf)
     server = MilvusServer(MilvusAddress("127.0.0.1", port, f"bench_{kind.lower()}"), params)
     if server.dims() is not None:
         server.drop()
@@ -77,10 +86,10 @@ def measure(port: int, pid: int, kind: str, base, labels, n: int, queries, truth
             client.insert(name, rows, timeout=600)
     client.flush(name, timeout=600)
     ingest_s = time.perf_counter() - started
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), server_cpu_s(pid)
     while client.describe_index(name, "vector", timeout=60).get("indexed_rows", 0) < n:
         time.sleep(2)
-    build_s = time.perf_counter() - started
+    build_s, build_cpu_s = time.perf_counter() - started, server_cpu_s(pid) - cpu
     client.release_collection(name, timeout=600)
     client.load_collection(name, timeout=1800)
     store = MilvusStore(server, catalogue=None)  # type: ignore[arg-type] - search only
@@ -95,11 +104,13 @@ def measure(port: int, pid: int, kind: str, base, labels, n: int, queries, truth
     result = {
         "index_type": kind, "n": n, "ingest_s": round(ingest_s, 1),
         "ingest_vectors_per_s": round(n / ingest_s), "build_s": round(build_s, 1),
+        "build_server_cpu_s": round(build_cpu_s, 1),
         "search_p50_ms": round(float(np.percentile(latencies, 50)), 2),
         "search_p95_ms": round(float(np.percentile(latencies, 95)), 2),
         "recall_at_10": round(float(recall), 4), "server_rss_mb": server_rss_mb(pid),
         "search_params": server.search_params(K)["params"],
-        **({"nlist": nlist, "pq_m": params.pq_m} if kind == "IVF_PQ" else {}),
+        **({"nlist": params.ivf_nlist, "pq_m": params.pq_m, "pq_nbits": params.pq_nbits}
+           if kind == "IVF_PQ" else {}),
     }
     print(result, flush=True)
     server.drop()
@@ -115,6 +126,10 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=3000, help="real Caltech photos mixed")
     parser.add_argument("--nlist", type=int, default=MilvusParams().ivf_nlist,
                         help="IVF_PQ lists (Milvus builds them per sealed segment)")
+    parser.add_argument("--pq-m", type=int, default=MilvusParams().pq_m, help="IVF_PQ sub-quantisers")
+    parser.add_argument("--pq-nbits", type=int, default=MilvusParams().pq_nbits,
+                        help="IVF_PQ bits per code")
+    parser.add_argument("--nprobe", type=int, default=MilvusParams().ivf_nprobe, help="IVF_PQ lists searched")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/scale-milvus-100k.json"))
     args = parser.parse_args()
     report = caltech.run_info()
@@ -127,20 +142,24 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stop the server on a kill, too
     net = PrivateNetwork()
     standalone = Standalone()
-    standalone.set_base_dir(tempfile.mkdtemp(prefix="lookalike-milvus-"))
+    data_dir = tempfile.mkdtemp(prefix="lookalike-milvus-")
+    standalone.set_base_dir(data_dir)
     try:
         with net.inside():
             standalone.start()
             pid = standalone.server_proc.pid
             report["synthetic"] = f"{args.n} mixes of {len(base)} real lite0-int8 descriptors (benchmarks/ann.py)"
             report["results"] = []
+            ivf = {"ivf_nlist": args.nlist, "pq_m": args.pq_m, "pq_nbits": args.pq_nbits,
+                   "ivf_nprobe": args.nprobe}
             for kind in args.types.split(","):
                 report["results"].append(measure(standalone.listen_port, pid, kind, base, labels,
-                                                 args.n, queries, truth, args.nlist))
+                                                 args.n, queries, truth, ivf))
                 caltech.write_report(report, args.out)  # what is measured is kept
     finally:
         standalone.stop()
         net.close()
+        shutil.rmtree(data_dir, ignore_errors=True)
     caltech.write_report(report, args.out)
 
 
