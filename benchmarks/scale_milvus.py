@@ -15,7 +15,9 @@ default :class:`~lookalike.settings.MilvusParams`), and for each:
   server's CPU seconds meanwhile);
 * search: single queries through :meth:`MilvusStore.search` (the product's path), real
   descriptors as queries, p50/p95 latency and recall@10 against exact inner-product search
-  over the same vectors; plus the server's resident memory.
+  over the same vectors; plus the server's resident memory;
+* label filter: 50 of those searches restricted to the most common class (each row's
+  ``label0`` is its source photo's class), sent as a label expression and as an id list.
 """
 
 from __future__ import annotations
@@ -40,17 +42,21 @@ from netns import PrivateNetwork  # noqa: E402
 
 from lookalike.index.milvus_server import MilvusAddress, MilvusServer  # noqa: E402
 from lookalike.index.milvus_store import MilvusStore  # noqa: E402
+from lookalike.index.vectors import LabelIds  # noqa: E402
 from lookalike.settings import MilvusParams  # noqa: E402
 
 K = 10
 
 
-def exact_top(base, labels, n: int, queries: np.ndarray) -> np.ndarray:
-    """Exact top-K ids (0-based rows) of each query over the synthetic collection."""
+def exact_top(base, labels, n: int, queries: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
+    """Exact top-K ids (0-based rows) of each query over the synthetic collection (only the
+    rows where ``keep`` is true, if given)."""
     best_s = np.full((len(queries), K), -np.inf, np.float32)
     best_i = np.zeros((len(queries), K), np.int64)
     for start, vectors, _ in synthetic_chunks(base, labels, n):
         s = queries @ vectors.T
+        if keep is not None:
+            s[:, ~keep[start : start + len(vectors)]] = -np.inf
         all_s = np.concatenate([best_s, s], 1)
         all_i = np.concatenate([best_i, np.broadcast_to(np.arange(start, start + len(vectors)), s.shape)], 1)
         top = np.argsort(-all_s, axis=1)[:, :K]
@@ -69,6 +75,41 @@ def server_rss_mb(pid: int) -> float:
     return round(int(out.stdout.strip() or 0) / 1024, 1)
 
 
+def timed_searches(store: MilvusStore, queries: np.ndarray, candidates=None):
+    """Single searches through the product's path: latencies (ms) and the ids found."""
+    latencies, found = [], []
+    for q in queries:
+        t = time.perf_counter()
+        _, ids = store.search(q[None], K, candidates)
+        latencies.append((time.perf_counter() - t) * 1000)
+        found.append(ids[0])
+    return latencies, found
+
+
+def label_filter_cost(store: MilvusStore, queries: np.ndarray, row_class: np.ndarray, exact) -> dict:
+    """The same label-filtered searches sent as a label expression and as an id list (the
+    most common class: the longest list), alternating: p50 of each, how often they agree and
+    their recall@10 against exact search over the class (``exact(queries, keep)``)."""
+    common = int(np.bincount(row_class).argmax())
+    allowed = LabelIds(np.flatnonzero(row_class == common), [common])
+    store.labels_complete = True  # every row holds its one label in label0
+    queries = queries[:50]
+    truth = exact(queries, row_class == common)
+    ms: dict[str, list[float]] = {"by_labels": [], "by_ids": []}
+    found: dict[str, list[np.ndarray]] = {"by_labels": [], "by_ids": []}
+    for q in queries:
+        for key, candidates in (("by_labels", allowed), ("by_ids", np.asarray(allowed))):
+            (t,), (ids,) = timed_searches(store, q[None], candidates)
+            ms[key].append(t)
+            found[key].append(ids)
+    same = sum(np.array_equal(a, b) for a, b in zip(found["by_labels"], found["by_ids"], strict=True))
+    return {"images": len(allowed), "queries": len(queries), "identical_top10": int(same),
+            **{f"{k}_p50_ms": round(float(np.percentile(v, 50)), 2) for k, v in ms.items()},
+            **{f"{k}_recall_at_10": round(float(np.mean([len(set(f) & set(t)) / K for f, t in
+                                                         zip(v, truth, strict=True)])), 4)
+               for k, v in found.items()}}
+
+
 def measure(port: int, pid: int, kind: str, base, labels, n: int, queries, truth,
             ivf: dict) -> dict:
     params = MilvusParams(index_type=kind, timeout=600, **ivf)
@@ -77,12 +118,15 @@ def measure(port: int, pid: int, kind: str, base, labels, n: int, queries, truth
         server.drop()
     server.ensure(base.shape[1], labels=5)
     client, name = server.client, server.name
+    class_of = {c: i for i, c in enumerate(sorted(set(labels)))}
+    row_class = np.zeros(n, np.int64)  # label0 of each row: its main source photo's class
     started = time.perf_counter()
-    for start, vectors, _ in synthetic_chunks(base, labels, n):
+    for start, vectors, sources in synthetic_chunks(base, labels, n):
+        row_class[start : start + len(vectors)] = [class_of[labels[i]] for i in sources]
         for s in range(0, len(vectors), params.insert_batch):
             part = vectors[s : s + params.insert_batch]
-            rows = [{"id": start + s + i, "vector": v.tolist(), **{f"label{j}": -1 for j in range(5)}}
-                    for i, v in enumerate(part)]
+            rows = [{"id": start + s + i, "vector": v.tolist(), "label0": int(row_class[start + s + i]),
+                     **{f"label{j}": -1 for j in range(1, 5)}} for i, v in enumerate(part)]
             client.insert(name, rows, timeout=600)
     client.flush(name, timeout=600)
     ingest_s = time.perf_counter() - started
@@ -94,12 +138,7 @@ def measure(port: int, pid: int, kind: str, base, labels, n: int, queries, truth
     client.load_collection(name, timeout=1800)
     store = MilvusStore(server, catalogue=None)  # type: ignore[arg-type] - search only
     store.search(queries[:1], K)
-    latencies, found = [], []
-    for q in queries:
-        t = time.perf_counter()
-        _, ids = store.search(q[None], K)
-        latencies.append((time.perf_counter() - t) * 1000)
-        found.append(ids[0])
+    latencies, found = timed_searches(store, queries)
     recall = np.mean([len(set(f) & set(t)) / K for f, t in zip(found, truth, strict=True)])
     result = {
         "index_type": kind, "n": n, "ingest_s": round(ingest_s, 1),
@@ -111,6 +150,8 @@ def measure(port: int, pid: int, kind: str, base, labels, n: int, queries, truth
         "search_params": server.search_params(K)["params"],
         **({"nlist": params.ivf_nlist, "pq_m": params.pq_m, "pq_nbits": params.pq_nbits}
            if kind == "IVF_PQ" else {}),
+        "label_filter": label_filter_cost(
+            store, queries, row_class, lambda q, keep: exact_top(base, labels, n, q, keep)),
     }
     print(result, flush=True)
     server.drop()
