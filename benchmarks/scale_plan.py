@@ -8,7 +8,9 @@ Inputs measured on this project's benchmark machine, read from benchmarks/result
 ``throughput.json`` (CPU ms per image to decode, extract local features and embed, for
 Caltech-size photos and 12-megapixel JPEGs), ``scale-ray.json`` (CPU per image under Ray
 against the single-process run), ``scale-milvus-*.json`` (Milvus ingest rate, latency, recall, server memory),
-``ann.json`` (the embedded int8 HNSW store's bytes per image and the catalogue's). Memory per
+``ann.json`` (the embedded int8 HNSW store's bytes per image and the catalogue's). Also
+estimates how long the measuring machine would take to load and index a larger collection
+into Milvus (``--one-machine``) from the measured ingest and build times. Memory per
 vector follows each index type's layout (below); the measured figures anchor latency and
 ingest. Prints a Markdown table and writes the figures as JSON.
 """
@@ -20,6 +22,8 @@ import json
 import math
 from pathlib import Path
 
+from lookalike.settings import MilvusParams
+
 RESULTS = Path(__file__).resolve().parent / "results"
 DIMS = 1280  # the global descriptor (EfficientNet-Lite0 GeM)
 PCA_DIMS = 256  # the embedded approximate store's code length
@@ -30,19 +34,19 @@ def load(name: str) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def index_bytes(kind: str, dims: int) -> tuple[float, float]:
+def index_bytes(kind: str, dims: int, pq_bytes: float) -> tuple[float, float]:
     """``(RAM, disk)`` bytes per vector of a loaded Milvus index of ``dims`` float32 dims.
 
     HNSW keeps the float vectors and ~2*M links of 4 bytes (M=16) in memory; DISKANN keeps PQ
     codes in memory (Milvus' default budget: 1/8 of the raw size) and the vectors with the
-    graph (degree 56) on local SSD; IVF_PQ keeps m=64 one-byte codes and the id in memory;
-    FLAT keeps the vectors. Raw vectors also sit in object storage (binlogs): disk column is
+    graph (degree 56) on local SSD; IVF_PQ keeps its code (``pq_bytes``: m codes of nbits
+    bits) and the id in memory; FLAT keeps the vectors. Raw vectors also sit in object storage (binlogs): disk column is
     the query node's local disk only."""
     raw = 4 * dims
     return {
         "HNSW": (raw + 2 * 16 * 4 * 1.1, 0),
         "DISKANN": (raw / 8 + 8, raw + 56 * 4),
-        "IVF_PQ": (64 + 8, 0),
+        "IVF_PQ": (pq_bytes + 8, 0),
         "FLAT": (raw, 0),
     }[kind]
 
@@ -54,6 +58,8 @@ def main() -> None:
     parser.add_argument("--node-ram-gb", type=float, default=256)
     parser.add_argument("--workers", type=int, default=10, help="Ray worker nodes")
     parser.add_argument("--cores-per-worker", type=int, default=32)
+    parser.add_argument("--one-machine", type=int, default=1_000_000,
+                        help="collection size of the one-machine Milvus time estimate")
     parser.add_argument("--out", type=Path, default=RESULTS / "scale-plan.json")
     args = parser.parse_args()
     n, gb = args.images, 1024**3
@@ -62,12 +68,15 @@ def main() -> None:
     ann = load("ann.json").get("large", {})
     milvus = {r["index_type"]: r for name in ("scale-milvus-100k.json", "scale-milvus-1m.json")
               for r in load(name).get("results", [])}
+    defaults = MilvusParams()
+    pq = milvus.get("IVF_PQ", {})
+    pq_bytes = pq.get("pq_m", defaults.pq_m) * pq.get("pq_nbits", defaults.pq_nbits) / 8
 
     plan: dict = {"images": n, "replicas": args.replicas, "node_ram_gb": args.node_ram_gb,
                   "stores": [], "indexing": {}, "catalogue": {}}
     for kind, dims in [("HNSW", DIMS), ("HNSW", PCA_DIMS), ("DISKANN", DIMS),
                        ("IVF_PQ", DIMS), ("FLAT", DIMS)]:
-        ram, disk = index_bytes(kind, dims)
+        ram, disk = index_bytes(kind, dims, pq_bytes)
         total_ram = ram * n * args.replicas / gb
         measured = milvus.get(kind, {}) if dims == DIMS else {}
         plan["stores"].append({
@@ -105,6 +114,13 @@ def main() -> None:
         plan["indexing"]["milvus_ingest"] = {
             "vectors_per_s_per_client": per_client,
             "hours_with_one_client_per_worker": round(n / (per_client * args.workers) / 3600, 1)}
+    # Ingest and the per-segment index builds both grow linearly with the collection (segments
+    # have a fixed size), so a larger collection on the measuring machine takes the measured
+    # run's ingest + build time scaled by size.
+    plan["one_machine"] = {
+        kind: {"images": args.one_machine, "measured_at": r["n"],
+               "hours": round((r["ingest_s"] + r["build_s"]) * args.one_machine / r["n"] / 3600, 2)}
+        for kind, r in milvus.items() if r["n"] < args.one_machine}
     per_image = load("ann.json").get("e2e", {}).get("catalogue_bytes_per_image")
     if per_image:
         plan["catalogue"] = {"bytes_per_image_with_local_features": per_image,
@@ -116,7 +132,7 @@ def main() -> None:
         lat = f"{s['p50_ms']} / {s['p95_ms']}" if s["p50_ms"] is not None else "-"
         print(f"| {s['index']} | {s['ram_bytes_per_vector']} | {s['ram_gb_total']} | {s['query_nodes']} | "
               f"{s['ssd_gb_total']} | {s['measured_at'] or '-'} | {lat} | {s['recall_at_10'] or '-'} |")
-    print(json.dumps({k: plan[k] for k in ("indexing", "catalogue")}, indent=2))
+    print(json.dumps({k: plan[k] for k in ("indexing", "catalogue", "one_machine")}, indent=2))
     args.out.write_text(json.dumps(plan, indent=2) + "\n")
     print(f"wrote {args.out}")
 

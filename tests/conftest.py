@@ -58,16 +58,18 @@ def augment(base: np.ndarray, n: int, seed: int) -> np.ndarray:
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
-def catalogue_with(path: Path, vectors: np.ndarray):
-    """A catalogue holding ``vectors`` as images ``1..N`` at ``/photos/<i>.jpg``."""
+def catalogue_with(path: Path, vectors: np.ndarray, labels=lambda i: [1, 2]):
+    """A catalogue holding ``vectors`` as images ``1..N`` at ``/photos/<i>.jpg``, with
+    ``labels(i)`` (class ids, most probable first) as the labels of the i-th."""
     from lookalike.index.catalogue import Catalogue
     from lookalike.index.formats import FileStat, NewImage
 
     catalogue = Catalogue(path)
     with catalogue.transaction() as db:
         for i, vector in enumerate(vectors):
+            classes = labels(i)
             image_id = Catalogue.insert_image(
-                db, NewImage(f"hash{i}", 1, 1, vector, [1, 2], [0.6, 0.3])
+                db, NewImage(f"hash{i}", 1, 1, vector, classes, [0.5 ** (r + 1) for r in range(len(classes))])
             )
             Catalogue.upsert_file(db, FileStat(f"/photos/{i}.jpg", 1, 1), image_id)
     return catalogue

@@ -16,7 +16,7 @@ import lookalike
 from conftest import augment, caltech_image, catalogue_with, copy_subset
 from lookalike import cli
 from lookalike.errors import StoreError
-from lookalike.index.milvus_store import MilvusStore
+from lookalike.index.milvus_store import MilvusStore, label_filter
 from lookalike.index.vectors import FlatStore
 from lookalike.settings import MilvusParams, Settings
 
@@ -140,6 +140,32 @@ def test_flat_top_k_equals_the_exact_store(milvus, real_vectors, tmp_path):
         assert np.array_equal(i1, i2)
         assert np.allclose(s1, s2, atol=1e-4)
     assert np.allclose(store.vectors(np.array([9, 2])), exact.vectors(np.array([9, 2])), atol=1e-6)
+
+
+@pytest.mark.parametrize("stored", [5, 7])
+def test_a_label_filter_goes_to_the_server_as_labels_when_they_are_all_there(stored, milvus, real_vectors, tmp_path):
+    """A label filter is sent as ``label0 in [..] or ...`` when every image's labels fit the
+    collection's 5 label fields, else as the ids: either way the results are the exact store's."""
+    def labels(i):
+        return [10 + i % 7, 20 + i % 5, 30, 40 + i % 3, 50 + i % 2, 60 + i % 4, 70][:stored]
+
+    catalogue = catalogue_with(tmp_path / "catalogue.sqlite", augment(real_vectors, 300, seed=3), labels)
+    uri = f"milvus://{milvus[0]}:{milvus[1]}/labels_{stored}_{os.getpid()}"
+    store = MilvusStore.open(tmp_path, catalogue, uri, MilvusParams(index_type="FLAT"))
+    assert store.labels == 5 and store.labels_complete == (stored <= 5)
+    exact = FlatStore(*catalogue.all_vectors())
+    queries = augment(real_vectors, 5, seed=4)
+    for classes in ([12], [23, 41], [51], [62, 63]):  # [62, 63]: only the 6th labels hold them
+        allowed = catalogue.image_ids_with_labels(classes)
+        assert allowed.classes == tuple(classes)
+        assert (len(allowed) == 0) == (stored == 5 and classes == [62, 63])
+        s1, i1 = exact.search(queries, 10, np.asarray(allowed))
+        s2, i2 = store.search(queries, 10, allowed)
+        assert np.array_equal(i1, i2) and np.allclose(s1, s2, atol=1e-4), classes
+        if stored == 5:  # what the server selects by labels is the catalogue's label filter
+            rows = store.server.client.query(store.server.name, filter=label_filter(classes, 5),
+                                             output_fields=["id"])
+            assert sorted(r["id"] for r in rows) == list(allowed)
 
 
 @pytest.mark.parametrize("case", ["bad address", "server down", "other dimensions"])

@@ -65,8 +65,12 @@ class MilvusParams:
     hnsw_m: int = 16  # HNSW links per node
     hnsw_ef_construction: int = 200
     hnsw_ef: int = 128  # HNSW search beam (raised to k when k is larger)
-    ivf_nlist: int = 1024  # IVF_PQ clusters
-    pq_m: int = 64  # IVF_PQ sub-quantisers (must divide the descriptor's dimensions)
+    ivf_nlist: int = 1024  # IVF_PQ clusters (per sealed segment; the server caps it at rows/39)
+    pq_m: int = 160  # IVF_PQ sub-quantisers: must divide the dimensions (1280: 8-d sub-vectors)
+    # IVF_PQ bits per code: 2**nbits centres per sub-quantiser. Milvus trains the codebooks
+    # on every sealed segment; 8 bits (256 centres) makes that k-means 16x longer, minutes per
+    # segment (docs/benchmarks.md, "Scale-out").
+    pq_nbits: int = 4
     ivf_nprobe: int = 32  # IVF_PQ clusters searched
     diskann_search_list: int = 100  # DISKANN search list (raised to k when k is larger)
     timeout: float = 60.0  # seconds any one call to the server may take

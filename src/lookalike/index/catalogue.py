@@ -39,6 +39,7 @@ from .formats import (
     FileRecord,
 )
 from .schema import read_location, stored_location
+from .vectors import LabelIds
 
 FORMAT_VERSION = schema.VERSION
 
@@ -271,11 +272,11 @@ class Catalogue(CatalogueWrites, CatalogueLabels, CatalogueUrls, CatalogueBrowse
         except sqlite3.OperationalError:  # a read-only catalogue from before the table/column
             return
 
-    def image_ids_with_labels(self, class_ids: Sequence[int]) -> np.ndarray:
+    def image_ids_with_labels(self, class_ids: Sequence[int]) -> LabelIds:
         """Images holding any of ``class_ids``, ascending, each once (also when the ids
         are queried in several chunks, as a broad word's hundreds of classes are)."""
         rows = self._in_query("SELECT DISTINCT image_id FROM labels WHERE class_id IN ({})", class_ids)
-        return np.unique(np.fromiter((r[0] for r in rows), dtype=np.int64))
+        return LabelIds(np.unique(np.fromiter((r[0] for r in rows), dtype=np.int64)), class_ids)
 
     def image_for_location(self, location: str) -> int | None:
         sql = "SELECT image_id FROM files WHERE location = ?"

@@ -29,3 +29,8 @@ class CatalogueLabels:
     def images_per_class(self) -> dict[int, int]:
         """How many images hold each class among their stored labels."""
         return dict(self.db.execute("SELECT class_id, count(*) FROM labels GROUP BY class_id"))
+
+    def labels_beyond(self, rank: int) -> bool:
+        """Whether any image holds more than ``rank`` labels (a scan of the label table:
+        for the rare checks that already read every id, such as a store's synchronisation)."""
+        return self.db.execute("SELECT 1 FROM labels WHERE rank >= ? LIMIT 1", (rank,)).fetchone() is not None

@@ -168,7 +168,7 @@ class MilvusServer:
         p = self.params
         build = {
             "HNSW": {"M": p.hnsw_m, "efConstruction": p.hnsw_ef_construction},
-            "IVF_PQ": {"nlist": p.ivf_nlist, "m": p.pq_m, "nbits": 8},
+            "IVF_PQ": {"nlist": p.ivf_nlist, "m": p.pq_m, "nbits": p.pq_nbits},
         }.get(p.index_type, {})
         index = self.client.prepare_index_params()
         index.add_index("vector", index_type=p.index_type, metric_type="IP", params=build)

@@ -2,8 +2,9 @@
 
 The catalogue stays the source of truth (paths, hashes, local features, descriptors); Milvus
 holds what search needs at scale: the image id (primary key), the descriptor in the store's
-space and the image's top ImageNet labels (``label0`` ...). Candidate id sets become filter
-expressions (``id in [...]``) evaluated by the server. The index type (HNSW, DISKANN,
+space and the image's top ImageNet labels (``label0`` ...). Candidate sets become filter
+expressions evaluated by the server: a label filter (:class:`~lookalike.index.vectors.LabelIds`)
+as ``label0 in [...] or label1 in [...] ...``, any other id set as ``id in [...]``. The index type (HNSW, DISKANN,
 IVF_PQ, FLAT) and its build and search parameters come from
 :class:`~lookalike.settings.MilvusParams`.
 
@@ -17,7 +18,7 @@ another transform's space is reloaded. A run that changes nothing sends no write
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ from ..settings import MilvusParams, Settings
 from .catalogue import Catalogue
 from .files import atomic_write, save_quietly
 from .milvus_server import MilvusAddress, MilvusServer
-from .vectors import in_order
+from .vectors import LabelIds, in_order
 
 REMOTE_STORE_KEY = "store"  # catalogue meta: the address of a remote store, if the index has one
 STATE_FILE = "milvus.json"
@@ -38,6 +39,13 @@ ID_CHUNK = 1_000  # ids per filter expression
 def id_filter(ids: np.ndarray) -> str:
     """A Milvus filter expression selecting ``ids``."""
     return f"id in [{','.join(str(int(i)) for i in ids)}]"
+
+
+def label_filter(classes: Sequence[int], fields: int) -> str:
+    """A Milvus filter expression selecting the images that hold any of ``classes`` among
+    their ``fields`` top labels (``label0`` ...): the catalogue's label filter, on the server."""
+    listed = ",".join(str(int(c)) for c in classes)
+    return " or ".join(f"label{i} in [{listed}]" for i in range(fields))
 
 
 class MilvusStore:
@@ -51,6 +59,10 @@ class MilvusStore:
         self.kind = f"milvus {server.params.index_type} {server.address}"
         self.labels = len(server.label_fields())
         self.fingerprint = ""
+        # Whether every image's catalogue labels fit the label fields, so that a label
+        # filter can be sent as labels (else as ids): checked by every synchronisation,
+        # kept up by every add, recorded in milvus.json.
+        self.labels_complete = False
         self._count: int | None = None
 
     # --- opening -------------------------------------------------------------------------
@@ -77,6 +89,7 @@ class MilvusStore:
                              f"is empty; run: lookalike index DIR --db {folder} --store {address}")
         server.ensure(dims, labels=Settings().top_labels)  # (when the collection was lost)
         store = cls(server, catalogue)
+        store.labels_complete = bool(state.get("labels_complete", False))
         if reload or state.get("generation") != catalogue.generation:
             store.sync(transform)
             save_quietly(lambda: store._save_state(Path(folder), catalogue.generation, fingerprint))
@@ -87,6 +100,7 @@ class MilvusStore:
         """Add the catalogue's images the collection lacks; delete those it no longer has."""
         held = self.stored_ids()
         current = self.catalogue.image_ids()
+        self.labels_complete = not self.catalogue.labels_beyond(self.labels)
         gone = np.setdiff1d(held, current, assume_unique=True)
         self.remove(gone)
         missing = np.setdiff1d(current, held, assume_unique=True)
@@ -122,6 +136,8 @@ class MilvusStore:
             return
         vectors = np.asarray(vectors, dtype=np.float32)
         labels = self.catalogue.labels_for([int(i) for i in ids])
+        if any(len(held) > self.labels for held in labels.values()):
+            self.labels_complete = False
         server, step = self.server, self.server.params.insert_batch
         for start in range(0, len(ids), step):
             rows = []
@@ -153,7 +169,9 @@ class MilvusStore:
         if candidates is not None:
             allowed = np.unique(np.asarray(candidates, dtype=np.int64))
             k = min(k, len(allowed))
-            expression = id_filter(allowed)
+            classes = candidates.classes if isinstance(candidates, LabelIds) else None
+            by_labels = classes and self.labels and self.labels_complete
+            expression = label_filter(classes, self.labels) if by_labels else id_filter(allowed)
         k = min(k, MAX_TOP_K)
         if k <= 0 or not len(queries):
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
@@ -190,7 +208,7 @@ class MilvusStore:
 
     def _save_state(self, folder: Path, generation: int, fingerprint: str) -> None:
         state = {"generation": generation, "uri": str(self.server.address),
-                 "fingerprint": fingerprint}
+                 "fingerprint": fingerprint, "labels_complete": self.labels_complete}
         atomic_write(folder / STATE_FILE, json.dumps(state).encode())
 
 

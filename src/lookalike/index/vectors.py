@@ -9,6 +9,7 @@ in-memory matrix today and an ANN index or a remote database (Milvus) tomorrow. 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -39,7 +40,8 @@ class VectorStore(Protocol):
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` by inner product: ``(scores, ids)`` each ``(Q, k')``, best first.
 
-        ``candidates`` restricts the search to those ids (label filters, category routing).
+        ``candidates`` restricts the search to those ids (label filters, category routing);
+        a :class:`LabelIds` is also the label classes that select it.
         ``k'`` is ``min(k, number searched)``. ``rough`` allows an approximate store to
         spend less on exactness (candidate generation for a later check, e.g. the regional
         search); exact stores ignore it.
@@ -54,6 +56,23 @@ class VectorStore(Protocol):
 
     def save(self, folder: Path, generation: int) -> None:
         """Persist to ``folder``, recording the catalogue generation it reflects."""
+
+
+class LabelIds(np.ndarray):
+    """Ids (int64, ascending) that are exactly the images holding any of ``classes``: what a
+    label filter selects. A store that keeps each image's labels with its vector (Milvus)
+    filters by the classes instead of sending every id. Anything derived from it (a slice,
+    an intersection) is a plain id set (``classes`` None)."""
+
+    classes: tuple[int, ...] | None
+
+    def __new__(cls, ids: np.ndarray, classes: Sequence[int]) -> LabelIds:
+        out = np.asarray(ids, dtype=np.int64).view(cls)
+        out.classes = tuple(sorted({int(c) for c in classes}))
+        return out
+
+    def __array_finalize__(self, obj: object) -> None:
+        self.classes = None
 
 
 def in_order(found: np.ndarray, vectors: np.ndarray, ids: np.ndarray) -> np.ndarray:
