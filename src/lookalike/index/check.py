@@ -205,7 +205,7 @@ def read_back(db: sqlite3.Connection) -> Salvage:
     fixed = {"format_version": str(schema.VERSION), "generation": str(generation),
              "retired_image_id": str(retired)}
     failures = [r for r in schema.readable_rows(db, "failures")[0] if isinstance(r[3], str)]
-    indexed = {schema.read_location(f[1]) for f in files}
+    indexed = {schema.read_location(f[1]) for f in files}  # (a URL's validators go with it)
     out.tables = {
         "meta": [*((k, v) for k, v in meta.items() if k not in fixed), *fixed.items()],
         "images": [r for r in valid if r[0] in keep],
@@ -214,8 +214,6 @@ def read_back(db: sqlite3.Connection) -> Salvage:
         "local_features": [row for i in sorted(keep) for row in features.get(i, [])],
         "failures": failures,
         "not_duplicates": _rows_if_any(db, "not_duplicates"),
-        # A URL's validators only with its file row: a validator without one would make the
-        # next run's conditional fetch answer "unchanged" for an image no longer indexed.
         "url_sources": [r for r in _rows_if_any(db, "url_sources") if r[0] in indexed],
     }
     return out
@@ -394,8 +392,7 @@ def _span(first: int, last: int | None) -> str:
 
 
 def _few(ids: np.ndarray) -> str:
-    shown = ", ".join(str(int(i)) for i in ids[:5])
-    return shown + (", ..." if len(ids) > 5 else "")
+    return ", ".join(str(int(i)) for i in ids[:5]) + (", ..." if len(ids) > 5 else "")
 
 
 def _shown(location: str) -> str:
