@@ -214,3 +214,17 @@ def test_the_server_is_reachable_from_this_machine_only(milvus, milvus_server, p
     assert milvus_server.server_proc.poll() is None
     outside = private_network.listening_outside()
     assert "milvus" not in outside and f":{milvus[1]} " not in outside
+
+
+def test_a_filtered_hnsw_search_widens_its_beam_by_the_share_it_keeps(milvus):
+    from lookalike.index.milvus_server import MilvusAddress, MilvusServer
+
+    params = MilvusParams()
+    server = MilvusServer(MilvusAddress(milvus[0], milvus[1], "beam"), params)
+    try:
+        assert server.search_params(10)["params"] == {"ef": params.hnsw_ef}
+        assert server.search_params(10, kept=0.25)["params"] == {"ef": params.hnsw_ef * 4}
+        assert server.search_params(10, kept=0.001)["params"] == {"ef": params.hnsw_filter_ef}
+        assert server.search_params(500, kept=0.5)["params"] == {"ef": 1000}  # (from k)
+    finally:
+        server.close()

@@ -65,6 +65,7 @@ class MilvusParams:
     hnsw_m: int = 16  # HNSW links per node
     hnsw_ef_construction: int = 200
     hnsw_ef: int = 128  # HNSW search beam (raised to k when k is larger)
+    hnsw_filter_ef: int = 2048  # the most a filter widens that beam to (by 1 / the share it keeps)
     ivf_nlist: int = 1024  # IVF_PQ clusters (per sealed segment; the server caps it at rows/39)
     pq_m: int = 160  # IVF_PQ sub-quantisers: must divide the dimensions (1280: 8-d sub-vectors)
     # IVF_PQ bits per code: 2**nbits centres per sub-quantiser. Milvus trains the codebooks

@@ -213,10 +213,15 @@ class MilvusServer:
         self.call("delete probe vectors", lambda: self.client.delete(
             self.name, filter="id < 0", **self.kw()))
 
-    def search_params(self, k: int) -> dict:
+    def search_params(self, k: int, kept: float = 1.0) -> dict:
+        """What a search of ``k`` matches passes the index; ``kept``: the share of the
+        collection a filter lets through. HNSW walks the whole graph and drops what the filter
+        refuses, so its beam is widened by 1 / ``kept`` (up to ``hnsw_filter_ef``) to find as
+        many allowed neighbours as an unfiltered search."""
         p = self.params
+        ef = max(p.hnsw_ef, k)
         inner = {
-            "HNSW": {"ef": max(p.hnsw_ef, k)},
+            "HNSW": {"ef": ef if kept >= 1 else int(min(max(ef, p.hnsw_filter_ef), ef / max(kept, 1e-9)))},
             "IVF_PQ": {"nprobe": p.ivf_nprobe},
             "DISKANN": {"search_list": max(p.diskann_search_list, k)},
         }.get(p.index_type, {})

@@ -165,20 +165,21 @@ class MilvusStore:
     def search(self, queries: np.ndarray, k: int, candidates: np.ndarray | None = None, *,
                rough: bool = False) -> tuple[np.ndarray, np.ndarray]:
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
-        expression = ""
+        expression, kept = "", 1.0
         if candidates is not None:
             allowed = np.unique(np.asarray(candidates, dtype=np.int64))
             k = min(k, len(allowed))
             classes = candidates.classes if isinstance(candidates, LabelIds) else None
             by_labels = classes and self.labels and self.labels_complete
             expression = label_filter(classes, self.labels) if by_labels else id_filter(allowed)
+            kept = len(allowed) / max(len(self), 1)
         k = min(k, MAX_TOP_K)
         if k <= 0 or not len(queries):
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
         server = self.server
         hits = server.call("search", lambda: server.client.search(
             server.name, data=queries.tolist(), limit=k, filter=expression, output_fields=[],
-            search_params=server.search_params(k), anns_field="vector",
+            search_params=server.search_params(k, kept), anns_field="vector",
             consistency_level=server.params.search_consistency, **server.kw()))
         width = min((len(row) for row in hits), default=0)
         ids = np.array([[int(h["id"]) for h in row[:width]] for row in hits], dtype=np.int64)
