@@ -14,7 +14,13 @@ query_costs.py. Rounds alternate (A B, then B A, ...); each figure is the median
 The rankings of every run of both sides (ids, cosine scores and inlier counts of every
 query) are compared exactly with the base's first: ``identical`` is true when no query differs.
 
+``--ann N`` runs on benchmarks/ann.py's end-to-end index of N images instead (built once
+under the benchmarks' scratch folder and kept): synthetic descriptors derived from real ones,
+the approximate store from 50,000 images, real local features for the copies of its 26 photos
+with copies; its 25 photos without copies have none.
+
     python benchmarks/query_ab.py --base 75f4026 [--queries 40] [--no-copy 40] [--rounds 3] [--out benchmarks/results/query_ab.json]
+    python benchmarks/query_ab.py --base 75f4026 --ann 100000 --out benchmarks/results/query_ab-100k.json
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sqlite3
 import statistics
 import subprocess
@@ -61,6 +68,30 @@ print(json.dumps(rows))
 """
 
 
+def ann_index(n: int) -> tuple[Path, dict[str, list[str]]]:
+    """benchmarks/ann.py's end-to-end index of ``n`` images and its query photos, as
+    ``ann.py --n-e2e n`` makes them (kept here, built on first use)."""
+    import ann
+    import caltech
+
+    import lookalike
+
+    base, labels, paths = caltech.embeddings(lookalike.Settings().model)
+    chosen = np.random.default_rng(ann.SEED).choice(len(base), 200 + 51, replace=False)[200:]
+    with_copies, without_copies = chosen[:26], chosen[26:]
+    folder = caltech.SCRATCH / f"query-ab-ann-{n}"
+    built = folder / "built"  # written last: an interrupted build starts again
+    if not built.exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        features = ann.real_features(paths, set(without_copies.tolist()))
+        ann.write_catalogue(folder, base, labels, n, features)
+        with lookalike.Index.open(folder) as index:
+            index.store  # noqa: B018 - the store built from the catalogue and saved
+        built.write_text("")
+    return folder, {"default": [str(paths[i]) for i in with_copies],
+                    "default_no_copy": [str(paths[i]) for i in without_copies]}
+
+
 def side_run(tree: Path, index: Path, paths: list[str]) -> list[dict]:
     env = {"PYTHONPATH": str(tree / "src")}
     out = subprocess.run([sys.executable, "-c", CHILD, str(index), json.dumps(paths)],
@@ -85,13 +116,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=40)
     parser.add_argument("--no-copy", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=3, help="A/B pairs (order alternates)")
+    parser.add_argument("--ann", type=int, help="on benchmarks/ann.py's end-to-end index of this many images instead")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     index = args.work / "index"
-    saved = json.loads((args.work / "queries.json").read_text())["queries"]
-    _, backgrounds = instance.database_files()
-    groups = {"default": [q["path"] for q in saved[: args.queries]],
-              "default_no_copy": [str(p) for p in backgrounds[: args.no_copy]]}
+    if args.ann:
+        index, given = ann_index(args.ann)
+        groups = {"default": given["default"][: args.queries],
+                  "default_no_copy": given["default_no_copy"][: args.no_copy]}
+    else:
+        saved = json.loads((args.work / "queries.json").read_text())["queries"]
+        _, backgrounds = instance.database_files()
+        groups = {"default": [q["path"] for q in saved[: args.queries]],
+                  "default_no_copy": [str(p) for p in backgrounds[: args.no_copy]]}
     paths = [p for group in groups.values() for p in group]
     sides = {"base": ab.checkout(args.base), "head": ab.REPO}
     runs: dict[str, list[list[dict]]] = {"base": [], "head": []}
