@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import ab  # noqa: E402
 import instance  # noqa: E402
+import query_costs  # noqa: E402
 
 CHILD = """
 import json, sys, time
@@ -112,9 +113,7 @@ def summary(rows: list[dict]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", required=True, help="the commit to compare against (A)")
-    parser.add_argument("--work", type=Path, default=Path("/tmp/lookalike-instance"))
-    parser.add_argument("--queries", type=int, default=40)
-    parser.add_argument("--no-copy", type=int, default=40)
+    query_costs.query_arguments(parser, 40, 40)
     parser.add_argument("--rounds", type=int, default=3, help="A/B pairs (order alternates)")
     parser.add_argument("--ann", type=int, help="on benchmarks/ann.py's end-to-end index of this many images instead")
     parser.add_argument("--out", type=Path)

@@ -231,12 +231,18 @@ def synthetic_store(index: lookalike.Index, queries: list[dict], n: int) -> dict
     return {"images": n, "search": ms(times), "qe": ms(qe_times)}
 
 
+def query_arguments(parser: argparse.ArgumentParser, queries: int, no_copy: int) -> None:
+    """The instance benchmark's folder and how many of its queries, and of the photos with
+    no copy, to time (shared with query_ab.py)."""
+    parser.add_argument("--work", type=Path, default=Path("/tmp/lookalike-instance"))
+    parser.add_argument("--queries", type=int, default=queries)
+    parser.add_argument("--no-copy", type=int, default=no_copy, help="photos with no copy in the index timed by ``default_no_copy``")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--work", type=Path, default=Path("/tmp/lookalike-instance"))
-    parser.add_argument("--queries", type=int, default=200)
+    query_arguments(parser, 200, 100)
     parser.add_argument("--synthetic", type=int, default=100_000)
-    parser.add_argument("--no-copy", type=int, default=100, help="photos with no copy in the index timed by ``default_no_copy``")
     parser.add_argument("--limit", type=int, help="a temporary index of a fixed-seed sample of N database photos (quick check)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
