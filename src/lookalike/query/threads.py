@@ -8,7 +8,9 @@ is not scheduled (measured in docs/benchmarks.md, "Query stage costs"). Each out
 same dot product whichever thread computes it, so rankings do not change.
 
 The limit is process-wide (BLAS has no per-call setting): it is set when the first of any
-concurrent queries starts and restored when the last one ends.
+concurrent queries starts and restored when the last one ends. OpenBLAS takes it from the
+main thread (a CLI or API search); set from another thread (a server's request threads)
+some versions ignore it, and the products keep their threads, with the same results.
 """
 
 from __future__ import annotations
