@@ -26,7 +26,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -231,23 +231,10 @@ class Verifier:
     def _map(self, fn: Callable, items: Sequence) -> list:
         """``[fn(item)]``, on the worker threads when there is more than one item."""
         if self.params.workers > 1 and len(items) > 1:
-            return list(self._threads().map(fn, items))
-        return [fn(item) for item in items]
-
-    def submit(self, fn: Callable[[], object]) -> Future:
-        """``fn()`` started on a worker thread (run now without workers), for work a query
-        needs later, such as its own features while its ranking is re-ordered."""
-        if self.params.workers > 1:
-            return self._threads().submit(fn)
-        done: Future = Future()
-        done.set_result(fn())
-        return done
-
-    def _threads(self) -> ThreadPoolExecutor:
-        with self._lock:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.params.workers, thread_name_prefix="verify")
-            return self._pool
+            return list(self._pool.map(fn, items))
+        return [fn(item) for item in items]
 
     def count_region_inliers(
         self, query_image: Image.Image, query: Features,

@@ -81,8 +81,6 @@ class Cascade:
             keep = ids != query.exclude
             scores, ids = scores[keep], ids[keep]
         ranking = Ranking(ids, scores, order=ids, min_inliers=collection.settings.verify.min_inliers)
-        if any(stage.kind == "verify" for stage in self.stages):
-            query.prefetch_features(collection)  # while diffusion or query expansion runs
         for stage in self.stages:
             stage.apply(query, ranking, collection)
         order = np.asarray(ranking.verified_first()[: query.k], dtype=np.int64)

@@ -11,7 +11,6 @@ stored local features), and changes one :class:`Ranking`. No stage calls back in
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -70,7 +69,6 @@ class Query:
     # whether the gate (:func:`lookalike.query.verification.may_hold_copy`) let them run.
     _word_hits: tuple[int, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
     _gate: bool | None = field(default=None, repr=False)
-    _extracting: Future | None = field(default=None, repr=False)  # see prefetch_features
 
     @property
     def skip(self) -> int:
@@ -84,19 +82,6 @@ class Query:
 
     def features(self, collection: Collection) -> Features | None:
         """The query picture's local features (extracted once, shared by the stages)."""
-        if self._extracting is not None:
-            self._extracting.result()  # started by prefetch_features (raises what it raised)
-            self._extracting = None
-        return self._extract(collection)
-
-    def prefetch_features(self, collection: Collection) -> None:
-        """Start extracting the features on a verifying thread, so that a re-ranking stage
-        runs meanwhile on the other core (the same features, so the same results). The
-        picture is loaded here: loading may read the catalogue, which stays on this thread."""
-        if self._features is None and self._extracting is None and self.image() is not None:
-            self._extracting = collection.verifier.submit(lambda: self._extract(collection))
-
-    def _extract(self, collection: Collection) -> Features | None:
         from ..verify import extract
 
         if self._features is None and self.image() is not None:
