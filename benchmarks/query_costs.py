@@ -40,7 +40,11 @@ The regional steps run only when nothing among the first matches verifies surely
   instance queries (each has its original in the index);
 * ``default_no_copy``: the same for ``--no-copy`` photos with no copy in the index (the
   unindexed ``BACKGROUND_Google`` photos the *paste* edits use as backgrounds), the usual
-  case for a search.
+  case for a search;
+* ``default_cpu`` / ``default_no_copy_cpu``: the process's CPU time (all threads) of the
+  same, beside the wall time on a shared machine.
+
+Every step runs on one BLAS thread, as a search does (:mod:`lookalike.query.threads`).
 
 ``--synthetic N`` also times the cosine search and ``QueryExpansion.apply`` on an exact store
 of N vectors (database vectors with noise), to show how the search steps grow with the
@@ -78,12 +82,13 @@ from lookalike.index.words import shipped_vocabulary  # noqa: E402
 from lookalike.query.regions import regional_checks  # noqa: E402
 from lookalike.query.rerank import Diffusion, QueryExpansion  # noqa: E402
 from lookalike.query.stages import Query, Ranking  # noqa: E402
+from lookalike.query.threads import one_blas_thread  # noqa: E402
 from lookalike.query.verification import Regions, Verify, Words  # noqa: E402
 from lookalike.settings import Settings  # noqa: E402
 
 STEPS = ("embed", "search", "search_categories_2019", "qe", "diffusion", "verify10", "verify20",
          "words_lookup", "verify20_words10", "regions_embed", "regions_search",
-         "regions_verify10", "regions10", "default")
+         "regions_verify10", "regions10", "default", "default_cpu")
 K = 10  # matches a query asks for
 
 
@@ -185,16 +190,19 @@ def time_steps(index: lookalike.Index, queries: list[dict]) -> tuple[dict[str, l
         t = time.perf_counter()
         Regions(10).apply(query, ranking, folder)
         steps["regions10"].append(time.perf_counter() - t)
-        steps["default"].append(default_search(index, image))
+        wall, cpu = default_search(index, image)
+        steps["default"].append(wall)
+        steps["default_cpu"].append(cpu)
     return steps, {"pipeline": cascade.spec, "search_depth": depth}
 
 
-def default_search(index: lookalike.Index, image) -> float:
-    """Seconds of a default query's search part: everything after embedding ``image``."""
+def default_search(index: lookalike.Index, image) -> tuple[float, float]:
+    """Seconds of a default query's search part, everything after embedding ``image``: wall
+    time and the process's CPU time (all threads)."""
     emb = index.embed([image])
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     index.rank(emb.vectors, lookalike.SearchOptions(k=K), label_ids=emb.label_ids, pictures=[lambda: image])
-    return time.perf_counter() - t
+    return time.perf_counter() - t, time.process_time() - cpu
 
 
 def synthetic_store(index: lookalike.Index, queries: list[dict], n: int) -> dict:
@@ -223,12 +231,18 @@ def synthetic_store(index: lookalike.Index, queries: list[dict], n: int) -> dict
     return {"images": n, "search": ms(times), "qe": ms(qe_times)}
 
 
+def query_arguments(parser: argparse.ArgumentParser, queries: int, no_copy: int) -> None:
+    """The instance benchmark's folder and how many of its queries, and of the photos with
+    no copy, to time (shared with query_ab.py)."""
+    parser.add_argument("--work", type=Path, default=Path("/tmp/lookalike-instance"))
+    parser.add_argument("--queries", type=int, default=queries)
+    parser.add_argument("--no-copy", type=int, default=no_copy, help="photos with no copy in the index timed by ``default_no_copy``")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--work", type=Path, default=Path("/tmp/lookalike-instance"))
-    parser.add_argument("--queries", type=int, default=200)
+    query_arguments(parser, 200, 100)
     parser.add_argument("--synthetic", type=int, default=100_000)
-    parser.add_argument("--no-copy", type=int, default=100, help="photos with no copy in the index timed by ``default_no_copy``")
     parser.add_argument("--limit", type=int, help="a temporary index of a fixed-seed sample of N database photos (quick check)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
@@ -252,7 +266,8 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> dict:
     settings = settings.with_(verify=replace(settings.verify, cache=0))  # every query reads
     with lookalike.Index.open(args.work / "index", settings=settings) as index:
         index.add([photos])
-        steps, ran = time_steps(index, queries)
+        with one_blas_thread():  # as in a search (lookalike.query.threads)
+            steps, ran = time_steps(index, queries)
         result = {
             "benchmark": "per-step query cost (ms), one query at a time",
             **caltech.run_info(argv),
@@ -262,7 +277,8 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> dict:
             "steps_ms": {k: ms(v) for k, v in steps.items()},
         }
         no_copy = [default_search(index, decode(index, str(p))) for p in backgrounds[: args.no_copy]]
-        result["steps_ms"]["default_no_copy"] = ms(no_copy) | {"queries": len(no_copy)}
+        result["steps_ms"]["default_no_copy"] = ms([w for w, _ in no_copy]) | {"queries": len(no_copy)}
+        result["steps_ms"]["default_no_copy_cpu"] = ms([c for _, c in no_copy])
         if args.synthetic:
             result["synthetic_exact_store"] = synthetic_store(index, queries, args.synthetic)
     return result

@@ -99,3 +99,22 @@ def test_region_vectors_of_a_real_picture(index, built_index, levels):
     checks = regional_checks(transformed, boxes[:1], index.store.inner.search, index.store.vectors, 1,
                              params=RegionParams(per_region=1))
     assert checks[0][0] == index.catalogue.image_for_location(str(photos / "watch" / "image_0002.jpg"))
+
+
+def test_regional_gem_is_gem_over_each_window(index, built_index):
+    """Pooling the windows of one real feature map at once gives exactly (bit for bit) what
+    GeM gives over each window on its own, for the default and other exponents."""
+    _, photos = built_index
+    from PIL import Image
+
+    from lookalike.embed.pooling import gem, regional_gem
+    from lookalike.embed.preprocess import to_tensor
+
+    picture = Image.open(photos / "watch" / "image_0002.jpg").convert("RGB")
+    embedder = index.embedder
+    tensor = to_tensor(picture, embedder.spec.preprocess, size=RegionParams().size)
+    (feature_map,) = embedder.session.run(["feature_map"], {"image": tensor[None]})
+    windows = region_grid(*feature_map.shape[2:], RegionParams().levels)
+    for p in (3.0, 1.0, 2.0):
+        each = np.concatenate([gem(feature_map[:, :, t : t + s, le : le + s], p) for t, le, s in windows])
+        assert np.array_equal(regional_gem(feature_map[0], windows, p), each)

@@ -245,12 +245,20 @@ class Verifier:
         ``box`` (None: all of it), so a photo pasted into a larger picture is matched with
         the full keypoint budget of its own region."""
         parts: dict[Box | None, Features] = {None: query}
+        # Candidates often share their closest window: its features are extracted once (a
+        # thread that needs a window another is extracting waits for it instead).
+        locks = {box: threading.Lock() for _, box in pairs}
+
+        def part(box: Box | None) -> Features:
+            with locks[box]:
+                if box not in parts:
+                    parts[box] = extract(crop(query_image, box, self.params.margin), self.params)
+            return parts[box]
 
         def one(pair: tuple[int, Box | None]) -> int:
             image_id, box = pair
-            if box not in parts:  # two threads may both extract it: same result
-                parts[box] = extract(crop(query_image, box, self.params.margin), self.params)
+            query_part = part(box)
             feats = self.features_of(image_id, load)
-            return fit(parts[box], feats, self.params).counted(self.params) if feats is not None else 0
+            return fit(query_part, feats, self.params).counted(self.params) if feats is not None else 0
 
         return self._map(one, pairs)

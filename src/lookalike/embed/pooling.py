@@ -36,11 +36,22 @@ def region_grid(h: int, w: int, levels: tuple[int, ...]) -> list[tuple[int, int,
     return windows
 
 
-def regional_gem(feature_map: np.ndarray, windows, p: float = 3.0) -> np.ndarray:
-    """GeM descriptor of each window of one ``(C, h, w)`` feature map: ``(len(windows), C)``."""
-    return np.concatenate(
-        [gem(feature_map[None, :, t : t + s, le : le + s], p) for t, le, s in windows]
-    )
+def regional_gem(feature_map: np.ndarray, windows, p: float = 3.0, eps: float = 1e-6) -> np.ndarray:
+    """GeM descriptor of each window of one ``(C, h, w)`` feature map: ``(len(windows), C)``.
+
+    The same numbers as :func:`gem` over each window, but the map is raised to the power
+    ``p`` once: the R-MAC windows overlap, covering each cell several times.
+    """
+    channels = feature_map.shape[0]
+    if p == 1.0:
+        powered = feature_map
+    else:
+        x = np.maximum(feature_map, eps)
+        powered = x * x * x if p == 3.0 else np.power(x, p)
+    means = np.stack([powered[:, t : t + s, le : le + s].reshape(channels, -1).mean(axis=1) for t, le, s in windows])
+    if p == 1.0:
+        return means
+    return np.cbrt(means) if p == 3.0 else np.power(means, 1.0 / p)
 
 
 def l2_normalise(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:

@@ -272,10 +272,11 @@ class InvertedFile:
         total = int(lengths.sum())
         if total == 0:
             return np.zeros(len(self.image_ids))
-        # Every posting of every query word, gathered in one go.
-        offsets = np.repeat(begins - np.cumsum(lengths) + lengths, lengths) + np.arange(total)
+        # Every posting of every query word, in word order: copied list by list instead of
+        # gathered through an offset per posting (faster; the same order, so the same sums).
+        postings = np.concatenate([self._postings[b:e] for b, e in zip(begins.tolist(), ends.tolist(), strict=True)])
         weight = np.repeat(self._idf[query] ** 2, lengths)
-        scores = np.bincount(self._postings[offsets], weights=weight, minlength=len(self.image_ids))
+        scores = np.bincount(postings, weights=weight, minlength=len(self.image_ids))
         return scores / np.maximum(self._norms, 1e-12)
 
 

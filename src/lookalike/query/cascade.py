@@ -20,6 +20,7 @@ from ..index.catalogue import Catalogue
 from .candidates import candidate_ids
 from .options import SearchOptions
 from .stages import Collection, Query, Ranking, Stage
+from .threads import one_blas_thread
 
 
 @dataclass(frozen=True)
@@ -124,28 +125,36 @@ def rank_queries(
     ``pictures[i]()`` loads query ``i``'s picture for verification; ``exclude[i]`` is an
     indexed image left out of query ``i``'s ranking ("each image against the rest").
     """
-    transform = collection.store.transform
-    out = []
-    for number, (vector, query_labels) in enumerate(
-        zip(np.atleast_2d(vectors), label_ids, strict=False)
-    ):
-        allowed, route = candidate_ids(
-            catalogue, label=options.label, route=options.route,
-            query_label_ids=query_labels, k=options.k,
-        )
-        query = Query(
-            transform.apply(vector[None, :])[0], options.k, allowed,
-            exclude=None if exclude is None else int(exclude[number]),
-        )
-        if pictures is not None:
-            query.picture = _verifiable(pictures[number], collection.settings.verify.min_side)
-        ranked = cascade.rank(query, collection)
-        ranked.route = route
-        if options.min_score is not None:
-            keep = ranked.scores >= options.min_score
-            ranked.ids, ranked.scores = ranked.ids[keep], ranked.scores[keep]
-        out.append(ranked)
-    return out
+    with one_blas_thread():
+        return [
+            _rank_one(cascade, collection, catalogue, vector, query_labels, options,
+                      None if pictures is None else pictures[number],
+                      None if exclude is None else int(exclude[number]))
+            for number, (vector, query_labels) in enumerate(
+                zip(np.atleast_2d(vectors), label_ids, strict=False)
+            )
+        ]
+
+
+def _rank_one(
+    cascade: Cascade, collection: Collection, catalogue: Catalogue, vector: np.ndarray,
+    query_labels: np.ndarray, options: SearchOptions,
+    picture: Callable[[], Image.Image | None] | None, exclude: int | None,
+) -> Ranked:
+    """One query of :func:`rank_queries`."""
+    allowed, route = candidate_ids(
+        catalogue, label=options.label, route=options.route,
+        query_label_ids=query_labels, k=options.k,
+    )
+    query = Query(collection.store.transform.apply(vector[None, :])[0], options.k, allowed, exclude=exclude)
+    if picture is not None:
+        query.picture = _verifiable(picture, collection.settings.verify.min_side)
+    ranked = cascade.rank(query, collection)
+    ranked.route = route
+    if options.min_score is not None:
+        keep = ranked.scores >= options.min_score
+        ranked.ids, ranked.scores = ranked.ids[keep], ranked.scores[keep]
+    return ranked
 
 
 def _verifiable(

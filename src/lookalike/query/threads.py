@@ -1,0 +1,47 @@
+"""A query's matrix products run on one BLAS thread.
+
+A query's products are small (one vector, or the regional pass's few dozen, against the
+collection) and run beside the model's and the verifier's own threads. NumPy's BLAS splits
+them over every core with worker threads that busy-wait for work: on a small, shared CPU
+this costs up to three times the CPU of one thread and makes a query wait for a thread that
+is not scheduled (measured in docs/benchmarks.md, "Query stage costs"). Each output is the
+same dot product whichever thread computes it, so rankings do not change.
+
+The limit is process-wide (BLAS has no per-call setting): it is set when the first of any
+concurrent queries starts and restored when the last one ends. OpenBLAS takes it from the
+main thread (a CLI or API search); set from another thread (a server's request threads)
+some versions ignore it, and the products keep their threads, with the same results.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+_lock = threading.Lock()
+_active = 0
+_limiter = None  # threadpoolctl's limit while any query runs
+_controller = None  # the BLAS libraries, found once (a few ms)
+
+
+@contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """Run the ``with`` block's matrix products on one BLAS thread."""
+    global _active, _limiter, _controller
+    with _lock:
+        if _active == 0:
+            if _controller is None:
+                from threadpoolctl import ThreadpoolController
+
+                _controller = ThreadpoolController()
+            _limiter = _controller.limit(limits=1, user_api="blas")
+        _active += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _active -= 1
+            if _active == 0 and _limiter is not None:
+                _limiter.restore_original_limits()
+                _limiter = None
