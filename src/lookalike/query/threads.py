@@ -15,6 +15,7 @@ some versions ignore it, and the products keep their threads, with the same resu
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,8 +28,13 @@ _controller = None  # the BLAS libraries, found once (a few ms)
 
 @contextmanager
 def one_blas_thread() -> Iterator[None]:
-    """Run the ``with`` block's matrix products on one BLAS thread."""
+    """Run the ``with`` block's matrix products on one BLAS thread (nothing to do in a
+    process started with one, as ``lookalike search`` is: finding the libraries would cost
+    a fresh process more than its products)."""
     global _active, _limiter, _controller
+    if os.environ.get("OPENBLAS_NUM_THREADS") == "1":
+        yield
+        return
     with _lock:
         if _active == 0:
             if _controller is None:
