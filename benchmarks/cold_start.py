@@ -110,8 +110,11 @@ print(json.dumps(out))
 
 
 def stages(folder: Path, env: dict) -> dict:
-    """CPU seconds of each step of a cold search, in a fresh process."""
+    """CPU seconds of each step of a cold search, in a fresh process (on one BLAS thread, as
+    ``lookalike search`` runs; the steps run one after another here, while a search loads
+    the index's files as its query is being embedded)."""
     command = [sys.executable, "-c", SPLIT, str(folder), str(QUERY)]
+    env = {"OPENBLAS_NUM_THREADS": "1", **env}
     out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
