@@ -23,7 +23,6 @@ from contextlib import contextmanager
 _lock = threading.Lock()
 _active = 0
 _limiter = None  # threadpoolctl's limit while any query runs
-_controller = None  # the BLAS libraries, found once (a few ms)
 
 
 @contextmanager
@@ -31,17 +30,17 @@ def one_blas_thread() -> Iterator[None]:
     """Run the ``with`` block's matrix products on one BLAS thread (nothing to do in a
     process started with one, as ``lookalike search`` is: finding the libraries would cost
     a fresh process more than its products)."""
-    global _active, _limiter, _controller
+    global _active, _limiter
     if os.environ.get("OPENBLAS_NUM_THREADS") == "1":
         yield
         return
     with _lock:
         if _active == 0:
-            if _controller is None:
-                from threadpoolctl import ThreadpoolController
+            from threadpoolctl import ThreadpoolController
 
-                _controller = ThreadpoolController()
-            _limiter = _controller.limit(limits=1, user_api="blas")
+            # Looked up each time (a fraction of a millisecond): a BLAS loaded since the
+            # last query (SciPy's own OpenBLAS) is limited too.
+            _limiter = ThreadpoolController().limit(limits=1, user_api="blas")
         _active += 1
     try:
         yield
