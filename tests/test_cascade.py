@@ -157,3 +157,20 @@ def test_prepare_loads_what_the_stages_read_before_any_search(built_index, monke
         assert read == []
         parse("cosine,diffusion,words:10").prepare(index.folder)
         assert read == ["graph", "word_index"]
+
+
+def test_query_features_are_those_the_stages_would_extract():
+    """A search extracts the query's local features while it waits for the embedding; they
+    must be exactly what the verifying stages would extract themselves, and nothing when
+    the pipeline verifies nothing or the picture is too small to verify."""
+    from lookalike.settings import VerifyParams
+    from lookalike.verify import extract
+
+    params = VerifyParams()
+    photo = Image.open(caltech_image("Motorbikes", 30)).convert("RGB")
+    tiny = photo.resize((params.min_side - 1, params.min_side - 1))
+    found = parse("cosine,auto,verify:20").query_features([photo, tiny], params)
+    expected = extract(photo, params)
+    assert np.array_equal(found[0].points, expected.points) and found[1] is None
+    assert np.array_equal(found[0].descriptor_array(), expected.descriptor_array())
+    assert parse("cosine,qe").query_features([photo], params) == [None]

@@ -50,6 +50,7 @@ from .summary import index_info
 if TYPE_CHECKING:  # (imported where used: a search does not load duplicates, checks or URLs)
     from .dupes import Group
     from .index.check import CheckReport
+    from .verify import Features
 
 ImageLike = str | os.PathLike | bytes | Image.Image
 
@@ -250,20 +251,20 @@ class Index:
     ) -> list[SearchResult]:
         """Like :meth:`search` for several queries, embedded in one batch."""
         options = SearchOptions.from_any(options, k=k, **changes)
-        with ThreadPoolExecutor(1) as worker:  # the pipeline loads its files meanwhile
-            embedding = worker.submit(self._embed_queries, images)
-            self.pipeline(options).prepare(self.folder)
-            decoded, embeddings = embedding.result()
+        pipeline = self.pipeline(options)
+        with ThreadPoolExecutor(1) as worker:  # decoding, then embedding, on a worker thread:
+            decoding = worker.submit(lambda: [self._decode(image) for image in images])
+            embedding = worker.submit(lambda: self.embedder.embed_images(decoding.result()))
+            pipeline.prepare(self.folder)  # meanwhile the pipeline loads its files, then
+            decoded = decoding.result()    # extracts the queries' local features
+            features = pipeline.query_features(decoded, self.settings.verify)
+            embeddings = embedding.result()
         names = list(names) if names is not None else [describe_query(i) for i in images]
         pictures = [(lambda picture=picture: picture) for picture in decoded]
         ranked = self.rank(embeddings.vectors, options, label_ids=embeddings.label_ids,
-                           pictures=pictures)
+                           pictures=pictures, features=features)
         return search_results(self.catalogue, names, ranked, embeddings.label_ids, options.k,
                               label_classes(options.label))
-
-    def _embed_queries(self, images: Sequence[ImageLike]) -> tuple[list[Image.Image], Embeddings]:
-        decoded = [self._decode(image) for image in images]  # kept for verification
-        return decoded, self.embedder.embed_images(decoded)
 
     def search_by_id(
         self, image_id: int, k: int | None = None, *,
@@ -312,6 +313,7 @@ class Index:
         pictures: Sequence[Callable[[], Image.Image | None]] | None = None,
         query_ids: Sequence[int] | None = None,
         exclude_query: bool = False,
+        features: Sequence[Features | None] | None = None,
     ) -> list[Ranked]:
         """The ranking behind every search, on raw query descriptors: ids, cosine scores and
         the inlier counts of the candidates verified, per query.
@@ -319,7 +321,8 @@ class Index:
         ``label_ids`` are the queries' predicted labels (for ``route="categories"``);
         ``pictures[i]()`` gives query ``i``'s picture for spatial verification, else the file
         of the indexed image ``query_ids[i]`` is read; ``exclude_query`` leaves that image
-        out of its own ranking (evaluation: "each image against the rest").
+        out of its own ranking (evaluation: "each image against the rest"); ``features[i]``
+        are query ``i``'s local features when they were extracted already.
         """
         options = options or SearchOptions()
         vectors = np.atleast_2d(vectors)
@@ -330,7 +333,7 @@ class Index:
             pictures = [(lambda i=int(i): self.folder.picture(i, size)) for i in query_ids]
         return rank_queries(
             self.pipeline(options), self.folder, self.catalogue, vectors, label_ids, options,
-            pictures=pictures, exclude=query_ids if exclude_query else None,
+            pictures=pictures, exclude=query_ids if exclude_query else None, features=features,
         )
 
     def pipeline(self, options: SearchOptions | None = None) -> Cascade:

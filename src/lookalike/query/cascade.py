@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -21,6 +22,10 @@ from .candidates import candidate_ids
 from .options import SearchOptions
 from .stages import Collection, Query, Ranking, Stage
 from .threads import one_blas_thread
+
+if TYPE_CHECKING:
+    from ..settings import VerifyParams
+    from ..verify import Features
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,15 @@ class Cascade:
 
     def __repr__(self) -> str:
         return f"Cascade({self.spec!r})"
+
+    def query_features(self, pictures: Sequence[Image.Image], params: VerifyParams) -> list[Features | None]:
+        """The local features the stages will extract from each query picture (None: the
+        pipeline verifies nothing, or the picture is too small to verify), extracted now."""
+        from ..verify import extract
+
+        verifies = any(stage.kind == "verify" for stage in self.stages)
+        return [extract(p, params) if verifies and min(p.size) >= params.min_side else None
+                for p in pictures]
 
     def prepare(self, collection: Collection) -> None:
         """Load what the stages will read: the store (the first search's), and what a stage
@@ -119,17 +133,20 @@ def rank_queries(
     *,
     pictures: Sequence[Callable[[], Image.Image | None]] | None = None,
     exclude: Sequence[int] | None = None,
+    features: Sequence[Features | None] | None = None,
 ) -> list[Ranked]:
     """Rank raw query descriptors (``vectors``, with their predicted ``label_ids``).
 
-    ``pictures[i]()`` loads query ``i``'s picture for verification; ``exclude[i]`` is an
-    indexed image left out of query ``i``'s ranking ("each image against the rest").
+    ``pictures[i]()`` loads query ``i``'s picture for verification (``features[i]``: its
+    local features, if extracted already); ``exclude[i]`` is an indexed image left out of
+    query ``i``'s ranking ("each image against the rest").
     """
     with one_blas_thread():
         return [
             _rank_one(cascade, collection, catalogue, vector, query_labels, options,
                       None if pictures is None else pictures[number],
-                      None if exclude is None else int(exclude[number]))
+                      None if exclude is None else int(exclude[number]),
+                      None if features is None else features[number])
             for number, (vector, query_labels) in enumerate(
                 zip(np.atleast_2d(vectors), label_ids, strict=False)
             )
@@ -140,13 +157,15 @@ def _rank_one(
     cascade: Cascade, collection: Collection, catalogue: Catalogue, vector: np.ndarray,
     query_labels: np.ndarray, options: SearchOptions,
     picture: Callable[[], Image.Image | None] | None, exclude: int | None,
+    features: Features | None = None,
 ) -> Ranked:
     """One query of :func:`rank_queries`."""
     allowed, route = candidate_ids(
         catalogue, label=options.label, route=options.route,
         query_label_ids=query_labels, k=options.k,
     )
-    query = Query(collection.store.transform.apply(vector[None, :])[0], options.k, allowed, exclude=exclude)
+    query = Query(collection.store.transform.apply(vector[None, :])[0], options.k, allowed,
+                  exclude=exclude, _features=features)
     if picture is not None:
         query.picture = _verifiable(picture, collection.settings.verify.min_side)
     ranked = cascade.rank(query, collection)
