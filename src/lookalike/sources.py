@@ -4,7 +4,7 @@ what search and verification need.
 
 Downloads run on a bounded pool of threads (``UrlParams.workers``), at most
 ``UrlParams.chunk`` ahead of the batch being embedded, so a long list is bound neither by
-latency nor by memory. Each download goes through the safe fetch of :mod:`lookalike.images`
+latency nor by memory. Each download goes through the safe fetch of :mod:`lookalike.fetch`
 (http/https only, private addresses refused unless allowed, every redirect checked, a
 deadline and a size cap). A URL indexed before is asked for with its validators (``ETag``,
 ``Last-Modified``): 304, or the same content hash, is *unchanged*; other content is

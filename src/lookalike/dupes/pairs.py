@@ -75,9 +75,9 @@ def update_pairs(folder: IndexFolder, progress: Progress | None = None, save: bo
     pairs: dict[tuple[int, int], PairRow] = {} if fresh else {(a, b): (a, b, c, n) for a, b, c, n in catalogue.dupe_pairs()}
     writable = save and not catalogue.readonly
     seen: set[tuple[int, int]] = set()
-    chunks = [todo[start : start + params.chunk] for start in range(0, len(todo), params.chunk)]
-    for start, chunk, neighbours in zip(range(0, len(todo), params.chunk), chunks,
-                                        neighbourhoods(folder, chunks), strict=True):
+    starts = range(0, len(todo), params.chunk)
+    chunks = [todo[start : start + params.chunk] for start in starts]
+    for start, chunk, neighbours in zip(starts, chunks, neighbourhoods(folder, chunks), strict=True):
         found = [p for p in check_chunk(folder, chunk, neighbours, seen) if kept(p, params)]
         pairs.update(((a, b), (a, b, c, n)) for a, b, c, n in found)
         if writable:

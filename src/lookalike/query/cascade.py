@@ -81,7 +81,7 @@ class Cascade:
         from ..verify import extract
 
         verifies = any(stage.kind == "verify" for stage in self.stages)
-        return [extract(p, params) if verifies and min(p.size) >= params.min_side else None
+        return [extract(p, params) if verifies and _big_enough(p, params.min_side) else None
                 for p in pictures]
 
     def prepare(self, collection: Collection) -> None:
@@ -184,6 +184,11 @@ def _verifiable(
 
     def picture() -> Image.Image | None:
         image = load()
-        return image if image is not None and min(image.size) >= min_side else None
+        return image if image is not None and _big_enough(image, min_side) else None
 
     return picture
+
+
+def _big_enough(image: Image.Image, min_side: int) -> bool:
+    """Whether ``image`` can be cut into the regions spatial verification compares."""
+    return min(image.size) >= min_side
