@@ -37,15 +37,10 @@ from ..settings import AnnParams
 from .catalogue import Catalogue
 from .codec import Int8Codec
 from .files import atomic_write, save_quietly
-from .vectors import in_order, top_k
-
-# ids -> (ids found, their float32 descriptors): where exact vectors are read from.
-VectorSource = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+from .rescore import VectorSource, rescore
+from .vectors import in_order
 
 CODEC_VERSION = 1
-# Exact descriptors read from the catalogue at once to re-score a batch of queries
-# (about 10 MiB as float32): one read for many queries, not one each.
-RESCORE_READ = 2048
 
 
 class CatalogueVectors:
@@ -352,37 +347,13 @@ class AnnStore:
     def _rescore(
         self, queries: np.ndarray, proposals: list[np.ndarray], k: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Exact scores for each query's proposed ids; top ``k`` of them, best first.
+        """Exact scores for each query's proposed ids (:func:`~lookalike.index.rescore.rescore`),
+        the buffered vectors' from the buffer."""
+        if not len(self._buffer_ids):
+            return rescore(queries, proposals, k, self.exact)
+        return rescore(queries, proposals, k, self.exact, held=self._buffer_ids, extra=self._buffered)
 
-        The proposals of several queries are read from the catalogue at once (up to
-        ``RESCORE_READ`` descriptors), then each query is scored as if alone: its ids found
-        in the catalogue, ascending (as the catalogue answers), then the buffered ones."""
-        rows_s, rows_i = [], []
-        buffered, dims = self._buffer_ids, queries.shape[1]
-        per_read = max(1, RESCORE_READ // max((len(p) for p in proposals), default=1))
-        for start in range(0, len(queries), per_read):
-            part = proposals[start : start + per_read]
-            stored = [np.unique(ids[~np.isin(ids, buffered)] if len(buffered) else ids) for ids in part]
-            wanted = np.unique(np.concatenate(stored))
-            found, vectors = self.exact(wanted) if len(wanted) else (wanted, queries[:0])
-            vectors = vectors.reshape(len(found), dims)
-            if np.any(found[1:] < found[:-1]):
-                order = np.argsort(found)
-                found, vectors = found[order], vectors[order]
-            for query, own, ids in zip(queries[start : start + per_read], stored, part, strict=True):
-                at = np.minimum(np.searchsorted(found, own), max(len(found) - 1, 0))
-                at = at[found[at] == own] if len(found) else at[:0]  # gone meanwhile: skipped
-                candidates, rows = found[at], vectors[at]
-                if len(buffered):
-                    in_buffer = np.isin(buffered, ids)
-                    candidates = np.concatenate([candidates, buffered[in_buffer]])
-                    rows = np.concatenate([rows, self._buffer[in_buffer].reshape(-1, dims)])
-                scores = rows @ query
-                best = top_k(scores[None, :], k)[0]
-                rows_s.append(scores[best])
-                rows_i.append(candidates[best])
-        width = min(len(r) for r in rows_i) if rows_i else 0
-        return (
-            np.stack([r[:width] for r in rows_s]).astype(np.float32),
-            np.stack([r[:width] for r in rows_i]).astype(np.int64),
-        )
+    def _buffered(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Those of ``ids`` in the buffer, and their vectors."""
+        in_buffer = np.isin(self._buffer_ids, ids)
+        return self._buffer_ids[in_buffer], self._buffer[in_buffer]
