@@ -14,6 +14,7 @@ import pytest
 import lookalike
 from conftest import augment, catalogue_with
 from lookalike.index.ann import AnnStore, CatalogueVectors, Int8Codec
+from lookalike.index.rescore import rescore
 from lookalike.index.vectors import FlatStore
 from lookalike.settings import AnnParams, Settings
 
@@ -140,6 +141,18 @@ def test_vectors_by_id_are_the_exact_ones(data, built):
     ids, vectors, _ = data
     np.testing.assert_array_equal(built.vectors(ids[[5, 2, 900]]), vectors[[5, 2, 900]])
     assert sorted(built.ids().tolist()) == ids.tolist()
+
+
+def test_rescoring_nothing_proposed_gives_empty_rows(data):
+    """A filtered search the index found nothing for (each query's proposals empty) answers
+    empty rows, and proposals longer than one read are still all scored."""
+    ids, vectors, queries = data
+    source = FlatStore(ids, vectors)
+    exact = lambda wanted: (wanted, source.vectors(wanted))  # noqa: E731
+    scores, found = rescore(queries[:3], [ids[:0]] * 3, 10, exact)
+    assert scores.shape == found.shape == (3, 0)
+    scores, found = rescore(queries[:2], [ids] * 2, 10, exact)
+    assert np.array_equal(found, source.search(queries[:2], 10)[1])
 
 
 def test_catalogue_vectors(real_vectors, tmp_path):

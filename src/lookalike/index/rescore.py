@@ -42,7 +42,7 @@ def rescore(
     rows_s, rows_i = [], []
     dims = queries.shape[1]
     held = held if held is not None and len(held) else None
-    per_read = max(1, RESCORE_READ // max((len(p) for p in proposals), default=1))
+    per_read = max(1, RESCORE_READ // max(1, max((len(p) for p in proposals), default=1)))
     for start in range(0, len(queries), per_read):
         part = proposals[start : start + per_read]
         stored = [np.unique(ids[~np.isin(ids, held)] if held is not None else ids) for ids in part]
