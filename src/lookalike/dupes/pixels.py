@@ -36,7 +36,7 @@ def moved_share(first: np.ndarray, second: np.ndarray, model: np.ndarray,
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
     aligned = cv2.warpPerspective(a, back, (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE)
     inside = cv2.warpPerspective(np.ones_like(a), back, (w, h), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP)
-    edge = params.shift + 2  # shifted cells never reach past the overlap or wrap around
+    edge = params.shift + 2  # shifted cells never reach past the overlap
     inside = cv2.erode(inside, np.ones((2 * edge + 1, 2 * edge + 1), np.uint8))
     inside[:edge], inside[-edge:], inside[:, :edge], inside[:, -edge:] = 0, 0, 0, 0
     x, y = (_normalised(cv2, p, params) for p in (aligned, b))
@@ -44,19 +44,21 @@ def moved_share(first: np.ndarray, second: np.ndarray, model: np.ndarray,
     if not rows or not cols:
         return None
 
-    def per_cell(values: np.ndarray) -> np.ndarray:
-        return values[: rows * cell, : cols * cell].reshape(rows, cell, cols, cell).mean(axis=(1, 3))
+    def per_cell(values: np.ndarray) -> np.ndarray:  # block means (exact for whole blocks)
+        return cv2.resize(values[: rows * cell, : cols * cell], (cols, rows), interpolation=cv2.INTER_AREA)
 
     whole = per_cell(inside) > 0.999
     if not whole.any():
         return None
-    near, best = np.full((rows, cols), np.inf), np.full((rows, cols), np.inf)
-    for dy in range(-params.shift, params.shift + 1):
-        for dx in range(-params.shift, params.shift + 1):
-            error = per_cell(np.abs(x - np.roll(y, (dy, dx), axis=(0, 1))))
-            best = np.minimum(best, error)
+    r = params.shift
+    padded = cv2.copyMakeBorder(y, r, r, r, r, cv2.BORDER_REPLICATE)
+    near, best = np.full((rows, cols), np.inf, np.float32), np.full((rows, cols), np.inf, np.float32)
+    for dy in range(-r, r + 1):
+        for dx in range(-r, r + 1):
+            error = per_cell(cv2.absdiff(x, padded[r + dy : r + dy + h, r + dx : r + dx + w]))
+            np.minimum(best, error, out=best)
             if max(abs(dy), abs(dx)) <= 1:  # the alignment's own slack
-                near = np.minimum(near, error)
+                np.minimum(near, error, out=near)
     # Content can only move where both pictures have some: a logo drawn on a plain sky
     # leaves a cell when shifted away, which would look like movement.
     textured = (per_cell(np.abs(x)) > params.texture) & (per_cell(np.abs(y)) > params.texture)
