@@ -194,17 +194,27 @@ def measure(folder: IndexFolder, frames: Frames, image_id: int, other: int, cosi
 
 
 class Frames:
-    """Pictures in their verification frames (:func:`lookalike.verify.grey`), decoded once
-    per chunk for the pairs that verified: a mirrored fit's and the aligned-pixel check's
-    (:mod:`lookalike.dupes.pixels`). An image without a readable file has none."""
+    """The grey frames (:func:`lookalike.verify.grey`, as mirrored when a fit was) of the
+    pictures of a chunk's pairs that verified, for the aligned-pixel check
+    (:mod:`lookalike.dupes.pixels`): each decoded once per chunk, and only the small frame
+    kept. An image without a readable file has none."""
 
     def __init__(self, folder: IndexFolder):
-        self.folder, self.cache = folder, {}
+        self.folder = folder
+        self.cache: dict[tuple[int, bool], np.ndarray | None] = {}
 
     def picture(self, image_id: int) -> Image.Image | None:
-        if image_id not in self.cache:
-            self.cache[image_id] = self.folder.picture(image_id, self.folder.settings.verify.size)
-        return self.cache[image_id]
+        """The decoded picture (not kept: a mirrored fit's, or a frame's source)."""
+        return self.folder.picture(image_id, self.folder.settings.verify.size)
+
+    def frame(self, image_id: int, mirrored: bool) -> np.ndarray | None:
+        key = (image_id, mirrored)
+        if key not in self.cache:
+            picture = self.picture(image_id)
+            if picture is not None and mirrored:
+                picture = ImageOps.mirror(picture)
+            self.cache[key] = None if picture is None else grey(picture, self.folder.settings.verify.size)
+        return self.cache[key]
 
     def moved(self, first: int, second: int, found: Fit, mirrored: bool, inliers: int) -> float | None:
         """:func:`moved_share` of a pair whose fit ``found`` has at least ``inliers``
@@ -212,12 +222,11 @@ class Frames:
         cannot be read: the features' verdict stands."""
         if found.inliers < inliers or found.model is None:
             return None
-        a, b = self.picture(first), self.picture(second)
+        a = self.frame(first, mirrored)
+        b = self.frame(second, False) if a is not None else None
         if a is None or b is None:
             return None
-        size = self.folder.settings.verify.size
-        grey_a = grey(ImageOps.mirror(a) if mirrored else a, size)
-        return moved_share(grey_a, grey(b, size), found.model, self.folder.settings.dupes.pixels)
+        return moved_share(a, b, found.model, self.folder.settings.dupes.pixels)
 
 
 def mirrored_fit(folder: IndexFolder, frames: Frames, image_id: int, other: int, load) -> Fit:
