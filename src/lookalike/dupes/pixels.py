@@ -3,7 +3,8 @@
 Spatial verification cannot tell an edited copy from a burst shot: two shots taken a moment
 apart from one spot match almost everywhere, with as many inliers as a copy. Their pixels
 tell them apart. The first picture is warped onto the second by the fitted homography
-(refined on the pixels themselves, ECC), both are blurred a little (re-encoding and
+(refined on the pixels themselves, ECC, when anything seems to have moved), both are
+blurred a little (re-encoding and
 resampling noise) and normalised by their local mean and contrast (colour, contrast and
 grey edits), and compared cell by cell on a grid. In a copy every cell agrees, except where
 something was drawn over it (text, a logo): new content, which no small shift explains. In a
@@ -31,8 +32,18 @@ def moved_share(first: np.ndarray, second: np.ndarray, model: np.ndarray,
     import cv2  # a core dependency, imported on first use like lookalike.verify's
 
     a, b = first.astype(np.float32), second.astype(np.float32)
+    back = np.linalg.inv(model)  # second's frame -> first's
+    share = _share(cv2, a, b, back, params)
+    if share:  # something moved, or only seems to: the features' fit can be a few pixels off
+        refined = _refined(cv2, a, b, back, params)
+        if refined is not back:
+            share = _share(cv2, a, b, refined, params)
+    return share
+
+
+def _share(cv2, a: np.ndarray, b: np.ndarray, back: np.ndarray, params: PixelCheckParams) -> float | None:
+    """:func:`moved_share` with ``a`` aligned by ``back`` (``b``'s frame to ``a``'s)."""
     h, w = b.shape
-    back = _refined(cv2, a, b, np.linalg.inv(model), params)  # second's frame -> first's
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
     aligned = cv2.warpPerspective(a, back, (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE)
     inside = cv2.warpPerspective(np.ones_like(a), back, (w, h), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP)
@@ -76,9 +87,9 @@ def _normalised(cv2, pixels: np.ndarray, params: PixelCheckParams) -> np.ndarray
 
 
 def _refined(cv2, a: np.ndarray, b: np.ndarray, back: np.ndarray, params: PixelCheckParams) -> np.ndarray:
-    """``back`` (``b``'s frame to ``a``'s) refined so the pixels agree best (ECC): the
-    features' fit is a few pixels off, enough to look like movement. A refinement that does
-    not converge, or moves a corner more than ``refine_max``, is not used."""
+    """``back`` (``b``'s frame to ``a``'s) refined so the pixels agree best (ECC). A
+    refinement that does not converge, or moves a corner more than ``refine_max`` (a burst's
+    subject pulls it away from the background), is not used: ``back`` itself is returned."""
     if params.refine <= 0:
         return back
     criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, params.refine, 1e-4)
