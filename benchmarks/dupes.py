@@ -26,6 +26,9 @@ scratch, then of a re-run on the unchanged index.
     python benchmarks/dupes.py --imagededup-python /work/venv-imagededup/bin/python \\
         --scale 10000 100000 --out benchmarks/results/dupes.json
     python benchmarks/dupes.py --originals 120 --copies 40 --out /tmp/dupes.json
+
+``--keep-scale`` (without ``--scale``) re-measures the planted set only and carries the
+scale results of the ``--out`` file over, under ``scale_from`` naming the run that made them.
 """
 
 from __future__ import annotations
@@ -316,6 +319,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--copies", type=int, default=300)
     parser.add_argument("--imagededup-python", metavar="PYTHON")
     parser.add_argument("--scale", type=int, nargs="*", default=[], metavar="N")
+    parser.add_argument("--keep-scale", action="store_true",
+                        help="keep the scale results already in --out (planted set only)")
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "dupes.json")
     args = parser.parse_args(argv)
@@ -323,6 +328,10 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(measure_scale(args.measure)))
         return
     report = {**caltech.run_info(argv), "planted": planted(args), "scale": {}}
+    if args.keep_scale and not args.scale and args.out.exists():
+        earlier = json.loads(args.out.read_text())
+        report["scale"] = earlier.get("scale", {})
+        report["scale_from"] = earlier.get("scale_from") or {k: earlier.get(k) for k in ("command", "date", "machine")}
     for n in args.scale:
         folder = build_scale(args.work, n)
         child = subprocess.run([sys.executable, __file__, "--measure", str(folder)],

@@ -185,8 +185,8 @@ def test_local_features_and_words_round_trip(cat):
 
 # --- format version -----------------------------------------------------------------------
 def test_new_catalogue_records_its_version(cat):
-    assert Catalogue.VERSION == FORMAT_VERSION == schema.VERSION == 5
-    assert cat.version == Catalogue.VERSION and cat.get_meta("format_version") == "5"
+    assert Catalogue.VERSION == FORMAT_VERSION == schema.VERSION == 6
+    assert cat.version == Catalogue.VERSION and cat.get_meta("format_version") == "6"
     assert cat.generation == 0  # creating it changed no content
     assert cat.ensure_version() == Catalogue.VERSION
 

@@ -79,7 +79,8 @@ def test_copies_group_each_original_with_its_edited_copies_only(collection):
     watch = next(g for g in groups if "watch_1.jpg" in names([g])[0])
     assert Path(watch.keep.path).name == "copy_watch_1_bigger.jpg"  # the largest pixel size
     assert watch.reason.startswith("largest pixel size")
-    assert all(n >= index.settings.dupes.copy_inliers for _, _, _, n in watch.pairs)
+    params = index.settings.dupes
+    assert all(n >= params.copy_inliers and moved <= params.pixels.max_moved for _, _, _, n, moved in watch.pairs)
     record = watch.as_dict()
     assert set(record) == {"level", "image_ids", "files", "keep", "reason", "pairs"}
     assert set(record["files"][0]) == {"image_id", "path", "size", "width", "height", "modified",
@@ -170,9 +171,28 @@ def test_a_format4_catalogue_gains_the_dupes_tables(tmp_path):
     assert readonly.version == 4 and readonly.dupe_pairs() == [] and readonly.dupe_state() == {}
     readonly.close()
     cat = Catalogue(path)
-    assert cat.version == Catalogue.VERSION == 5
+    assert cat.version == Catalogue.VERSION == 6
     cat.save_dupe_pairs([], {"checked": "0"})
     assert cat.dupe_state() == {"checked": "0"} and cat.not_duplicate_pairs() == set()
+    cat.close()
+
+
+def test_a_format5_catalogue_checks_its_pairs_afresh(tmp_path):
+    """Format 6 stores the share of cells that moved per pair: the pairs stored before
+    (derived, without it) are dropped, and the next check starts from the first image."""
+    from lookalike.index.catalogue import Catalogue
+
+    path = tmp_path / "catalogue.sqlite"
+    cat = Catalogue(path)
+    cat.db.execute("DROP TABLE dupe_pairs")
+    cat.db.execute("CREATE TABLE dupe_pairs (a INTEGER NOT NULL, b INTEGER NOT NULL, cosine REAL NOT NULL, "
+                   "inliers INTEGER NOT NULL, PRIMARY KEY (a, b)) WITHOUT ROWID")
+    cat.db.execute("INSERT INTO dupe_pairs VALUES (1, 2, 0.9, 80)")
+    cat.db.execute("INSERT INTO dupe_state VALUES ('checked', '2')")
+    cat.db.execute("UPDATE meta SET value = '5' WHERE key = 'format_version'")
+    cat.close()
+    cat = Catalogue(path)
+    assert cat.version == 6 and cat.dupe_pairs() == [] and cat.dupe_state() == {}
     cat.close()
 
 

@@ -162,6 +162,23 @@ DEFAULT_DUPE_LEVEL = "copies"
 
 
 @dataclass(frozen=True)
+class PixelCheckParams:
+    """The aligned-pixel check of verified pairs (:mod:`lookalike.dupes.pixels`): a burst
+    shot verifies like a copy, but once the two pictures are aligned part of it has moved."""
+
+    max_moved: float = 0.03  # share of grid cells that moved, above which a verified pair is a similar shot
+    cell: int = 16  # grid cell side, in pixels of the verification frame (VerifyParams.size)
+    shift: int = 5  # pixels a cell's content is searched around its aligned place
+    residual: float = 0.25  # mean difference of normalised pixels from which a cell disagrees
+    explained: float = 0.7  # ... and has moved when a shift cuts that difference to this share
+    texture: float = 0.25  # ... and both pictures have detail there (mean normalised pixel)
+    blur: float = 1.5  # pixels of Gaussian blur first (re-encoding, resampling noise)
+    sigma: float = 5.0  # pixels of the local mean and contrast each picture is normalised by
+    refine: int = 20  # iterations refining the alignment on the pixels (ECC)
+    refine_max: float = 6.0  # pixels a refinement may move a corner (more: the features' fit stays)
+
+
+@dataclass(frozen=True)
 class DupesParams:
     """Duplicate finding (:mod:`lookalike.dupes`): which neighbours are checked, what a copy is."""
 
@@ -177,6 +194,7 @@ class DupesParams:
     min_group: int = 2  # groups of fewer files are not listed
     page_size: int = 50  # groups per page of the REST API
     read_check_max: int = 2000  # new images a read-only answer (GET) checks in memory; more wait for a stored check
+    pixels: PixelCheckParams = field(default_factory=PixelCheckParams)  # a copy's pixels agree once aligned
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
@@ -104,13 +104,16 @@ class Fit:
     inside the part the two pictures share under the homography (a crop's or a pasted
     photo's surroundings have nothing to match); ``inliers``: those the homography explains;
     ``distinct``: inliers at distinct positions in *both* pictures (ORB finds one corner at
-    several scales, and a repetitive texture maps many query points onto one spot).
+    several scales, and a repetitive texture maps many query points onto one spot);
+    ``model``: the homography from the query's feature frame (its picture resized by
+    :func:`grey`) to the candidate's, None without one.
     """
 
     matches: int = 0
     overlapping: int = 0
     inliers: int = 0
     distinct: int = 0
+    model: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @property
     def share(self) -> float:
@@ -168,7 +171,7 @@ def fit(query: Features, candidate: Features, params: VerifyParams) -> Fit:
     back = cv2.perspectiveTransform(dst[None].astype(np.float64), np.linalg.inv(model))[0]
     overlapping = keep | (_within(there, candidate.points) & _within(back, query.points))
     distinct = min(_distinct(src[keep], params.cell), _distinct(dst[keep], params.cell))
-    return Fit(len(good), int(overlapping.sum()), int(keep.sum()), distinct)
+    return Fit(len(good), int(overlapping.sum()), int(keep.sum()), distinct, model)
 
 
 def inliers(query: Features, candidate: Features, params: VerifyParams) -> int:

@@ -6,8 +6,10 @@ Three tiers, never mixed (:mod:`lookalike.dupes.groups`):
 * ``copies``: the same picture after editing (re-encoded, resized, cropped, rotated,
   mirrored, colour-adjusted, overlaid, framed), found among each image's nearest neighbours
   and confirmed by spatial verification of the stored local features
-  (:mod:`lookalike.dupes.pairs`), not by a similarity threshold alone;
-* ``similar``: near-identical shots of one moment (bursts, a slight change of framing).
+  (:mod:`lookalike.dupes.pairs`), not by a similarity threshold alone, and by their pixels
+  once aligned (:mod:`lookalike.dupes.pixels`: nothing in the picture moved);
+* ``similar``: near-identical shots of one moment (bursts, a slight change of framing),
+  including those that verify like copies but in which the subject moved.
 
 Each group suggests a file to keep, with the reason; nothing is ever deleted. Pairs a person
 marks "not a duplicate" stay apart, also after re-indexing. Only the neighbourhoods of images

@@ -1,7 +1,8 @@
 """From checked pairs to groups a person can clean up: union-find over the pairs of one
 tier, the files of each group with what tells them apart, and a suggested file to keep.
 
-Tiers never mix: ``copies`` joins only verified pairs (the same picture, edited);
+Tiers never mix: ``copies`` joins only verified pairs whose aligned pixels agree (the same
+picture, edited; :mod:`lookalike.dupes.pixels`);
 ``similar`` reports the groups that near-identical shots join *across* copy groups;
 ``exact`` is one content (hash) at several file locations. Pairs marked "not a duplicate"
 join nothing.
@@ -25,10 +26,12 @@ LEVELS = DUPE_LEVELS
 
 
 def tier(pair: PairRow, params: DupesParams) -> str | None:
-    """``copies`` (spatially verified), ``similar`` (close and partly verified) or None."""
-    _, _, cosine, count = pair
+    """``copies`` (spatially verified, and nothing moved once aligned), ``similar`` (verified
+    but part of the picture moved: a burst; or close and partly verified) or None. A pair
+    whose pixels were not compared (a file could not be read) keeps its features' verdict."""
+    _, _, cosine, count, moved = pair
     if count >= params.copy_inliers:
-        return "copies"
+        return "copies" if moved is None or moved <= params.pixels.max_moved else "similar"
     if count >= params.similar_inliers and cosine >= params.similar_cosine:
         return "similar"
     return None
@@ -133,8 +136,8 @@ class Group:
             "level": self.level, "image_ids": self.image_ids,
             "files": [f.as_dict() for f in self.files],
             "keep": self.keep.path, "reason": self.reason,
-            "pairs": [{"a": a, "b": b, "cosine": round(c, 4), "inliers": n}
-                      for a, b, c, n in self.pairs],
+            "pairs": [{"a": a, "b": b, "cosine": round(c, 4), "inliers": n,
+                       "moved": None if m is None else round(m, 4)} for a, b, c, n, m in self.pairs],
         }
 
 
@@ -168,15 +171,15 @@ def image_sets(catalogue: Catalogue, pairs: Iterable[PairRow], level: str,
         if kind is not None and (pair[0], pair[1]) not in rejected:
             by_tier[kind].append(pair)
     copies = UnionFind()
-    for a, b, _, _ in by_tier["copies"]:
+    for a, b, *_ in by_tier["copies"]:
         copies.union(a, b)
     if level == "copies":
         return _with_pairs(copies, by_tier["copies"])
     joined = UnionFind()  # similar shots join copy groups; a group needs two of them
-    for a, b, _, _ in by_tier["similar"]:
+    for a, b, *_ in by_tier["similar"]:
         if copies.find(a) != copies.find(b):
             joined.union(a, b)
-    for a, b, _, _ in by_tier["copies"]:
+    for a, b, *_ in by_tier["copies"]:
         if a in joined.parent or b in joined.parent:
             joined.union(a, b)
     return _with_pairs(joined, [*by_tier["similar"], *by_tier["copies"]])

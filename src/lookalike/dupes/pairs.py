@@ -5,28 +5,32 @@ collections up to :attr:`DupesParams.words_max_images` the images sharing the mo
 words with it (the query cascade's word index: copies turned a quarter, whose global
 descriptor changed too much), checked by spatial verification of their stored local
 features. No all-pairs matrix: time and memory grow with the number of images times
-:attr:`DupesParams.neighbours`.
+:attr:`DupesParams.neighbours`. The pairs that verify as copies are also compared pixel by
+pixel once aligned (:mod:`lookalike.dupes.pixels`): the only files a check reads, and only
+theirs.
 
 Checked pairs are kept in the catalogue with the image id they reach, so a later run only
 checks the neighbourhoods of images added since (a pair of an old and a new image is found
 from the new one's side); settings that change which pairs are checked start it afresh.
-The raw measures (cosine, inliers) are kept, so :mod:`lookalike.dupes.groups` classifies
-them with the current thresholds.
+The raw measures (cosine, inliers, the share of cells that moved) are kept, so
+:mod:`lookalike.dupes.groups` classifies them with the current thresholds.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import asdict
 
 import numpy as np
-from PIL import ImageOps
+from PIL import Image, ImageOps
 
 from ..index.catalogue_dupes import PairRow
 from ..index.folder import IndexFolder
 from ..index.graph import KnnGraph, nearest_neighbours
 from ..settings import DupesParams
-from ..verify import extract, inliers
+from ..verify import Fit, extract, fit, grey
+from .pixels import moved_share
 
 Progress = Callable[[int, int], None]
 
@@ -35,8 +39,9 @@ def fingerprint(folder: IndexFolder) -> str:
     """The settings that decide which pairs are checked and what their measures mean."""
     p, v = folder.settings.dupes, folder.settings.verify
     words = p.words if len(folder.store) <= p.words_max_images else 0
+    pixels = {k: x for k, x in asdict(p.pixels).items() if k != "max_moved"}  # a threshold, applied later
     return json.dumps([folder.settings.model, p.neighbours, p.min_cosine, p.mirror_cosine, words,
-                       min(p.similar_inliers, p.copy_inliers),
+                       min(p.similar_inliers, p.copy_inliers), p.copy_inliers, pixels,
                        v.size, v.features, v.ratio, v.reprojection])
 
 
@@ -72,14 +77,14 @@ def update_pairs(folder: IndexFolder, progress: Progress | None = None, save: bo
     todo = ids[ids > checked]
     if not save and len(todo) > params.read_check_max:
         todo = todo[:0]
-    pairs: dict[tuple[int, int], PairRow] = {} if fresh else {(a, b): (a, b, c, n) for a, b, c, n in catalogue.dupe_pairs()}
+    pairs: dict[tuple[int, int], PairRow] = {} if fresh else {(p[0], p[1]): p for p in catalogue.dupe_pairs()}
     writable = save and not catalogue.readonly
     seen: set[tuple[int, int]] = set()
     starts = range(0, len(todo), params.chunk)
     chunks = [todo[start : start + params.chunk] for start in starts]
     for start, chunk, neighbours in zip(starts, chunks, neighbourhoods(folder, chunks), strict=True):
         found = [p for p in check_chunk(folder, chunk, neighbours, seen) if kept(p, params)]
-        pairs.update(((a, b), (a, b, c, n)) for a, b, c, n in found)
+        pairs.update(((p[0], p[1]), p) for p in found)
         if writable:
             state = {"fingerprint": current, "checked": str(int(chunk[-1]))}
             catalogue.save_dupe_pairs(found, state, clear=fresh and start == 0)
@@ -158,28 +163,79 @@ def check_chunk(folder: IndexFolder, chunk: np.ndarray, neighbours: np.ndarray,
             close[image_id] = row
     # Features are read for the pairs to verify only, not for every neighbour.
     load = folder.feature_loader(sorted(set(close) | {o for row in close.values() for o, _ in row}))
-    verifier = folder.verifier
+    verifier, frames = folder.verifier, Frames(folder)
     out: list[PairRow] = []
     for image_id, row in close.items():
         feats = verifier.features_of(image_id, load)
         if feats is None:  # no stored features and no readable file: nothing to verify
             continue
-        others = [o for o, _ in row]
-        counts = verifier.count_inliers(feats, others, load)
-        for (other, cosine), count in zip(row, counts, strict=True):
-            if count < params.copy_inliers and cosine >= params.mirror_cosine:
-                count = max(count, mirrored_inliers(folder, image_id, other, load))
-            out.append((min(image_id, other), max(image_id, other), cosine, int(count)))
+        for (other, cosine), found in zip(row, verifier.fits(feats, [o for o, _ in row], load), strict=True):
+            count, moved = measure(folder, frames, image_id, other, cosine, found, load)
+            out.append((min(image_id, other), max(image_id, other), cosine, count, moved))
     return out
 
 
-def mirrored_inliers(folder: IndexFolder, image_id: int, other: int, load) -> int:
-    """Inliers of ``other``'s features against ``image_id``'s picture mirrored: local
-    features do not match a mirror image, the global descriptor barely tells it apart. The
-    one file read of a check, and only for close pairs that did not verify."""
+def measure(folder: IndexFolder, frames: Frames, image_id: int, other: int, cosine: float,
+            found: Fit, load) -> tuple[int, float | None]:
+    """The inliers of a pair and, when it verifies as a copy, the share of cells that moved
+    once aligned. A close pair is also fitted mirrored when it does not verify, or when
+    something moved: a symmetric subject verifies in part against its mirror image."""
+    params = folder.settings.dupes
+    moved = frames.moved(image_id, other, found, False, params.copy_inliers)
+    if cosine < params.mirror_cosine or (found.inliers >= params.copy_inliers and not moved):
+        return found.inliers, moved
+    flipped = mirrored_fit(folder, frames, image_id, other, load)
+    again = frames.moved(image_id, other, flipped, True, params.copy_inliers)
+    if found.inliers < params.copy_inliers:
+        better = flipped.inliers > found.inliers
+    else:  # it verified both ways: the way in which less moved
+        better = again is not None and again < moved
+    return (flipped.inliers, again) if better else (found.inliers, moved)
+
+
+class Frames:
+    """The grey frames (:func:`lookalike.verify.grey`, as mirrored when a fit was) of the
+    pictures of a chunk's pairs that verified, for the aligned-pixel check
+    (:mod:`lookalike.dupes.pixels`): each decoded once per chunk, and only the small frame
+    kept. An image without a readable file has none."""
+
+    def __init__(self, folder: IndexFolder):
+        self.folder = folder
+        self.cache: dict[tuple[int, bool], np.ndarray | None] = {}
+
+    def picture(self, image_id: int) -> Image.Image | None:
+        """The decoded picture (not kept: a mirrored fit's, or a frame's source)."""
+        return self.folder.picture(image_id, self.folder.settings.verify.size)
+
+    def frame(self, image_id: int, mirrored: bool) -> np.ndarray | None:
+        key = (image_id, mirrored)
+        if key not in self.cache:
+            picture = self.picture(image_id)
+            if picture is not None and mirrored:
+                picture = ImageOps.mirror(picture)
+            self.cache[key] = None if picture is None else grey(picture, self.folder.settings.verify.size)
+        return self.cache[key]
+
+    def moved(self, first: int, second: int, found: Fit, mirrored: bool, inliers: int) -> float | None:
+        """:func:`moved_share` of a pair whose fit ``found`` has at least ``inliers``
+        (``first`` mirrored when the fit was); None for other pairs, and when either picture
+        cannot be read: the features' verdict stands."""
+        if found.inliers < inliers or found.model is None:
+            return None
+        a = self.frame(first, mirrored)
+        b = self.frame(second, False) if a is not None else None
+        if a is None or b is None:
+            return None
+        return moved_share(a, b, found.model, self.folder.settings.dupes.pixels)
+
+
+def mirrored_fit(folder: IndexFolder, frames: Frames, image_id: int, other: int, load) -> Fit:
+    """The fit of ``other``'s features against ``image_id``'s picture mirrored: local
+    features do not match a mirror image, the global descriptor barely tells it apart. Only
+    for close pairs that did not verify."""
     verify = folder.settings.verify
     feats = folder.verifier.features_of(other, load)
-    picture = folder.picture(image_id, verify.size) if feats is not None else None
+    picture = frames.picture(image_id) if feats is not None else None
     if picture is None:
-        return 0
-    return inliers(extract(ImageOps.mirror(picture), verify), feats, verify)
+        return Fit()
+    return fit(extract(ImageOps.mirror(picture), verify), feats, verify)

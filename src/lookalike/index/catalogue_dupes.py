@@ -3,7 +3,8 @@
 :mod:`lookalike.index.catalogue_writes`.
 
 * ``dupe_pairs``: the image pairs checked so far that may be duplicates (their descriptor
-  cosine and inlier count), so a later run only checks the neighbourhoods of new images;
+  cosine, inlier count and, for pairs that verified, the share of cells that moved once
+  aligned: NULL when not measured), so a later run only checks the neighbourhoods of new images;
   ``dupe_state`` says what was checked, with which settings. Both are derived: losing them
   costs one full check.
 * ``not_duplicates``: pairs a person said are not duplicates, by content hash, so the
@@ -25,8 +26,8 @@ from .schema import read_location
 
 # One file of an image: (image_id, location, size, mtime_ns, width, height).
 FileRow = tuple[int, str, int, int, int, int]
-# A checked pair: (a, b, cosine, inliers) with a < b.
-PairRow = tuple[int, int, float, int]
+# A checked pair: (a, b, cosine, inliers, moved) with a < b; moved None when not measured.
+PairRow = tuple[int, int, float, int, float | None]
 
 
 class CatalogueDupes:
@@ -57,7 +58,7 @@ class CatalogueDupes:
 
     def dupe_pairs(self) -> list[PairRow]:
         try:
-            return self.db.execute("SELECT a, b, cosine, inliers FROM dupe_pairs").fetchall()
+            return self.db.execute("SELECT a, b, cosine, inliers, moved FROM dupe_pairs").fetchall()
         except sqlite3.OperationalError:
             return []
 
@@ -70,10 +71,10 @@ class CatalogueDupes:
                 db.execute("DELETE FROM dupe_pairs")
                 db.execute("DELETE FROM dupe_state")
             db.executemany(
-                "INSERT OR REPLACE INTO dupe_pairs(a, b, cosine, inliers) SELECT ?, ?, ?, ? "
+                "INSERT OR REPLACE INTO dupe_pairs(a, b, cosine, inliers, moved) SELECT ?, ?, ?, ?, ? "
                 "WHERE EXISTS (SELECT 1 FROM images WHERE id = ?) "
                 "AND EXISTS (SELECT 1 FROM images WHERE id = ?)",
-                [(a, b, float(c), int(n), a, b) for a, b, c, n in pairs])
+                [(a, b, float(c), int(n), None if m is None else float(m), a, b) for a, b, c, n, m in pairs])
             db.executemany("INSERT OR REPLACE INTO dupe_state(key, value) VALUES (?, ?)", state.items())
 
     def mark_not_duplicates(self, image_ids: Sequence[int]) -> int:

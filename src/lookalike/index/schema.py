@@ -25,7 +25,7 @@ import numpy as np
 
 from .formats import DESCRIPTOR_BYTES, FEATURE_POINT_DTYPE, WORD_DTYPE
 
-VERSION = 5
+VERSION = 6
 
 # The validators an indexed URL's server sent, for conditional re-fetches (format 4).
 URL_SOURCES = """CREATE TABLE IF NOT EXISTS url_sources (
@@ -93,6 +93,7 @@ DUPES_TABLES = (
         b INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
         cosine REAL NOT NULL,
         inliers INTEGER NOT NULL,
+        moved REAL,
         PRIMARY KEY (a, b)
     ) WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS dupe_pairs_by_b ON dupe_pairs(b)",
@@ -150,9 +151,19 @@ def _to_5(db: sqlite3.Connection) -> None:
         db.execute(statement)
 
 
+def _to_6(db: sqlite3.Connection) -> None:
+    """Format 6 keeps, per checked pair, the share of cells that moved once the two pictures
+    are aligned (``dupe_pairs.moved``, :mod:`lookalike.dupes.pixels`). The stored pairs are
+    derived: they are dropped, and the next ``dupes`` checks every image afresh."""
+    db.execute("DROP TABLE IF EXISTS dupe_pairs")
+    db.execute("DELETE FROM dupe_state")
+    for statement in DUPES_TABLES:
+        db.execute(statement)
+
+
 # (version it brings a catalogue to, step), oldest first.
 STEPS: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = (
-    (2, _to_2), (3, _to_3), (4, _to_4), (5, _to_5))
+    (2, _to_2), (3, _to_3), (4, _to_4), (5, _to_5), (6, _to_6))
 
 
 def stored_location(location: str) -> str | bytes:
