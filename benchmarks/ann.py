@@ -37,6 +37,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import caltech  # noqa: E402
+from procstat import rss_mb  # noqa: E402,F401  (ann.rss_mb: used by other benchmarks)
 
 import lookalike  # noqa: E402
 from lookalike.index.formats import VECTOR_DTYPE  # noqa: E402
@@ -142,12 +143,10 @@ def ground_truth(base, labels, n: int, queries: np.ndarray, transform, k: int = 
     return best_i
 
 
-def rss_mb(field: str = "VmRSS") -> float:
-    """Resident memory now (``VmRSS``) or at its peak (``VmHWM``) of this process, in MB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+def query_rows(total: int, queries: int) -> np.ndarray:
+    """Rows of the real descriptors used as queries (the first ``queries``), then the 51
+    photos of the end-to-end check: fixed seed, so other benchmarks query the same photos."""
+    return np.random.default_rng(SEED).choice(total, queries + 51, replace=False)
 
 
 def measure_search(folder: str, queries_file: str, truth_file: str) -> dict:
@@ -255,8 +254,7 @@ def main() -> None:
     args = parser.parse_args()
 
     base, labels, paths = caltech.embeddings(lookalike.Settings().model, args.limit)  # the default model
-    rng = np.random.default_rng(SEED)
-    chosen = rng.choice(len(base), args.queries + 51, replace=False)
+    chosen = query_rows(len(base), args.queries)
     queries = base[chosen[: args.queries]]
     scratch = caltech.SCRATCH / "ann"
     scratch.mkdir(parents=True, exist_ok=True)
