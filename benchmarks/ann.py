@@ -1,7 +1,7 @@
 """Search at scale: a million-image index through the product's own store selection.
 
     python benchmarks/ann.py [--n 1000000] [--n-e2e 100000] [--queries 200]
-                             [--out benchmarks/results/ann.json]
+                             [--lock FILE] [--out benchmarks/results/ann.json]
     python benchmarks/ann.py --limit 600 --n 0 --n-e2e 3000 --queries 20 --out /tmp/ann.json
 
 Vectors are *derived from real embeddings*, never i.i.d. random (on which every ANN index
@@ -18,7 +18,8 @@ latency (store only: centring, graph, exact re-scoring from the catalogue), reca
 RSS. Finally the end-to-end query (decode + embed + search) on an index of ``n-e2e`` whose
 images also carry real local features and visual words (those of the photo each was made
 from), timed for photos with copies in it and for photos without (see ``end_to_end``).
-Results go to JSON; nothing is written into the repository except that file. ``--limit N``
+Results go to JSON; nothing is written into the repository except that file. With ``--lock
+FILE`` the timed searches hold that file (``flock``), so other benchmarks do not run meanwhile. ``--limit N``
 derives everything from a fixed-seed sample of N Caltech photos instead of all of them (a
 quick check; with ``--n 0`` and a small ``--n-e2e`` the store is the exact one).
 """
