@@ -19,9 +19,10 @@ RSS. Finally the end-to-end query (decode + embed + search) on an index of ``n-e
 images also carry real local features and visual words (those of the photo each was made
 from), timed for photos with copies in it and for photos without (see ``end_to_end``).
 Results go to JSON; nothing is written into the repository except that file. With ``--lock
-FILE`` the timed searches hold that file (``flock``), so other benchmarks do not run meanwhile. ``--limit N``
-derives everything from a fixed-seed sample of N Caltech photos instead of all of them (a
-quick check; with ``--n 0`` and a small ``--n-e2e`` the store is the exact one).
+FILE`` the timed searches hold that file (``flock``), so other benchmarks do not run
+meanwhile. ``--limit N`` derives everything from a fixed-seed sample of N Caltech photos
+instead of all of them (a quick check; with ``--n 0`` and a small ``--n-e2e`` the store is
+the exact one).
 """
 
 from __future__ import annotations
