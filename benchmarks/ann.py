@@ -1,7 +1,7 @@
 """Search at scale: a million-image index through the product's own store selection.
 
     python benchmarks/ann.py [--n 1000000] [--n-e2e 100000] [--queries 200]
-                             [--out benchmarks/results/ann.json]
+                             [--lock FILE] [--out benchmarks/results/ann.json]
     python benchmarks/ann.py --limit 600 --n 0 --n-e2e 3000 --queries 20 --out /tmp/ann.json
 
 Vectors are *derived from real embeddings*, never i.i.d. random (on which every ANN index
@@ -18,9 +18,11 @@ latency (store only: centring, graph, exact re-scoring from the catalogue), reca
 RSS. Finally the end-to-end query (decode + embed + search) on an index of ``n-e2e`` whose
 images also carry real local features and visual words (those of the photo each was made
 from), timed for photos with copies in it and for photos without (see ``end_to_end``).
-Results go to JSON; nothing is written into the repository except that file. ``--limit N``
-derives everything from a fixed-seed sample of N Caltech photos instead of all of them (a
-quick check; with ``--n 0`` and a small ``--n-e2e`` the store is the exact one).
+Results go to JSON; nothing is written into the repository except that file. With ``--lock
+FILE`` the timed searches hold that file (``flock``), so other benchmarks do not run
+meanwhile. ``--limit N`` derives everything from a fixed-seed sample of N Caltech photos
+instead of all of them (a quick check; with ``--n 0`` and a small ``--n-e2e`` the store is
+the exact one).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import caltech  # noqa: E402
+from procstat import rss_mb  # noqa: E402,F401  (ann.rss_mb: used by other benchmarks)
 
 import lookalike  # noqa: E402
 from lookalike.index.formats import VECTOR_DTYPE  # noqa: E402
@@ -142,12 +145,10 @@ def ground_truth(base, labels, n: int, queries: np.ndarray, transform, k: int = 
     return best_i
 
 
-def rss_mb(field: str = "VmRSS") -> float:
-    """Resident memory now (``VmRSS``) or at its peak (``VmHWM``) of this process, in MB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+def query_rows(total: int, queries: int) -> np.ndarray:
+    """Rows of the real descriptors used as queries (the first ``queries``), then the 51
+    photos of the end-to-end check: fixed seed, so other benchmarks query the same photos."""
+    return np.random.default_rng(SEED).choice(total, queries + 51, replace=False)
 
 
 def measure_search(folder: str, queries_file: str, truth_file: str) -> dict:
@@ -190,7 +191,8 @@ def measure_search(folder: str, queries_file: str, truth_file: str) -> dict:
 
 
 def build_and_measure(
-    folder: Path, base, labels, n: int, queries: np.ndarray, scratch: Path, features: list | None = None
+    folder: Path, base, labels, n: int, queries: np.ndarray, scratch: Path, features: list | None = None,
+    lock: str | None = None,
 ):
     shutil.rmtree(folder, ignore_errors=True)
     result: dict = {"n": n, "local_features": features is not None}
@@ -205,15 +207,9 @@ def build_and_measure(
     truth = ground_truth(base, labels, n, queries, transform)
     np.save(scratch / "queries.npy", queries)
     np.save(scratch / "truth.npy", truth)
+    command = [sys.executable, __file__, "--measure", str(folder), str(scratch / "queries.npy"), str(scratch / "truth.npy")]
     out = subprocess.run(
-        [
-            sys.executable,
-            __file__,
-            "--measure",
-            str(folder),
-            str(scratch / "queries.npy"),
-            str(scratch / "truth.npy"),
-        ],
+        ["flock", lock, *command] if lock else command,  # no other timed benchmark meanwhile
         check=True,
         capture_output=True,
         text=True,
@@ -251,12 +247,12 @@ def main() -> None:
     parser.add_argument("--n-e2e", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--limit", type=int, help="derive from a fixed-seed sample of N Caltech photos (quick check)")
+    parser.add_argument("--lock", help="hold this file (flock) while timing searches")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "ann.json")
     args = parser.parse_args()
 
     base, labels, paths = caltech.embeddings(lookalike.Settings().model, args.limit)  # the default model
-    rng = np.random.default_rng(SEED)
-    chosen = rng.choice(len(base), args.queries + 51, replace=False)
+    chosen = query_rows(len(base), args.queries)
     queries = base[chosen[: args.queries]]
     scratch = caltech.SCRATCH / "ann"
     scratch.mkdir(parents=True, exist_ok=True)
@@ -271,13 +267,13 @@ def main() -> None:
     e2e_queries = chosen[args.queries :]
     with_copies, without_copies = e2e_queries[:26], e2e_queries[26:]
     features = real_features(paths, set(without_copies.tolist()), args.limit)
-    e2e = build_and_measure(scratch / "e2e", base, labels, args.n_e2e, queries, scratch, features)
+    e2e = build_and_measure(scratch / "e2e", base, labels, args.n_e2e, queries, scratch, features, args.lock)
     e2e.update(end_to_end(scratch / "e2e", [paths[i] for i in with_copies], [paths[i] for i in without_copies]))
     report["e2e"] = e2e
     print(json.dumps(e2e, indent=1), flush=True)
     shutil.rmtree(scratch / "e2e", ignore_errors=True)
     if args.n:
-        report["large"] = build_and_measure(scratch / "large", base, labels, args.n, queries, scratch)
+        report["large"] = build_and_measure(scratch / "large", base, labels, args.n, queries, scratch, lock=args.lock)
         print(json.dumps(report["large"], indent=1), flush=True)
         shutil.rmtree(scratch / "large", ignore_errors=True)
     report["wall_s"] = round(time.time() - started, 1)
