@@ -156,7 +156,7 @@ def link_tree(paths: list[Path], dest: Path) -> Path:
 
 def run_info(argv: list[str] | None = None) -> dict:
     """The command that produced a result (``argv``: the arguments main() was given), the
-    date, and the cores with the load at the start: the header of each results file."""
+    date, and the CPU, its cores and the load at the start: the header of each results file."""
     import sys
     import time
 
@@ -164,8 +164,19 @@ def run_info(argv: list[str] | None = None) -> dict:
     return {
         "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *args]),
         "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} at start",
+        "machine": f"{cpu_model()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} at start",
     }
+
+
+def cpu_model() -> str:
+    """The CPU's name as the kernel gives it (``lscpu``'s "Model name"), or "unknown CPU"."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
 
 
 def write_report(report: dict, out: Path) -> None:
