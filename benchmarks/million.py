@@ -2,7 +2,8 @@
 
     python benchmarks/million.py [--n 1000000] [--originals 300] [--no-copy 100]
                                  [--work /tmp/million] [--out benchmarks/results/million.json]
-    python benchmarks/million.py --n 100000 --originals 100 --no-copy 40 --out /tmp/million-100k.json
+    python benchmarks/million.py --n 100000 --originals 100 --no-copy 40 \
+        --out benchmarks/results/million-100k.json [--pipeline cosine,auto,verify:20,regions:10]
 
 The collection: ``--n`` synthetic images (benchmarks/ann.py's synthesis: mixes of two real
 Caltech-101 descriptors under log-normal noise, catalogue rows written in bulk, then
@@ -24,7 +25,9 @@ Queries: one edited copy per original (benchmarks/instance.py's ten edits, in tu
 time with ``Index.search`` (default settings and pipeline) in a fresh process: total wall
 ms, and the search part (from ``Index.rank`` on, after the query is embedded: the cascade and
 the result's catalogue lookups) in wall and CPU ms (all threads); recall of the copy (its
-original at rank 1 / in the top 10, by kind of edit); RSS of that process. Also what the
+original at rank 1 / in the top 10, by kind of edit; for each miss, untimed, where the cosine
+ranking alone puts the original: among the first 20, which the pipeline verifies, or
+deeper); RSS of that process. Also what the
 pipeline resolves to at this size (re-ranker, word stage, neighbour graph), and the time the
 neighbour graph's links would take, from a sample linked with the product's own code.
 The index is kept under ``--work`` (``built`` marks it complete) and reused by a re-run.
@@ -52,6 +55,7 @@ from lookalike.index.words import shipped_vocabulary  # noqa: E402
 
 SEED = 20261206
 GRAPH_SAMPLE = 2000  # images linked to estimate the neighbour graph's build time
+COSINE_DEPTH = 100  # matches of the cosine ranking in which a missed original is looked for
 
 
 def photos(originals: int, no_copy: int) -> tuple[list[Path], list[Path]]:
@@ -117,7 +121,7 @@ def give_features(folder: Path, checked: set[int], n: int, originals: list[Path]
     return given
 
 
-def run_queries(folder: str, queries: list[dict], timed: bool) -> dict:
+def run_queries(folder: str, queries: list[dict], timed: bool, pipeline: str | None = None) -> dict:
     """Search every query once with ``Index.search``: per-query rows, the images whose
     features verification asked for, and (``timed``) open time and RSS."""
     rss_start = ann.rss_mb()
@@ -143,17 +147,18 @@ def run_queries(folder: str, queries: list[dict], timed: bool) -> dict:
     rows = []
     for q in queries:
         wall, cpu = time.perf_counter(), time.process_time()
-        result = index.search(q["path"], 10)
+        result = index.search(q["path"], 10, pipeline=pipeline)
         end, end_cpu = time.perf_counter(), time.process_time()
-        names = [f"{Path(m.path).parent.name}/{Path(m.path).name}" for m in result.matches]
-        rank_of = next((r for r, name in enumerate(names, 1) if name in q["relevant"]), None)
         rows.append({
             "kind": q["kind"], "total_ms": 1000 * (end - wall), "total_cpu_ms": 1000 * (end_cpu - cpu),
             "search_ms": 1000 * (end - mark["wall"]), "search_cpu_ms": 1000 * (end_cpu - mark["cpu"]),
-            "rank": rank_of, "first_is_copy": bool(result.matches) and result.matches[0].kind == "copy",
+            "rank": rank_in(result, q["relevant"]), "first_is_copy": bool(result.matches) and result.matches[0].kind == "copy",
         })
-    without = [i for i in checked if i not in index.catalogue.local_features_for(sorted(checked))]
-    out = {"rows": rows, "checked": sorted(checked), "checked_without_features": len(without)}
+    for q, row in zip(queries, rows, strict=True):  # untimed: the original by cosine alone
+        if q["relevant"]:
+            row["cosine_rank"] = rank_in(index.search(q["path"], COSINE_DEPTH, pipeline="cosine"), q["relevant"])
+    stored = index.catalogue.local_features_for(sorted(checked))
+    out = {"rows": rows, "checked": sorted(checked), "checked_without_features": len(checked - set(stored))}
     if timed:
         out |= {"open_s": round(opened, 3), "rss_mb": round(ann.rss_mb(), 1),
                 "peak_rss_mb": round(ann.rss_mb("VmHWM"), 1),
@@ -162,11 +167,17 @@ def run_queries(folder: str, queries: list[dict], timed: bool) -> dict:
     return out
 
 
-def in_fresh_process(folder: Path, queries: list[dict], timed: bool) -> dict:
+def rank_in(result: lookalike.SearchResult, relevant: list[str]) -> int | None:
+    """Rank of the first match whose ``class/name`` is in ``relevant`` (None: not found)."""
+    names = [f"{Path(m.path).parent.name}/{Path(m.path).name}" for m in result.matches]
+    return next((r for r, name in enumerate(names, 1) if name in relevant), None)
+
+
+def in_fresh_process(folder: Path, queries: list[dict], timed: bool, pipeline: str | None = None) -> dict:
     (folder.parent / "queries-run.json").write_text(json.dumps(queries))
     out = subprocess.run(
         [sys.executable, __file__, "--run", str(folder), str(folder.parent / "queries-run.json"),
-         "timed" if timed else "untimed"], check=True, capture_output=True, text=True)
+         "timed" if timed else "untimed", pipeline or ""], check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -180,6 +191,11 @@ def summary(rows: list[dict]) -> dict:
     if rows and rows[0]["kind"] != "no-copy":
         out["recall@1"] = round(float(np.mean([r["rank"] == 1 for r in rows])), 4)
         out["recall@10"] = round(float(np.mean([r["rank"] is not None for r in rows])), 4)
+        missed = [r["cosine_rank"] for r in rows if r["rank"] != 1]  # where cosine put them
+        out["missed_by_cosine_rank"] = {
+            "1-20": sum(c is not None and c <= 20 for c in missed),
+            f"21-{COSINE_DEPTH}": sum(c is not None and c > 20 for c in missed),
+            f"over {COSINE_DEPTH}": sum(c is None for c in missed)}
     else:
         out["first_is_copy"] = sum(r["first_is_copy"] for r in rows)  # a copy claimed anyway
     return out
@@ -208,7 +224,7 @@ def pipeline_at_size(folder: Path) -> dict:
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--run":
         queries = json.loads(Path(sys.argv[3]).read_text())
-        print(json.dumps(run_queries(sys.argv[2], queries, sys.argv[4] == "timed")))
+        print(json.dumps(run_queries(sys.argv[2], queries, sys.argv[4] == "timed", sys.argv[5] or None)))
         return
     import argparse
 
@@ -218,6 +234,7 @@ def main() -> None:
     parser.add_argument("--no-copy", type=int, default=100, help="unindexed photos queried")
     parser.add_argument("--work", type=Path, default=Path("/tmp/million"))
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "million.json")
+    parser.add_argument("--pipeline", help="search with this pipeline instead of the default (the build's first pass keeps the default)")
     parser.add_argument("--build-only", action="store_true", help="build the index, measure nothing (untimed)")
     args = parser.parse_args()
 
@@ -243,7 +260,8 @@ def main() -> None:
     report["build"] = json.loads(built.read_text())
     files = {f.name: f.stat().st_size for f in folder.iterdir() if f.is_file()}
     report["files_mb"] = {k: round(v / 2**20, 1) for k, v in sorted(files.items())}
-    measured = in_fresh_process(folder, queries, timed=True)
+    report["searched_with"] = args.pipeline or lookalike.Settings().pipeline
+    measured = in_fresh_process(folder, queries, timed=True, pipeline=args.pipeline)
     rows = measured.pop("rows")
     measured.pop("checked")
     report["search_process"] = measured
