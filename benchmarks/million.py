@@ -17,7 +17,7 @@ Synthetic images are no pictures and store no local features, so verifying one w
 nothing. To give each check its real cost, a first untimed pass runs every query and records
 the images verification asks features for (``IndexFolder.feature_loader``); each synthetic one
 among them then gets the stored local features of the real photo it was mostly made from (a
-different photo: it does not verify). The timed pass counts the checked images still without
+different photo: it verifies only where Caltech holds the same scene twice). The timed pass counts the checked images still without
 features (``checked_without_features``, 0 when the two passes checked the same images).
 
 Queries: one edited copy per original (benchmarks/instance.py's ten edits, in turn) and
@@ -27,10 +27,12 @@ ms, and the search part (from ``Index.rank`` on, after the query is embedded: th
 the result's catalogue lookups) in wall and CPU ms (all threads); recall of the copy (its
 original at rank 1 / in the top 10, by kind of edit; for each miss, untimed, where the cosine
 ranking alone puts the original: among the first 20, which the pipeline verifies, or
-deeper); RSS of that process. Also what the
-pipeline resolves to at this size (re-ranker, word stage, neighbour graph), and the time the
-neighbour graph's links would take, from a sample linked with the product's own code.
-The index is kept under ``--work`` (``built`` marks it complete) and reused by a re-run.
+deeper); RSS of that process. Also what the pipeline resolves to at this size (re-ranker,
+word stage, neighbour graph), and the time the neighbour graph's links would take, from a
+sample linked with the product's own code. ``--pipeline`` searches with another pipeline
+(the first pass keeps the default). The index is kept under ``--work`` (``built`` marks it
+complete) and reused by a re-run; ``--build-only`` builds it and measures nothing, so a long
+build can run outside a timed window.
 """
 
 from __future__ import annotations
