@@ -15,7 +15,9 @@ default :class:`~lookalike.settings.MilvusParams`), and for each:
   server's CPU seconds meanwhile);
 * search: single queries through :meth:`MilvusStore.search` (the product's path), real
   descriptors as queries, p50/p95 latency and recall@10 against exact inner-product search
-  over the same vectors; plus the server's resident memory;
+  over the same vectors; plus the server's resident memory. IVF_PQ's candidates are
+  re-scored exactly (``MilvusParams.pq_rescore``, from the vectors kept in memory as the
+  product reads them from its catalogue), and measured without that too (``codes_only``);
 * label filter: 50 of those searches restricted to the most common class (each row's
   ``label0`` is its source photo's class), sent as a label expression and as an id list.
 """
@@ -41,7 +43,7 @@ from ann import synthetic_chunks  # noqa: E402
 from netns import PrivateNetwork  # noqa: E402
 
 from lookalike.index.milvus_server import MilvusAddress, MilvusServer  # noqa: E402
-from lookalike.index.milvus_store import MilvusStore  # noqa: E402
+from lookalike.index.milvus_store import LOSSY, MilvusStore  # noqa: E402
 from lookalike.index.vectors import LabelIds  # noqa: E402
 from lookalike.settings import MilvusParams  # noqa: E402
 
@@ -62,6 +64,10 @@ def exact_top(base, labels, n: int, queries: np.ndarray, keep: np.ndarray | None
         top = np.argsort(-all_s, axis=1)[:, :K]
         best_s, best_i = np.take_along_axis(all_s, top, 1), np.take_along_axis(all_i, top, 1)
     return best_i
+
+
+def recall_at_k(found: list[np.ndarray], truth: np.ndarray) -> float:
+    return float(np.mean([len(set(f) & set(t)) / K for f, t in zip(found, truth, strict=True)]))
 
 
 def server_cpu_s(pid: int) -> float:
@@ -105,9 +111,7 @@ def label_filter_cost(store: MilvusStore, queries: np.ndarray, row_class: np.nda
     same = sum(np.array_equal(a, b) for a, b in zip(found["by_labels"], found["by_ids"], strict=True))
     return {"images": len(allowed), "queries": len(queries), "identical_top10": int(same),
             **{f"{k}_p50_ms": round(float(np.percentile(v, 50)), 2) for k, v in ms.items()},
-            **{f"{k}_recall_at_10": round(float(np.mean([len(set(f) & set(t)) / K for f, t in
-                                                         zip(v, truth, strict=True)])), 4)
-               for k, v in found.items()}}
+            **{f"{k}_recall_at_10": round(recall_at_k(v, truth), 4) for k, v in found.items()}}
 
 
 def measure(port: int, pid: int, kind: str, base, labels, n: int, queries, truth,
@@ -118,11 +122,16 @@ def measure(port: int, pid: int, kind: str, base, labels, n: int, queries, truth
         server.drop()
     server.ensure(base.shape[1], labels=5)
     client, name = server.client, server.name
+    # A lossy index's candidates are re-scored from the exact vectors, as the product does
+    # from the catalogue: kept here in memory (n x dims float32).
+    kept = np.empty((n, base.shape[1]), np.float32) if kind in LOSSY and params.pq_rescore else None
     class_of = {c: i for i, c in enumerate(sorted(set(labels)))}
     row_class = np.zeros(n, np.int64)  # label0 of each row: its main source photo's class
     started = time.perf_counter()
     for start, vectors, sources in synthetic_chunks(base, labels, n):
         row_class[start : start + len(vectors)] = [class_of[labels[i]] for i in sources]
+        if kept is not None:
+            kept[start : start + len(vectors)] = vectors
         for s in range(0, len(vectors), params.insert_batch):
             part = vectors[s : s + params.insert_batch]
             rows = [{"id": start + s + i, "vector": v.tolist(), "label0": int(row_class[start + s + i]),
@@ -136,10 +145,18 @@ def measure(port: int, pid: int, kind: str, base, labels, n: int, queries, truth
     build_s, build_cpu_s = time.perf_counter() - started, server_cpu_s(pid) - cpu
     client.release_collection(name, timeout=600)
     client.load_collection(name, timeout=1800)
-    store = MilvusStore(server, catalogue=None)  # type: ignore[arg-type] - search only
+    exact = None if kept is None else (lambda ids: (ids, kept[ids]))
+    store = MilvusStore(server, catalogue=None, exact=exact)  # type: ignore[arg-type] - search only
     store.search(queries[:1], K)
     latencies, found = timed_searches(store, queries)
-    recall = np.mean([len(set(f) & set(t)) / K for f, t in zip(found, truth, strict=True)])
+    recall = recall_at_k(found, truth)
+    codes_only = {}
+    if exact is not None:  # the server's own scores, for comparison
+        latencies_codes, found_codes = timed_searches(MilvusStore(server, catalogue=None), queries)  # type: ignore[arg-type]
+        codes_only = {"codes_only": {
+            "search_p50_ms": round(float(np.percentile(latencies_codes, 50)), 2),
+            "search_p95_ms": round(float(np.percentile(latencies_codes, 95)), 2),
+            "recall_at_10": round(float(recall_at_k(found_codes, truth)), 4)}}
     result = {
         "index_type": kind, "n": n, "ingest_s": round(ingest_s, 1),
         "ingest_vectors_per_s": round(n / ingest_s), "build_s": round(build_s, 1),
@@ -148,8 +165,8 @@ def measure(port: int, pid: int, kind: str, base, labels, n: int, queries, truth
         "search_p95_ms": round(float(np.percentile(latencies, 95)), 2),
         "recall_at_10": round(float(recall), 4), "server_rss_mb": server_rss_mb(pid),
         "search_params": server.search_params(K)["params"],
-        **({"nlist": params.ivf_nlist, "pq_m": params.pq_m, "pq_nbits": params.pq_nbits}
-           if kind == "IVF_PQ" else {}),
+        **({"nlist": params.ivf_nlist, "pq_m": params.pq_m, "pq_nbits": params.pq_nbits,
+            "pq_rescore": params.pq_rescore, **codes_only} if kind == "IVF_PQ" else {}),
         "label_filter": label_filter_cost(
             store, queries, row_class, lambda q, keep: exact_top(base, labels, n, q, keep)),
     }
@@ -171,6 +188,8 @@ def main() -> None:
     parser.add_argument("--pq-nbits", type=int, default=MilvusParams().pq_nbits,
                         help="IVF_PQ bits per code")
     parser.add_argument("--nprobe", type=int, default=MilvusParams().ivf_nprobe, help="IVF_PQ lists searched")
+    parser.add_argument("--pq-rescore", type=int, default=MilvusParams().pq_rescore,
+                        help="IVF_PQ candidates re-scored exactly (0: the codes' scores)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/scale-milvus-100k.json"))
     args = parser.parse_args()
     report = caltech.run_info()
@@ -192,7 +211,7 @@ def main() -> None:
             report["synthetic"] = f"{args.n} mixes of {len(base)} real lite0-int8 descriptors (benchmarks/ann.py)"
             report["results"] = []
             ivf = {"ivf_nlist": args.nlist, "pq_m": args.pq_m, "pq_nbits": args.pq_nbits,
-                   "ivf_nprobe": args.nprobe}
+                   "ivf_nprobe": args.nprobe, "pq_rescore": args.pq_rescore}
             for kind in args.types.split(","):
                 report["results"].append(measure(standalone.listen_port, pid, kind, base, labels,
                                                  args.n, queries, truth, ivf))

@@ -66,7 +66,8 @@ def main() -> None:
     throughput = load("throughput.json").get("models", {}).get("lite0-int8", {})
     ray = load("scale-ray.json")
     ann = load("ann.json").get("large", {})
-    milvus = {r["index_type"]: r for name in ("scale-milvus-100k.json", "scale-milvus-1m.json")
+    milvus = {r["index_type"]: r for name in ("scale-milvus-100k.json", "scale-milvus-100k-ivfpq.json",
+                                              "scale-milvus-1m.json", "scale-milvus-1m-ivfpq.json")
               for r in load(name).get("results", [])}
     defaults = MilvusParams()
     pq = milvus.get("IVF_PQ", {})

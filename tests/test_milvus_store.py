@@ -216,7 +216,7 @@ def test_the_server_is_reachable_from_this_machine_only(milvus, milvus_server, p
     assert "milvus" not in outside and f":{milvus[1]} " not in outside
 
 
-def test_a_filtered_hnsw_search_widens_its_beam_by_the_share_it_keeps(milvus):
+def test_a_filtered_search_widens_its_beam_or_lists_by_the_share_it_keeps(milvus):
     from lookalike.index.milvus_server import MilvusAddress, MilvusServer
 
     params = MilvusParams()
@@ -228,3 +228,46 @@ def test_a_filtered_hnsw_search_widens_its_beam_by_the_share_it_keeps(milvus):
         assert server.search_params(500, kept=0.5)["params"] == {"ef": 1000}  # (from k)
     finally:
         server.close()
+    params = MilvusParams(index_type="IVF_PQ")
+    server = MilvusServer(MilvusAddress(milvus[0], milvus[1], "lists"), params)
+    try:
+        assert server.search_params(10)["params"] == {"nprobe": params.ivf_nprobe}
+        assert server.search_params(10, kept=0.25)["params"] == {"nprobe": params.ivf_nprobe * 4}
+        assert server.search_params(10, kept=0.001)["params"] == {"nprobe": params.ivf_nlist}
+    finally:
+        server.close()
+
+
+def test_ivf_pq_candidates_are_rescored_exactly_from_the_catalogue(milvus, real_vectors, tmp_path):
+    """IVF_PQ ranks by 4-bit codes; its candidates get their exact scores from the catalogue,
+    so the top 10 is the exact store's wherever the candidates hold it."""
+    from lookalike.index.ann import CatalogueVectors
+
+    catalogue = catalogue_with(tmp_path / "catalogue.sqlite", augment(real_vectors, 3000, seed=5))
+    uri = f"milvus://{milvus[0]}:{milvus[1]}/ivfpq_{os.getpid()}"
+    params = MilvusParams(index_type="IVF_PQ", ivf_nlist=16, ivf_nprobe=16)
+    store = MilvusStore.open(tmp_path, catalogue, uri, params, exact=CatalogueVectors(catalogue))
+    server = store.server
+    server.client.flush(server.name)
+    deadline = time.monotonic() + 120
+    while server.client.describe_index(server.name, "vector").get("indexed_rows", 0) < 3000:
+        assert time.monotonic() < deadline, "the IVF_PQ index was not built"
+        time.sleep(1)
+    server.client.release_collection(server.name)  # searched from the sealed, indexed segments
+    server.client.load_collection(server.name)
+    exact = FlatStore(*catalogue.all_vectors())
+    queries = augment(real_vectors, 20, seed=6)
+    s1, i1 = exact.search(queries, 10)
+    s2, i2 = store.search(queries, 10)
+    s3, i3 = MilvusStore(server, catalogue).search(queries, 10)  # the codes' own scores
+    rescored, codes = (np.mean([len(set(a) & set(b)) / 10 for a, b in zip(i, i1, strict=True)])
+                       for i in (i2, i3))
+    assert not np.allclose(s3, s1, atol=1e-3)  # the server did rank by the codes
+    rows = exact.vectors(i2.ravel()).reshape(20, 10, -1)
+    assert np.allclose(s2, np.einsum("qd,qkd->qk", queries, rows), atol=1e-5)  # exact scores
+    assert rescored >= 0.95 and rescored > codes
+    allowed = np.arange(1, 3001, 9)  # a filter: its candidates are re-scored the same way
+    s1, i1 = exact.search(queries, 10, allowed)
+    s2, i2 = store.search(queries, 10, allowed)
+    assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(i2, i1, strict=True)]) >= 0.95
+    assert set(i2.ravel()) <= set(allowed)

@@ -72,7 +72,10 @@ class MilvusParams:
     # on every sealed segment; 8 bits (256 centres) makes that k-means 16x longer, minutes per
     # segment (docs/benchmarks.md, "Scale-out").
     pq_nbits: int = 4
-    ivf_nprobe: int = 32  # IVF_PQ clusters searched
+    ivf_nprobe: int = 32  # IVF_PQ clusters searched (a filter widens it by 1 / the share it keeps)
+    # IVF_PQ: candidates per query re-scored with their exact descriptors from the catalogue
+    # (at least k; 0: the codes' own scores). 4-bit codes alone rank poorly (docs/scale.md).
+    pq_rescore: int = 200
     diskann_search_list: int = 100  # DISKANN search list (raised to k when k is larger)
     timeout: float = 60.0  # seconds any one call to the server may take
     insert_batch: int = 1000  # vectors per insert call

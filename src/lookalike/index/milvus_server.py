@@ -71,6 +71,14 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(text).split())[:300]
 
 
+def widened(width: int, kept: float, most: int) -> int:
+    """A search width (beam, lists) for a filter keeping the share ``kept``: ``width / kept``,
+    capped at ``most`` (never below ``width``)."""
+    if kept >= 1:
+        return width
+    return int(min(max(width, most), width / max(kept, 1e-9)))
+
+
 class MilvusServer:
     """A connected client and the collection of one address; every call bounded in time."""
 
@@ -215,14 +223,14 @@ class MilvusServer:
 
     def search_params(self, k: int, kept: float = 1.0) -> dict:
         """What a search of ``k`` matches passes the index; ``kept``: the share of the
-        collection a filter lets through. HNSW walks the whole graph and drops what the filter
-        refuses, so its beam is widened by 1 / ``kept`` (up to ``hnsw_filter_ef``) to find as
+        collection a filter lets through. HNSW walks the whole graph and IVF scans its nearest
+        lists, and both drop what the filter refuses, so HNSW's beam and IVF's lists searched
+        are widened by 1 / ``kept`` (up to ``hnsw_filter_ef``, and every list) to find as
         many allowed neighbours as an unfiltered search."""
         p = self.params
-        ef = max(p.hnsw_ef, k)
         inner = {
-            "HNSW": {"ef": ef if kept >= 1 else int(min(max(ef, p.hnsw_filter_ef), ef / max(kept, 1e-9)))},
-            "IVF_PQ": {"nprobe": p.ivf_nprobe},
+            "HNSW": {"ef": widened(max(p.hnsw_ef, k), kept, p.hnsw_filter_ef)},
+            "IVF_PQ": {"nprobe": widened(p.ivf_nprobe, kept, p.ivf_nlist)},
             "DISKANN": {"search_list": max(p.diskann_search_list, k)},
         }.get(p.index_type, {})
         return {"metric_type": "IP", "params": inner}

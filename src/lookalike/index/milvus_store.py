@@ -28,11 +28,13 @@ from ..settings import MilvusParams, Settings
 from .catalogue import Catalogue
 from .files import atomic_write, save_quietly
 from .milvus_server import MilvusAddress, MilvusServer
+from .rescore import VectorSource, rescore
 from .vectors import LabelIds, in_order
 
 REMOTE_STORE_KEY = "store"  # catalogue meta: the address of a remote store, if the index has one
 STATE_FILE = "milvus.json"
 MAX_TOP_K = 16_384  # the server's limit on results per query
+LOSSY = frozenset({"IVF_PQ"})  # index types that score by compressed codes: re-scored exactly
 ID_CHUNK = 1_000  # ids per filter expression
 
 
@@ -53,9 +55,12 @@ class MilvusStore:
 
     FILES = (STATE_FILE,)
 
-    def __init__(self, server: MilvusServer, catalogue: Catalogue):
+    def __init__(self, server: MilvusServer, catalogue: Catalogue, exact: VectorSource | None = None):
         self.server = server
         self.catalogue = catalogue
+        # Where a lossy index's candidates get exact scores (the catalogue's descriptors in
+        # the store's space); without it the server's scores stand.
+        self.exact = exact
         self.kind = f"milvus {server.params.index_type} {server.address}"
         self.labels = len(server.label_fields())
         self.fingerprint = ""
@@ -74,8 +79,10 @@ class MilvusStore:
     @classmethod
     def open(cls, folder: Path, catalogue: Catalogue, uri: str, params: MilvusParams, *,
              transform: Callable[[np.ndarray], np.ndarray] | None = None,
-             fingerprint: str = "", rebuild: bool = False) -> MilvusStore:
-        """The store of ``uri``, brought level with the catalogue (see the module's doc)."""
+             fingerprint: str = "", rebuild: bool = False,
+             exact: VectorSource | None = None) -> MilvusStore:
+        """The store of ``uri``, brought level with the catalogue (see the module's doc);
+        ``exact`` re-scores a lossy index's candidates (:data:`LOSSY`)."""
         address = MilvusAddress.parse(uri)
         server = MilvusServer(address, params)
         state = _read_state(Path(folder))
@@ -88,7 +95,7 @@ class MilvusStore:
             raise StoreError(f"the Milvus collection {address.collection} is gone and the index "
                              f"is empty; run: lookalike index DIR --db {folder} --store {address}")
         server.ensure(dims, labels=Settings().top_labels)  # (when the collection was lost)
-        store = cls(server, catalogue)
+        store = cls(server, catalogue, exact)
         store.labels_complete = bool(state.get("labels_complete", False))
         if reload or state.get("generation") != catalogue.generation:
             store.sync(transform)
@@ -177,10 +184,15 @@ class MilvusStore:
         if k <= 0 or not len(queries):
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
         server = self.server
+        exact = self.exact if server.params.index_type in LOSSY and server.params.pq_rescore else None
+        limit = min(max(k, server.params.pq_rescore), MAX_TOP_K) if exact else k
         hits = server.call("search", lambda: server.client.search(
-            server.name, data=queries.tolist(), limit=k, filter=expression, output_fields=[],
-            search_params=server.search_params(k, kept), anns_field="vector",
+            server.name, data=queries.tolist(), limit=limit, filter=expression, output_fields=[],
+            search_params=server.search_params(limit, kept), anns_field="vector",
             consistency_level=server.params.search_consistency, **server.kw()))
+        if exact is not None:
+            proposals = [np.array([int(h["id"]) for h in row], dtype=np.int64) for row in hits]
+            return rescore(queries, proposals, k, exact)
         width = min((len(row) for row in hits), default=0)
         ids = np.array([[int(h["id"]) for h in row[:width]] for row in hits], dtype=np.int64)
         scores = np.array([[h["distance"] for h in row[:width]] for row in hits], dtype=np.float32)

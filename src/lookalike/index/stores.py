@@ -74,12 +74,13 @@ def open_store(
     folder = Path(folder)
     remote = catalogue.get_meta(REMOTE_STORE_KEY)
     if remote:
-        from .ann import AnnStore
+        from .ann import AnnStore, CatalogueVectors
         from .milvus_store import MilvusStore
 
         unlink_quietly(folder, (*FlatStore.FILES, *AnnStore.FILES))
         return MilvusStore.open(folder, catalogue, remote, milvus or MilvusParams(),
-                                transform=transform, fingerprint=fingerprint, rebuild=rebuild)
+                                transform=transform, fingerprint=fingerprint, rebuild=rebuild,
+                                exact=CatalogueVectors(catalogue, transform))
     count = max(catalogue.count_images(), expected)
     if approximate_for(folder, count, params):
         from .ann import AnnStore, CatalogueVectors
