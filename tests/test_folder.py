@@ -209,9 +209,10 @@ def test_pictures_features_and_words_of_indexed_images(index, built_index):
     folder = index.folder
     path = photos / "sunflower" / "image_0004.jpg"
     image_id = index.catalogue.image_for_location(str(path))
-    picture = folder.picture(image_id, 300)
+    pictures = folder.picture_loader([image_id, 987654], 300)
+    picture = pictures(image_id)
     assert isinstance(picture, Image.Image) and picture.size == Image.open(path).size
-    assert folder.picture(987654, 300) is None  # no such image: nothing to read
+    assert pictures(987654) is None  # no such image: nothing to read
     load = folder.feature_loader([image_id, 987654])
     features = load(image_id)
     assert isinstance(features, Features) and len(features.points) == len(features.descriptors) > 100

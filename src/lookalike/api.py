@@ -329,8 +329,8 @@ class Index:
         if label_ids is None:
             label_ids = np.zeros((len(vectors), 0), dtype=np.int64)
         if pictures is None and query_ids is not None:
-            size = self.query_size
-            pictures = [(lambda i=int(i): self.folder.picture(i, size)) for i in query_ids]
+            load = self.folder.picture_loader([int(i) for i in query_ids], self.query_size)
+            pictures = [(lambda i=int(i): load(i)) for i in query_ids]
         return rank_queries(
             self.pipeline(options), self.folder, self.catalogue, vectors, label_ids, options,
             pictures=pictures, exclude=query_ids if exclude_query else None, features=features,

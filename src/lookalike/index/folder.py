@@ -378,23 +378,21 @@ class IndexFolder:
             image_id: Features(points, descriptors)
             for image_id, (points, descriptors) in self.catalogue.local_features_for(ids).items()
         }
-        where = self.catalogue.locations_for([i for i in ids if i not in stored])
-        settings = self.settings
+        pictures = self.picture_loader([i for i in ids if i not in stored], self.settings.verify.size)
 
         def load(image_id: int) -> Features | Image.Image | None:
-            if image_id in stored:
-                return stored[image_id]
-            return load_first_readable(
-                where.get(image_id, []), max_pixels=settings.max_pixels,
-                max_bytes=settings.max_file_bytes, target_size=settings.verify.size,
-            )
+            return stored[image_id] if image_id in stored else pictures(image_id)
 
         return load
 
-    def picture(self, image_id: int, size: int) -> Image.Image | None:
-        """The picture of an indexed image, from the first of its files that decodes."""
-        settings = self.settings
-        return load_first_readable(
-            self.catalogue.locations_for([image_id]).get(image_id, []),
-            max_pixels=settings.max_pixels, max_bytes=settings.max_file_bytes, target_size=size,
-        )
+    def picture_loader(self, ids: list[int], size: int) -> Callable[[int], Image.Image | None]:
+        """A loader of the pictures of ``ids`` (each from the first of its files that
+        decodes), whose files are looked up here, at once: the loader may run on threads
+        that must not share the catalogue's connection."""
+        where, settings = self.catalogue.locations_for(list(ids)), self.settings
+
+        def load(image_id: int) -> Image.Image | None:
+            return load_first_readable(where.get(image_id, []), max_pixels=settings.max_pixels,
+                                       max_bytes=settings.max_file_bytes, target_size=size)
+
+        return load
