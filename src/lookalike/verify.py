@@ -220,7 +220,7 @@ class Verifier:
             feats = self.features_of(int(image_id), load)
             return fit(query, feats, self.params) if feats is not None else Fit()
 
-        return self._map(one, image_ids)
+        return self.map(one, image_ids)
 
     def count_inliers(self, query: Features, image_ids: Sequence[int], load: Loader) -> list[int]:
         """Raw homography inliers of each candidate (:func:`inliers`)."""
@@ -231,7 +231,7 @@ class Verifier:
         (:meth:`Fit.counted`): what query verification ranks by."""
         return [one.counted(self.params) for one in self.fits(query, image_ids, load)]
 
-    def _map(self, fn: Callable, items: Sequence) -> list:
+    def map(self, fn: Callable, items: Sequence) -> list:
         """``[fn(item)]``, on the worker threads when there is more than one item."""
         if self.params.workers > 1 and len(items) > 1:
             if self._pool is None:
@@ -264,4 +264,4 @@ class Verifier:
             feats = self.features_of(image_id, load)
             return fit(query_part, feats, self.params).counted(self.params) if feats is not None else 0
 
-        return self._map(one, pairs)
+        return self.map(one, pairs)

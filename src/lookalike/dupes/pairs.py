@@ -162,17 +162,20 @@ def check_chunk(folder: IndexFolder, chunk: np.ndarray, neighbours: np.ndarray,
         if row:
             close[image_id] = row
     # Features are read for the pairs to verify only, not for every neighbour.
-    load = folder.feature_loader(sorted(set(close) | {o for row in close.values() for o, _ in row}))
-    verifier, frames = folder.verifier, Frames(folder)
-    out: list[PairRow] = []
+    verified = sorted(set(close) | {o for row in close.values() for o, _ in row})
+    load = folder.feature_loader(verified)
+    verifier, frames = folder.verifier, Frames(folder, verified)
+    fitted: list[tuple[int, int, float, Fit]] = []
     for image_id, row in close.items():
         feats = verifier.features_of(image_id, load)
         if feats is None:  # no stored features and no readable file: nothing to verify
             continue
-        for (other, cosine), found in zip(row, verifier.fits(feats, [o for o, _ in row], load), strict=True):
-            count, moved = measure(folder, frames, image_id, other, cosine, found, load)
-            out.append((min(image_id, other), max(image_id, other), cosine, count, moved))
-    return out
+        fits = verifier.fits(feats, [o for o, _ in row], load)
+        fitted += [(image_id, other, cosine, found) for (other, cosine), found in zip(row, fits, strict=True)]
+    # The pixel checks (and mirrored fits) of the chunk's pairs, on the verifier's threads.
+    measured = verifier.map(lambda pair: measure(folder, frames, *pair, load), fitted)
+    return [(min(i, other), max(i, other), cosine, count, moved)
+            for (i, other, cosine, _), (count, moved) in zip(fitted, measured, strict=True)]
 
 
 def measure(folder: IndexFolder, frames: Frames, image_id: int, other: int, cosine: float,
@@ -196,16 +199,18 @@ def measure(folder: IndexFolder, frames: Frames, image_id: int, other: int, cosi
 class Frames:
     """The grey frames (:func:`lookalike.verify.grey`, as mirrored when a fit was) of the
     pictures of a chunk's pairs that verified, for the aligned-pixel check
-    (:mod:`lookalike.dupes.pixels`): each decoded once per chunk, and only the small frame
-    kept. An image without a readable file has none."""
+    (:mod:`lookalike.dupes.pixels`): each decoded once per chunk (at most: two threads may
+    both decode one), and only the small frame kept. An image without a readable file has
+    none. The files of ``ids`` are looked up at once, so frames load on any thread."""
 
-    def __init__(self, folder: IndexFolder):
+    def __init__(self, folder: IndexFolder, ids: list[int]):
         self.folder = folder
+        self.pictures = folder.picture_loader(ids, folder.settings.verify.size)
         self.cache: dict[tuple[int, bool], np.ndarray | None] = {}
 
     def picture(self, image_id: int) -> Image.Image | None:
         """The decoded picture (not kept: a mirrored fit's, or a frame's source)."""
-        return self.folder.picture(image_id, self.folder.settings.verify.size)
+        return self.pictures(image_id)
 
     def frame(self, image_id: int, mirrored: bool) -> np.ndarray | None:
         key = (image_id, mirrored)
