@@ -89,9 +89,16 @@ def crop(image: Image.Image, box: Box, margin: float = 0.0) -> Image.Image:
 
 
 def extract(image: Image.Image, params: VerifyParams) -> Features:
+    """The ORB features of ``image`` at the verification size (:func:`grey`)."""
+    return extract_grey(grey(image, params.size), params)
+
+
+def extract_grey(pixels: np.ndarray, params: VerifyParams) -> Features:
+    """The ORB features of grey pixels already at the verification size (:func:`grey`'s
+    output, e.g. a frame kept for another comparison of the same picture)."""
     cv2 = _cv2()
     orb = cv2.ORB_create(nfeatures=params.features)
-    keypoints, descriptors = orb.detectAndCompute(grey(image, params.size), None)
+    keypoints, descriptors = orb.detectAndCompute(pixels, None)
     points = np.asarray(cv2.KeyPoint_convert(keypoints), dtype=np.float32).reshape(-1, 2)
     return Features(points, descriptors)
 
@@ -174,12 +181,6 @@ def fit(query: Features, candidate: Features, params: VerifyParams) -> Fit:
     return Fit(len(good), int(overlapping.sum()), int(keep.sum()), distinct, model)
 
 
-def inliers(query: Features, candidate: Features, params: VerifyParams) -> int:
-    """Raw homography inliers between two images' features (0 when there is no model); a
-    "same picture" verdict is :meth:`Fit.counted`."""
-    return fit(query, candidate, params).inliers
-
-
 # A candidate's stored features, or its picture to extract them from, or None (unreadable).
 Loader = Callable[[int], "Features | Image.Image | None"]
 
@@ -221,10 +222,6 @@ class Verifier:
             return fit(query, feats, self.params) if feats is not None else Fit()
 
         return self.map(one, image_ids)
-
-    def count_inliers(self, query: Features, image_ids: Sequence[int], load: Loader) -> list[int]:
-        """Raw homography inliers of each candidate (:func:`inliers`)."""
-        return [one.inliers for one in self.fits(query, image_ids, load)]
 
     def count_copies(self, query: Features, image_ids: Sequence[int], load: Loader) -> list[int]:
         """Each candidate's matching points when it shows the same picture, else 0

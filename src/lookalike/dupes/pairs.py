@@ -23,13 +23,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import ImageOps
 
 from ..index.catalogue_dupes import PairRow
 from ..index.folder import IndexFolder
 from ..index.graph import KnnGraph, nearest_neighbours
 from ..settings import DupesParams
-from ..verify import Fit, extract, fit, grey
+from ..verify import Fit, extract_grey, fit, grey
 from .pixels import moved_share
 
 Progress = Callable[[int, int], None]
@@ -208,14 +208,10 @@ class Frames:
         self.pictures = folder.picture_loader(ids, folder.settings.verify.size)
         self.cache: dict[tuple[int, bool], np.ndarray | None] = {}
 
-    def picture(self, image_id: int) -> Image.Image | None:
-        """The decoded picture (not kept: a mirrored fit's, or a frame's source)."""
-        return self.pictures(image_id)
-
     def frame(self, image_id: int, mirrored: bool) -> np.ndarray | None:
         key = (image_id, mirrored)
         if key not in self.cache:
-            picture = self.picture(image_id)
+            picture = self.pictures(image_id)  # (not kept: only its frame)
             if picture is not None and mirrored:
                 picture = ImageOps.mirror(picture)
             self.cache[key] = None if picture is None else grey(picture, self.folder.settings.verify.size)
@@ -237,10 +233,11 @@ class Frames:
 def mirrored_fit(folder: IndexFolder, frames: Frames, image_id: int, other: int, load) -> Fit:
     """The fit of ``other``'s features against ``image_id``'s picture mirrored: local
     features do not match a mirror image, the global descriptor barely tells it apart. Only
-    for close pairs that did not verify."""
+    for close pairs that did not verify, or in which something moved. The features come
+    from the mirrored frame, which the pixel check of the mirrored fit then reuses."""
     verify = folder.settings.verify
     feats = folder.verifier.features_of(other, load)
-    picture = frames.picture(image_id) if feats is not None else None
-    if picture is None:
+    frame = frames.frame(image_id, True) if feats is not None else None
+    if frame is None:
         return Fit()
-    return fit(extract(ImageOps.mirror(picture), verify), feats, verify)
+    return fit(extract_grey(frame, verify), feats, verify)
