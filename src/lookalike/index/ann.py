@@ -349,9 +349,8 @@ class AnnStore:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Exact scores for each query's proposed ids (:func:`~lookalike.index.rescore.rescore`),
         the buffered vectors' from the buffer."""
-        if not len(self._buffer_ids):
-            return rescore(queries, proposals, k, self.exact)
-        return rescore(queries, proposals, k, self.exact, held=self._buffer_ids, extra=self._buffered)
+        buffered = self._buffered if len(self._buffer_ids) else None
+        return rescore(queries, proposals, k, self.exact, held=self._buffer_ids, extra=buffered)
 
     def _buffered(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Those of ``ids`` in the buffer, and their vectors."""
