@@ -22,9 +22,9 @@ from ..errors import LookalikeError
 from ..index.folder import IndexFolder
 from ..settings import DEFAULT_DUPE_LEVEL
 from .groups import LEVELS, DupeFile, Group, build_groups
-from .pairs import Progress, pending, update_pairs
+from .pairs import Progress, checks_in_memory, pending, update_pairs
 
-__all__ = ["LEVELS", "DupeFile", "Group", "find_duplicates", "pending"]
+__all__ = ["LEVELS", "DupeFile", "Group", "checks_in_memory", "find_duplicates", "pending"]
 
 
 def find_duplicates(folder: IndexFolder, level: str = DEFAULT_DUPE_LEVEL, min_group: int | None = None,

@@ -64,6 +64,12 @@ def pending(folder: IndexFolder) -> int:
     return int((ids > checked_up_to(folder)[1]).sum())
 
 
+def checks_in_memory(pending_images: int, params: DupesParams) -> bool:
+    """Whether a read-only answer checks the ``pending_images`` added since the last
+    stored check in memory: only up to ``DupesParams.read_check_max`` of them."""
+    return pending_images <= params.read_check_max
+
+
 def update_pairs(folder: IndexFolder, progress: Progress | None = None, save: bool = True) -> list[PairRow]:
     """Check the neighbourhoods of the images not checked yet and return every stored pair;
     ``save`` stores what was checked (a read-only catalogue checks them in memory, every
@@ -75,7 +81,7 @@ def update_pairs(folder: IndexFolder, progress: Progress | None = None, save: bo
     fresh, checked = checked_up_to(folder)
     ids = catalogue.image_ids()
     todo = ids[ids > checked]
-    if not save and len(todo) > params.read_check_max:
+    if not save and not checks_in_memory(len(todo), params):
         todo = todo[:0]
     pairs: dict[tuple[int, int], PairRow] = {} if fresh else {(p[0], p[1]): p for p in catalogue.dupe_pairs()}
     writable = save and not catalogue.readonly

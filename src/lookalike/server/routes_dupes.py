@@ -10,7 +10,7 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
-from ..dupes import pending
+from ..dupes import checks_in_memory, pending
 from ..settings import DEFAULT_DUPE_LEVEL, DUPE_LEVELS
 from .dependencies import State, require_token
 from .models import image_urls
@@ -36,7 +36,7 @@ def duplicates(
         unchecked = pending(index.folder) if level != "exact" else 0
         groups = index.duplicates(level, min_group=min_group, save=False)
         limit = limit or index.settings.dupes.page_size
-        included = unchecked <= index.settings.dupes.read_check_max
+        included = checks_in_memory(unchecked, index.settings.dupes)
     page = []
     for group in groups[offset : offset + limit]:
         out = group.as_dict()
