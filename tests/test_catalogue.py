@@ -185,8 +185,8 @@ def test_local_features_and_words_round_trip(cat):
 
 # --- format version -----------------------------------------------------------------------
 def test_new_catalogue_records_its_version(cat):
-    assert Catalogue.VERSION == FORMAT_VERSION == schema.VERSION == 6
-    assert cat.version == Catalogue.VERSION and cat.get_meta("format_version") == "6"
+    assert Catalogue.VERSION == FORMAT_VERSION == schema.VERSION == 7
+    assert cat.version == Catalogue.VERSION and cat.get_meta("format_version") == "7"
     assert cat.generation == 0  # creating it changed no content
     assert cat.ensure_version() == Catalogue.VERSION
 
@@ -277,8 +277,11 @@ def test_format1_index_is_migrated_and_searches_as_before(tmp_path, name):
     after = _rows(path)
     assert after["meta"].pop("format_version") == str(Catalogue.VERSION)
     before["meta"].pop("format_version")
-    # Every image, file, label, feature (with its words, or none), failure and meta row kept;
-    # the generation too: nothing derived needs rebuilding for the new column.
+    # Every image (its pixel size unknown since format 7: 0 x 0), file, label, feature (with
+    # its words, or none), failure and meta row kept; the generation too: nothing derived
+    # needs rebuilding.
+    assert {row[2:4] for row in after["images"]} == {(0, 0)}
+    before["images"] = [(*row[:2], 0, 0, *row[4:]) for row in before["images"]]
     assert after == before
     assert all((w is None) == (name != "catalogue.sqlite") for *_, w in after["features"])
     assert "words" in _columns_of(path, "local_features")
@@ -315,9 +318,9 @@ def test_failed_migration_changes_nothing(tmp_path, monkeypatch):
         db.execute("ALTER TABLE images ADD COLUMN source TEXT")
         db.execute("SELECT no_such_column FROM images")
 
-    monkeypatch.setattr(schema, "STEPS", (*schema.STEPS, (7, broken_step)))
-    monkeypatch.setattr(schema, "VERSION", 7)
-    monkeypatch.setattr(Catalogue, "VERSION", 7)
+    monkeypatch.setattr(schema, "STEPS", (*schema.STEPS, (8, broken_step)))
+    monkeypatch.setattr(schema, "VERSION", 8)
+    monkeypatch.setattr(Catalogue, "VERSION", 8)
     with pytest.raises(IndexFormatError, match="no such column"):
         Catalogue(path)
     assert _rows(path)["meta"]["format_version"] == "1"
@@ -331,18 +334,18 @@ def test_a_new_step_is_one_more_entry(tmp_path, monkeypatch):
     shutil.copy(FORMAT1 / "catalogue-nowords.sqlite", path)
     ran: list[int] = []
 
-    def step7(db):
+    def step8(db):
         assert "words" in _columns(db, "local_features")  # the earlier steps ran first
-        ran.append(7)
+        ran.append(8)
         db.execute("ALTER TABLE images ADD COLUMN source TEXT")
 
-    monkeypatch.setattr(schema, "STEPS", (*schema.STEPS, (7, step7)))
-    monkeypatch.setattr(schema, "VERSION", 7)
-    monkeypatch.setattr(Catalogue, "VERSION", 7)
+    monkeypatch.setattr(schema, "STEPS", (*schema.STEPS, (8, step8)))
+    monkeypatch.setattr(schema, "VERSION", 8)
+    monkeypatch.setattr(Catalogue, "VERSION", 8)
     cat = Catalogue(path)
     cat.close()
-    cat = Catalogue(path)  # already at 7: nothing runs again
-    assert cat.version == 7 and ran == [7] and "source" in _columns(cat.db, "images")
+    cat = Catalogue(path)  # already at 8: nothing runs again
+    assert cat.version == 8 and ran == [8] and "source" in _columns(cat.db, "images")
     cat.close()
 
 

@@ -18,8 +18,9 @@ from PIL import Image, ImageFile
 from lookalike.errors import ImageError
 from lookalike.fetch import load_image_url
 from lookalike.images import (
+    FULL_SIZE,
     SUPPORTED_EXTENSIONS,
-    image_size,
+    image_header,
     is_supported,
     is_url,
     load_image,
@@ -96,7 +97,7 @@ def test_exif_orientation_6_rotates_and_moves_marker(tmp_path):
     # Orientation 6 means "rotate 90 degrees clockwise to display": top-left -> top-right.
     assert close(img.getpixel((16, 3)), RED, 40)
     assert close(img.getpixel((3, 3)), WHITE, 40)
-    assert image_size(path) == (20, 40)
+    assert image_header(path) == ((20, 40), "JPEG")
 
 
 def test_grayscale_one_bit_and_la(tmp_path):
@@ -187,7 +188,7 @@ def test_not_an_image_missing_and_directory(tmp_path):
     with pytest.raises(ImageError, match="directory"):
         load_image(tmp_path)
     with pytest.raises(ImageError):
-        image_size(junk)
+        image_header(junk)
     with pytest.raises(ImageError):
         load_image(b"")
 
@@ -231,6 +232,7 @@ def test_draft_decodes_big_jpeg_at_reduced_scale(tmp_path):
     img = load_image(path, target_size=224)
     assert img.mode == "RGB" and 224 <= min(img.size) < 1500
     assert img.size[0] > img.size[1]
+    assert img.info[FULL_SIZE] == (2000, 1500)  # the size as stored and shown, not as decoded
     assert load_image(path, target_size=1500).size == (2000, 1500)
     assert load_image(path).size == (2000, 1500)
 
@@ -241,6 +243,7 @@ def test_draft_keeps_exif_orientation(tmp_path):
     path = save(_oriented((2000, 1000)).resize((2000, 1000)), tmp_path / "r.jpg", exif=exif)
     img = load_image(path, target_size=224)
     assert img.size[1] > img.size[0] and min(img.size) >= 224
+    assert img.info[FULL_SIZE] == image_header(path)[0] == (1000, 2000)
     assert close(img.getpixel((img.size[0] - 1, 0)), RED, 40)
 
 
@@ -250,7 +253,7 @@ def test_real_dataset_photo_loads():
     for photo in photos:
         img = load_image(photo, target_size=224)
         assert img.mode == "RGB" and min(img.size) > 0
-        assert image_size(photo) == load_image(photo).size
+        assert image_header(photo)[0] == load_image(photo).size == img.info[FULL_SIZE]
 
 
 # --- URLs: only a local server on 127.0.0.1, never any other address -----------------------

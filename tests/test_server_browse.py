@@ -4,16 +4,18 @@ real Caltech index (5 classes x 8 photos, one folder per class)."""
 from __future__ import annotations
 
 import os
+import sqlite3
 import warnings
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 with warnings.catch_warnings():  # Starlette >= 1.x nags about httpx on import
     warnings.filterwarnings("ignore", message="Using `httpx`")
     from fastapi.testclient import TestClient
 
-from conftest import PER_CLASS, SUBSET_CLASSES
+from conftest import PER_CLASS, SUBSET_CLASSES, caltech_image
 from lookalike import Index
 from lookalike.server.app import create_app
 
@@ -62,3 +64,26 @@ def test_image_details_name_the_file(client) -> None:
     assert details["size"] == stat.st_size
     assert abs(details["modified"] - stat.st_mtime) < 1e-3
     assert (details["width"], details["height"]) == (image["width"], image["height"])
+
+
+def test_sizes_are_the_files_not_the_reduced_decode(tmp_path) -> None:
+    """A big JPEG is decoded at a reduced scale while indexing; its stored size is the file's.
+    An image indexed before catalogue format 7 (its size stored as 0 x 0: unknown) shows its
+    file's header size instead, and null once no file can be read."""
+    photo = tmp_path / "photos" / "big.jpg"
+    photo.parent.mkdir()
+    Image.open(caltech_image("watch", 1)).convert("RGB").resize((1800, 1200)).save(photo, quality=90)
+    with Index.open(tmp_path / "index") as index:
+        index.add([photo.parent])
+        client = TestClient(create_app(index))
+        image = client.get("/api/images").json()["images"][0]
+        assert (image["width"], image["height"]) == (1800, 1200)
+        db = sqlite3.connect(tmp_path / "index" / "catalogue.sqlite")
+        with db:
+            db.execute("UPDATE images SET width = 0, height = 0")  # what the format-7 step leaves
+        db.close()
+        details = client.get(f"/api/images/{image['id']}").json()
+        assert (details["width"], details["height"]) == (1800, 1200)
+        photo.unlink()
+        details = client.get(f"/api/images/{image['id']}").json()
+        assert details["width"] is None and details["height"] is None and details["size"] > 0

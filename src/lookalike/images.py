@@ -29,6 +29,9 @@ DEFAULT_MAX_BYTES = 200 * 1024 * 1024
 ImageSource = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, BinaryIO]
 
 _ORIENTATION = 0x0112
+# Key of a loaded picture's ``info``: its (width, height) as displayed at full size, which a
+# reduced JPEG decode (``target_size``) does not have (:func:`load_image`).
+FULL_SIZE = "lookalike_full_size"
 _CORRUPT = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, KeyError)
 _EXPECTED = (*_CORRUPT, MemoryError, Image.DecompressionBombError, Image.DecompressionBombWarning)
 
@@ -157,7 +160,11 @@ def _load(
                 # libjpeg decodes at 1/2, 1/4 or 1/8 scale; draft never goes below target_size.
                 img.draft("RGB", (target_size, target_size))
             img.load()  # inside the try: truncated data must raise, not return grey pixels
-            return _to_rgb(_exif_transpose(img))
+            decoded = img.size
+            picture = _to_rgb(_exif_transpose(img))
+            turned = picture.size != decoded  # EXIF orientation swapped width and height
+            picture.info[FULL_SIZE] = (h, w) if turned else (w, h)
+            return picture
     except ImageError:
         raise
     except _EXPECTED as exc:
@@ -175,7 +182,8 @@ def load_image(
     """Decode ``source`` (path, bytes or binary file) to an upright 8-bit RGB image.
 
     ``target_size`` lets JPEGs decode at a reduced DCT scale (much faster for big photos) while
-    keeping the shorter side >= ``target_size``. Raises ImageError for every failure; its
+    keeping the shorter side >= ``target_size``; the picture's size at full resolution, as
+    displayed, is then in ``info[FULL_SIZE]``. Raises ImageError for every failure; its
     message calls the image ``name`` (default: the path, or the file object's name), so
     bytes read from a file are reported under the file's name.
     """
@@ -204,12 +212,14 @@ def load_first_readable(
     return None
 
 
-def image_size(source: ImageSource, *, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[int, int]:
-    """(width, height) as displayed, read from the header only, without decoding pixels."""
+def image_header(source: ImageSource, *, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[tuple[int, int], str]:
+    """``((width, height), format)``: the size as displayed (EXIF orientation applied) and
+    the format, read from the header only, without decoding pixels."""
     name = _name(source)
     try:
         with _open(source, name, max_bytes) as img:
             w, h = img.size
+            kind = img.format or ""
             try:  # PNG getexif() may decode all pixels looking for a late eXIf chunk
                 exif = Image.Exif() if img.format == "PNG" else img.getexif()
                 if img.format == "PNG":
@@ -221,4 +231,4 @@ def image_size(source: ImageSource, *, max_bytes: int = DEFAULT_MAX_BYTES) -> tu
         raise
     except _EXPECTED as exc:
         raise read_error(name, _reason(exc)) from None
-    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+    return ((h, w) if orientation in (5, 6, 7, 8) else (w, h)), kind

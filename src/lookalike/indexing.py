@@ -33,7 +33,7 @@ import numpy as np
 from .discovery import is_under
 from .embed.embedder import Embedder, Embeddings
 from .errors import ImageError
-from .images import load_image
+from .images import FULL_SIZE, load_image
 from .index.catalogue import Catalogue
 from .index.formats import FileStat, NewImage
 from .index.lock import deferring_interrupts
@@ -186,7 +186,7 @@ class Indexer:
                 max_bytes=self.settings.max_file_bytes,
                 target_size=self._decode_size,
             )
-            item.width, item.height = image.size
+            item.width, item.height = image.info.get(FULL_SIZE, image.size)  # not the reduced decode
             item.pixels = self.embedder.pixels(image)
             if self.settings.local_features:
                 features = extract(image, self._verify_params)

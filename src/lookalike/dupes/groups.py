@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 
 from PIL import Image
 
+from ..errors import ImageError
+from ..images import image_header
 from ..index.catalogue import Catalogue
 from ..index.catalogue_dupes import FileRow, PairRow
 from ..query.results import path_fields
@@ -82,13 +84,13 @@ class DupeFile:
     format: str = ""
 
     def read_header(self) -> None:
-        """Pixel size and format from the file's header (the catalogue holds the size the
-        picture was decoded at, which may be reduced); a file that cannot be read keeps the
-        catalogue's size and the format its name says."""
+        """Pixel size (as displayed) and format from the file's header: this file's own, where
+        the catalogue's size is its image's first file's, or unknown (0 x 0: indexed before
+        catalogue format 7). A file that cannot be read keeps the catalogue's size and the
+        format its name says."""
         try:
-            with Image.open(self.path) as image:
-                (self.width, self.height), self.format = image.size, image.format or ""
-        except (OSError, ValueError, Image.DecompressionBombError):
+            (self.width, self.height), self.format = image_header(self.path)
+        except ImageError:
             self.format = Image.registered_extensions().get(os.path.splitext(self.path)[1].lower(), "")
 
     def as_dict(self) -> dict:

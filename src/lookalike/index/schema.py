@@ -25,7 +25,7 @@ import numpy as np
 
 from .formats import DESCRIPTOR_BYTES, FEATURE_POINT_DTYPE, WORD_DTYPE
 
-VERSION = 6
+VERSION = 7
 
 # The validators an indexed URL's server sent, for conditional re-fetches (format 4).
 URL_SOURCES = """CREATE TABLE IF NOT EXISTS url_sources (
@@ -161,9 +161,16 @@ def _to_6(db: sqlite3.Connection) -> None:
         db.execute(statement)
 
 
+def _to_7(db: sqlite3.Connection) -> None:
+    """Format 7 stores each image's pixel size at full resolution. Before, a JPEG decoded
+    at a reduced scale stored the reduced size, and which rows did cannot be told apart:
+    every size becomes 0 x 0, unknown, which readers take from the file's header instead."""
+    db.execute("UPDATE images SET width = 0, height = 0")
+
+
 # (version it brings a catalogue to, step), oldest first.
 STEPS: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = (
-    (2, _to_2), (3, _to_3), (4, _to_4), (5, _to_5), (6, _to_6))
+    (2, _to_2), (3, _to_3), (4, _to_4), (5, _to_5), (6, _to_6), (7, _to_7))
 
 
 def stored_location(location: str) -> str | bytes:

@@ -13,10 +13,13 @@ from pydantic import (
     model_validator,
 )
 
+from ..errors import ImageError
+from ..images import image_header
 from ..index.catalogue_browse import BrowsedImage
 from ..query.results import Match, SearchResult, path_fields, shown_path
 
 BYTES_NOTE = "base64 of the raw bytes, only for file names that are not valid UTF-8"
+UNKNOWN_SIZE = "null when unknown (indexed by an older version, and the file cannot be read now)"
 
 
 class _OmitsAbsentBytes(BaseModel):
@@ -74,8 +77,8 @@ class ErrorOut(BaseModel):
 class FileDetails(BaseModel):
     """What the viewer shows about an image and its first file (by path)."""
 
-    width: int = Field(description="pixels")
-    height: int = Field(description="pixels")
+    width: int | None = Field(description=f"pixels at full resolution; {UNKNOWN_SIZE}")
+    height: int | None = Field(description=f"pixels at full resolution; {UNKNOWN_SIZE}")
     added_at: float = Field(description="when it was indexed, seconds since the Unix epoch")
     size: int = Field(description="the first file's size in bytes")
     modified: float = Field(description="the first file's mtime, seconds since the Unix epoch")
@@ -141,13 +144,25 @@ def image_urls(image_id: int) -> dict[str, str]:
 
 def details_out(image: BrowsedImage) -> dict:
     """An image's :class:`FileDetails`."""
+    width, height = pixel_size(image)
     return {
-        "width": image.width,
-        "height": image.height,
+        "width": width,
+        "height": height,
         "added_at": image.added_at,
         "size": image.size,
         "modified": image.mtime_ns / 1e9,
     }
+
+
+def pixel_size(image: BrowsedImage) -> tuple[int, int] | tuple[None, None]:
+    """The stored size at full resolution; for an image indexed before catalogue format 7
+    (stored as 0 x 0), its first file's header, read now (None where it cannot be)."""
+    if image.width and image.height:
+        return image.width, image.height
+    try:
+        return image_header(image.location)[0]
+    except ImageError:
+        return None, None
 
 
 def browse_item_out(image: BrowsedImage) -> dict:

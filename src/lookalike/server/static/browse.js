@@ -165,7 +165,7 @@ async function openViewer(id, index = null) {
     $("#viewer-image").alt = $("#viewer-name").textContent;
     const rows = [
       ["Folder", path.split(/[\\/]/).slice(0, -1).join("/") || "/"],
-      ["Size", `${image.width} × ${image.height} px · ${fileSize(image.size)}`],
+      ["Size", `${pixels(image)}${fileSize(image.size)}`],
       ["Modified", new Date(image.modified * 1000).toLocaleString()],
       ["Added", new Date(image.added_at * 1000).toLocaleString()],
     ];
@@ -181,6 +181,10 @@ async function openViewer(id, index = null) {
   } catch (error) {
     $("#viewer-name").textContent = error.message;
   }
+}
+
+function pixels(image) {
+  return image.width === null ? "" : `${image.width} × ${image.height} px · `;
 }
 
 function fileSize(bytes) {
