@@ -44,3 +44,30 @@ def test_products_are_the_same_on_one_thread():
     with one_blas_thread():
         assert np.array_equal(queries @ matrix.T, many)
         assert np.array_equal(queries[:1] @ matrix.T, one)
+
+
+def test_queries_on_request_threads_limit_too():
+    """A server answers on its request threads: the limit holds there too, also once the
+    main thread has taken and restored it, and the last query out restores the process's
+    setting whichever thread it ends on."""
+    before = blas_threads()
+    with one_blas_thread():  # a search on the main thread first
+        pass
+    seen: dict[str, set[int]] = {}
+    started, finish = threading.Event(), threading.Event()
+
+    def request():
+        with one_blas_thread():
+            seen["request"] = blas_threads()
+            started.set()
+            finish.wait(10)
+
+    worker = threading.Thread(target=request)
+    worker.start()
+    assert started.wait(10)
+    with one_blas_thread():  # another query starts while the request's runs ...
+        finish.set()
+        worker.join(10)  # ... which ends first, on its own thread
+        assert blas_threads() == {1}
+    assert seen["request"] == {1}
+    assert blas_threads() == before

@@ -8,9 +8,10 @@ is not scheduled (measured in docs/benchmarks.md, "Query stage costs"). Each out
 same dot product whichever thread computes it, so rankings do not change.
 
 The limit is process-wide (BLAS has no per-call setting): it is set when the first of any
-concurrent queries starts and restored when the last one ends. OpenBLAS takes it from the
-main thread (a CLI or API search); set from another thread (a server's request threads)
-some versions ignore it, and the products keep their threads, with the same results.
+concurrent queries starts and restored when the last one ends, on whichever threads they run
+(a server's request threads). threadpoolctl (3.8 on) lets only the first thread that set
+OpenBLAS's limit set it again and silently ignores the others, so each change here frees
+that role first: this module's lock already keeps concurrent queries from fighting.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ def one_blas_thread() -> Iterator[None]:
 
             # Looked up each time (a fraction of a millisecond): a BLAS loaded since the
             # last query (SciPy's own OpenBLAS) is limited too.
+            _free_openblas_limit()
             _limiter = ThreadpoolController().limit(limits=1, user_api="blas")
         _active += 1
     try:
@@ -48,5 +50,17 @@ def one_blas_thread() -> Iterator[None]:
         with _lock:
             _active -= 1
             if _active == 0 and _limiter is not None:
+                _free_openblas_limit()  # the query that ends last may run on another thread
                 _limiter.restore_original_limits()
                 _limiter = None
+                _free_openblas_limit()  # and whoever sets it next may too
+
+
+def _free_openblas_limit() -> None:
+    """Let any thread set OpenBLAS's limit next (threadpoolctl before 3.8 always does)."""
+    import threadpoolctl
+
+    controller = getattr(threadpoolctl, "OpenBLASController", None)
+    clear = getattr(controller, "clear_controlling_thread", None)
+    if clear is not None:
+        clear(force=True)
