@@ -9,8 +9,14 @@ per scenario until ``--requests`` requests or ``--seconds`` have passed, whichev
 
 Writes ``benchmarks/results/load.json`` (or ``--out``). It only ever talks to 127.0.0.1.
 
+``--base REV`` compares the server of commit ``REV`` (checked out in a temporary worktree,
+as benchmarks/ab.py does) with this checkout's, on the same index, in ``--rounds``
+alternating rounds (A B, then B A, ...): each figure is a median over rounds, with the
+ratio of the medians.
+
     python benchmarks/load.py --clients 4 --requests 400 --seconds 20
     python benchmarks/load.py --per-class 4 --clients 2 --requests 20 --seconds 10 --out /tmp/load.json
+    python benchmarks/load.py --db INDEX --base REV --rounds 3 --requests 200 --out benchmarks/results/load-ab.json
 """
 
 from __future__ import annotations
@@ -19,9 +25,9 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -106,14 +112,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(db: Path, log: Path) -> Iterator[str]:
-    """``lookalike serve`` in its own process (so the clients do not share its GIL); its
-    output goes to a file, as an unread pipe could fill up and stall it."""
+def running_server(db: Path, log: Path, src: Path = ROOT / "src") -> Iterator[str]:
+    """``lookalike serve`` from the sources in ``src``, in its own process (so the clients do
+    not share its GIL); its output goes to a file, as an unread pipe could fill up and stall it."""
     port = free_port()
     command = [sys.executable, "-m", "lookalike", "serve", "--db", str(db), "--host", HOST]
+    env = {**os.environ, "PYTHONPATH": str(src)}
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [*command, "--port", str(port)], stdout=output, stderr=subprocess.STDOUT
+            [*command, "--port", str(port)], stdout=output, stderr=subprocess.STDOUT, env=env
         )
     base = f"http://{HOST}:{port}"
     try:
@@ -203,29 +210,53 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=20.0, help="time cap per scenario")
     parser.add_argument("-k", type=int, default=10, help="matches per search")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--base", help="also run the server of this commit, alternating (A/B)")
+    parser.add_argument("--rounds", type=int, default=3, help="A/B rounds (with --base)")
     return parser.parse_args()
+
+
+def serve_and_measure(db: Path, tmp: Path, args: argparse.Namespace, src: Path) -> tuple[int, dict]:
+    """One server from ``src`` under both scenarios: (indexed images, summaries by scenario)."""
+    with running_server(db, tmp / "server.log", src) as base:
+        images = httpx.get(f"{base}/api/info").json()["images"]
+        queries = [p.read_bytes() for p in dataset_images(4, skip=args.per_class)]
+        ids = indexed_ids(base, queries[0])
+        scenarios = asyncio.run(measure(base, args, queries, ids))
+    return images, {s.name: s.summary() for s in scenarios}
+
+
+def compare(db: Path, tmp: Path, args: argparse.Namespace) -> dict:
+    """``--base``: alternating rounds of the base commit's server and this checkout's."""
+    import ab
+
+    trees = {"base": ab.checkout(args.base), "head": ROOT}
+    rounds: dict[str, list[dict]] = {"base": [], "head": []}
+    for number in range(args.rounds):
+        for side in (("base", "head") if number % 2 == 0 else ("head", "base")):
+            rounds[side].append(serve_and_measure(db, tmp, args, trees[side] / "src")[1])
+            print(side, json.dumps(rounds[side][-1]), flush=True)
+    keys = ("queries_per_second", "p50_ms", "p99_ms")
+    medians = {side: {name: {key: statistics.median(r[name][key] for r in runs) for key in keys}
+                      for name in runs[0]} for side, runs in rounds.items()}
+    ratios = {name: {key: round(medians["head"][name][key] / medians["base"][name][key], 3)
+                     for key in keys} for name in medians["head"]}
+    return {"base": args.base, "rounds": rounds, "medians": medians, "head_over_base": ratios}
 
 
 def main() -> None:
     args = parse_args()
+    info = caltech.run_info()  # the load at the start
     with tempfile.TemporaryDirectory(prefix="lookalike-load-") as tmp:
         db = args.db or build_index(Path(tmp), args.per_class)
-        with running_server(db, Path(tmp) / "server.log") as base:
-            images = httpx.get(f"{base}/api/info").json()["images"]
-            queries = [p.read_bytes() for p in dataset_images(4, skip=args.per_class)]
-            ids = indexed_ids(base, queries[0])
-            scenarios = asyncio.run(measure(base, args, queries, ids))
+        images, scenarios = serve_and_measure(db, Path(tmp), args, ROOT / "src")
+        ab_result = compare(db, Path(tmp), args) if args.base else None
     report = {
-        "command": "python " + " ".join([os.path.relpath(__file__, ROOT), *sys.argv[1:]]),
+        **info,
         "indexed_images": images,
         "clients": args.clients,
         "k": args.k,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "processor": platform.processor() or platform.machine(),
-            "python": platform.python_version(),
-        },
-        "scenarios": {s.name: s.summary() for s in scenarios},
+        "scenarios": scenarios,
+        **({"ab": ab_result} if ab_result else {}),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
