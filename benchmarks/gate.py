@@ -13,6 +13,16 @@ thresholds the result lists the copies whose verified match the gate would have 
 (``lost``, by kind of edit) and the share of no-copy queries it would still let through
 (``no_copy_open``): a gate earns its place only where the second falls while the first
 stays at zero.
+
+The regional stage (``regions:10``) runs for every query in which nothing verified surely,
+so every query without a copy pays for it. A third signal asks whether a cheaper regional
+search could tell when it may find something: the query's feature map at the model's own
+input size (what embedding the query computes anyway) pooled over R-MAC windows of levels
+2 and 3, each window searched, and the best window's *contrast* (its first score minus its
+``RegionParams.contrast_rank``-th, as :func:`lookalike.query.regions.regional_candidates`
+scores). ``regional`` lists, per threshold, the copies the regional stage found (nothing
+verified before it) that such a gate would have lost, and the share of no-copy queries it
+would still run the regional stage for.
 """
 
 from __future__ import annotations
@@ -28,9 +38,22 @@ import caltech  # noqa: E402
 import instance  # noqa: E402
 
 import lookalike  # noqa: E402
+from lookalike.images import load_image  # noqa: E402
 from lookalike.query import cascade, verification  # noqa: E402
 
 THRESHOLDS = [(c, w) for c in (0.45, 0.5, 0.6, 0.7) for w in (0.05, 0.06, 0.08, 0.1)]
+REGION_THRESHOLDS = (0.04, 0.05, 0.06, 0.08, 0.1, 0.12)
+CHEAP_LEVELS = (2, 3)  # R-MAC windows a 7 x 7 feature map can hold
+
+
+def regional_signal(index: lookalike.Index, query: str) -> float:
+    """The best window contrast of the cheap regional search of ``query`` (see above)."""
+    embedder, store = index.embedder, index.folder.store
+    image = load_image(query, target_size=index.query_size)  # as a search decodes it
+    vectors, _ = embedder.region_vectors(image, embedder.input_size, CHEAP_LEVELS)
+    params = index.settings.regions
+    scores, _ = store.inner.search(store.transform.apply(vectors), params.contrast_rank + 1)
+    return float((scores[:, 0] - scores[:, -1]).max()) if scores.size else 0.0
 
 
 def signals(index: lookalike.Index, query: str) -> dict:
@@ -51,11 +74,22 @@ def signals(index: lookalike.Index, query: str) -> dict:
         seen["inliers"] = max(out.inliers.values(), default=0)
         return out
 
+    regions = verification.Regions.apply
+
+    def regional(stage, q, ranking, collection):
+        threshold = collection.settings.verify.min_inliers
+        before = {i for i, n in ranking.inliers.items() if n >= threshold}
+        regions(stage, q, ranking, collection)
+        seen["regions_found"] = any(n >= threshold and i not in before for i, n in ranking.inliers.items())
+
     verification.Verify.apply, cascade.Cascade.rank = verify, ranked
+    verification.Regions.apply = regional
     try:
         index.search(query, 10)
     finally:
         verification.Verify.apply, cascade.Cascade.rank = first_stage, rank
+        verification.Regions.apply = regions
+    seen["regional"] = regional_signal(index, query)
     return seen
 
 
@@ -79,14 +113,20 @@ def main() -> None:
         rows.append({"cosine": cos, "words": words, "lost": len(lost),
                      "lost_by_kind": {k: lost.count(k) for k in sorted(set(lost))},
                      "no_copy_open": round(float(np.mean([opens(r) for r in others])), 3)})
+    found = [r["regional"] for r in copies if r.get("regions_found")]
+    regional = [{"contrast": t, "lost": sum(v < t for v in found),
+                 "no_copy_open": round(float(np.mean([r["regional"] >= t for r in others])), 3)}
+                for t in REGION_THRESHOLDS]
     report = {
         **caltech.run_info(), "copies": len(copies), "no_copy": len(others),
         "copies_verified": sum(r["inliers"] >= min_inliers for r in copies),
         "no_copy_verified": sum(r["inliers"] >= min_inliers for r in others),
         "signals": {name: {s: np.percentile([r[s] for r in group], [5, 50, 95]).round(4).tolist()
-                           for s in ("cosine", "words")}
+                           for s in ("cosine", "words", "regional")}
                     for name, group in (("copies", copies), ("no_copy", others))},
         "thresholds": rows,
+        "copies_found_by_regions": len(found),
+        "regional": regional,
     }
     caltech.write_report(report, args.out)
 

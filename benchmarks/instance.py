@@ -33,6 +33,7 @@ photos (the queries are edits of photos in it) in a temporary folder instead.
     python benchmarks/instance.py                                  # the default pipeline
     python benchmarks/instance.py --config none --config qe --config qe+verify10
     python benchmarks/instance.py --limit 600 --queries 20 --config none --config default --out /tmp/instance.json
+    python benchmarks/instance.py --region-size 384 --out benchmarks/results/instance-regions384.json
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ import random
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -303,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--depth", type=int, default=100, help="results per query scored (AP@depth)")
     parser.add_argument("--config", action="append", help=f"query pipeline: one of {', '.join(CONFIGS)}, a spec string or a JSON dict of search options (repeatable; default: default)")
     parser.add_argument("--limit", type=int, help="index a fixed-seed sample of N database photos in a temporary folder (quick check)")
+    parser.add_argument("--region-size", type=int, help="input side of the regional pass (RegionParams.size; default: the settings')")
     parser.add_argument("--out", type=Path, help="write the results as JSON (e.g. benchmarks/results/instance.json)")
     args = parser.parse_args(argv)
 
@@ -320,7 +323,10 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> dict:
     queries = make_queries(args.work, args.queries, args.seed, db, backgrounds)
     photos = caltech.link_tree(db, args.work / "photos")
     t0 = time.perf_counter()
-    with lookalike.Index.open(args.work / "index") as index:
+    settings = lookalike.Settings()
+    if args.region_size:
+        settings = settings.with_(regions=replace(settings.regions, size=args.region_size))
+    with lookalike.Index.open(args.work / "index", settings=settings) as index:
         report = index.add([photos])
         index_seconds = time.perf_counter() - t0
         index.search(queries[0]["path"], 1)  # warm: model session, store, caches
@@ -334,7 +340,8 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> dict:
             "newly_indexed": report.embedded,
             "indexing_seconds": round(index_seconds, 1),
             "settings": {"model": index.settings.model, "pipeline": index.settings.pipeline,
-                         "local_features": index.settings.local_features},
+                         "local_features": index.settings.local_features,
+                         "region_size": index.settings.regions.size},
             "configs": {},
         }
         for name in args.config or ["default"]:
